@@ -1,0 +1,411 @@
+//! `strata topic ...`: topic administration against a running broker over
+//! the Kafka protocol (like `kafka-topics.sh --bootstrap-server`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::kafka::client::{Client, ClientError};
+
+/// CLI failures; printed by `main` and turned into a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Kafka(String),
+    #[error("invalid argument {flag}: {message}")]
+    Arg { flag: &'static str, message: String },
+}
+
+/// `strata topic` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TopicCmd {
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Number of partitions (-1 = the broker's num-partitions).
+        #[arg(long, short = 'p', default_value_t = -1)]
+        partitions: i32,
+        /// Topic config override, repeatable: --config retention.ms=60000
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List topics.
+    List {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show a topic's id, partitions, offsets and config overrides.
+    Describe {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        /// Topic name.
+        name: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Grow partitions and set or delete config overrides.
+    Alter {
+        /// Topic name.
+        name: String,
+        /// New total partition count (only grows).
+        #[arg(long, short = 'p')]
+        partitions: Option<i32>,
+        /// Set a config, repeatable: --set retention.ms=60000
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Remove a config override (back to the default), repeatable.
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Where the broker is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Conn {
+    /// Broker address host:port.
+    #[arg(
+        long,
+        short = 'b',
+        env = "STRATA_BOOTSTRAP_SERVER",
+        default_value = "localhost:9092"
+    )]
+    pub bootstrap_server: String,
+    /// Request timeout in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+}
+
+impl Conn {
+    async fn client(&self) -> Result<Client, CliError> {
+        Ok(Client::connect(
+            &self.bootstrap_server,
+            Duration::from_millis(self.timeout_ms),
+        )
+        .await?)
+    }
+}
+
+fn sb(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+fn parse_kv(flag: &'static str, items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+    let mut m = BTreeMap::new();
+    for it in items {
+        let Some((k, v)) = it.split_once('=') else {
+            return Err(CliError::Arg {
+                flag,
+                message: format!("expected KEY=VALUE, got {it:?}"),
+            });
+        };
+        m.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(m)
+}
+
+fn check(code: i16, message: Option<&StrBytes>, what: &str) -> Result<(), CliError> {
+    if code == 0 {
+        return Ok(());
+    }
+    let m = message.map(|m| m.to_string()).unwrap_or_default();
+    Err(CliError::Kafka(format!(
+        "{what} failed: {} (error code {code}) {m}",
+        error_name(code)
+    )))
+}
+
+fn error_name(code: i16) -> &'static str {
+    match code {
+        3 => "UNKNOWN_TOPIC_OR_PARTITION",
+        17 => "INVALID_TOPIC_EXCEPTION",
+        36 => "TOPIC_ALREADY_EXISTS",
+        37 => "INVALID_PARTITIONS",
+        38 => "INVALID_REPLICATION_FACTOR",
+        40 => "INVALID_CONFIG",
+        42 => "INVALID_REQUEST",
+        _ => "ERROR",
+    }
+}
+
+/// Run a topic subcommand, printing its result to stdout.
+pub async fn run_topic(cmd: TopicCmd) -> Result<(), CliError> {
+    match cmd {
+        TopicCmd::Create {
+            name,
+            partitions,
+            configs,
+            conn,
+        } => {
+            let configs = parse_kv("--config", &configs)?;
+            let mut c = conn.client().await?;
+            let topic = CreatableTopic::default()
+                .with_name(TopicName(sb(name.clone())))
+                .with_num_partitions(partitions)
+                .with_replication_factor(-1)
+                .with_configs(
+                    configs
+                        .into_iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(sb(k))
+                                .with_value(Some(sb(v)))
+                        })
+                        .collect(),
+                );
+            let req = CreateTopicsRequest::default()
+                .with_topics(vec![topic])
+                .with_timeout_ms(30_000);
+            let ResponseKind::CreateTopics(r) = c
+                .send(ApiKey::CreateTopics, RequestKind::CreateTopics(req))
+                .await?
+            else {
+                return Err(CliError::Kafka("unexpected response".into()));
+            };
+            for t in &r.topics {
+                check(
+                    t.error_code,
+                    t.error_message.as_ref(),
+                    &format!("create topic {name}"),
+                )?;
+                println!(
+                    "created topic {} ({} partitions, id {})",
+                    t.name.0.as_str(),
+                    t.num_partitions,
+                    t.topic_id
+                );
+            }
+            Ok(())
+        }
+        TopicCmd::List { conn } => {
+            let mut c = conn.client().await?;
+            let req = MetadataRequest::default().with_topics(None);
+            let ResponseKind::Metadata(r) =
+                c.send(ApiKey::Metadata, RequestKind::Metadata(req)).await?
+            else {
+                return Err(CliError::Kafka("unexpected response".into()));
+            };
+            let mut names: Vec<_> = r
+                .topics
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .collect();
+            names.sort();
+            for n in names {
+                println!("{n}");
+            }
+            Ok(())
+        }
+        TopicCmd::Describe { name, conn } => describe(&name, &conn).await,
+        TopicCmd::Delete { name, conn } => {
+            let mut c = conn.client().await?;
+            let req = DeleteTopicsRequest::default()
+                .with_topic_names(vec![TopicName(sb(name.clone()))])
+                .with_timeout_ms(30_000);
+            let ResponseKind::DeleteTopics(r) = c
+                .send(ApiKey::DeleteTopics, RequestKind::DeleteTopics(req))
+                .await?
+            else {
+                return Err(CliError::Kafka("unexpected response".into()));
+            };
+            for t in &r.responses {
+                check(
+                    t.error_code,
+                    t.error_message.as_ref(),
+                    &format!("delete topic {name}"),
+                )?;
+            }
+            println!("deleted topic {name}");
+            Ok(())
+        }
+        TopicCmd::Alter {
+            name,
+            partitions,
+            set,
+            delete,
+            conn,
+        } => {
+            let set = parse_kv("--set", &set)?;
+            if partitions.is_none() && set.is_empty() && delete.is_empty() {
+                return Err(CliError::Arg {
+                    flag: "--partitions/--set/--delete",
+                    message: "nothing to alter".into(),
+                });
+            }
+            let mut c = conn.client().await?;
+            if let Some(count) = partitions {
+                let req = CreatePartitionsRequest::default()
+                    .with_topics(vec![CreatePartitionsTopic::default()
+                        .with_name(TopicName(sb(name.clone())))
+                        .with_count(count)])
+                    .with_timeout_ms(30_000);
+                let ResponseKind::CreatePartitions(r) = c
+                    .send(ApiKey::CreatePartitions, RequestKind::CreatePartitions(req))
+                    .await?
+                else {
+                    return Err(CliError::Kafka("unexpected response".into()));
+                };
+                for t in &r.results {
+                    check(
+                        t.error_code,
+                        t.error_message.as_ref(),
+                        &format!("alter partitions of {name}"),
+                    )?;
+                }
+                println!("topic {name} now has {count} partitions");
+            }
+            if !set.is_empty() || !delete.is_empty() {
+                let mut configs: Vec<AlterableConfig> = set
+                    .iter()
+                    .map(|(k, v)| {
+                        AlterableConfig::default()
+                            .with_name(sb(k.clone()))
+                            .with_config_operation(0)
+                            .with_value(Some(sb(v.clone())))
+                    })
+                    .collect();
+                configs.extend(delete.iter().map(|k| {
+                    AlterableConfig::default()
+                        .with_name(sb(k.clone()))
+                        .with_config_operation(1)
+                }));
+                let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                    AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(sb(name.clone()))
+                        .with_configs(configs),
+                ]);
+                let ResponseKind::IncrementalAlterConfigs(r) = c
+                    .send(
+                        ApiKey::IncrementalAlterConfigs,
+                        RequestKind::IncrementalAlterConfigs(req),
+                    )
+                    .await?
+                else {
+                    return Err(CliError::Kafka("unexpected response".into()));
+                };
+                for t in &r.responses {
+                    check(
+                        t.error_code,
+                        t.error_message.as_ref(),
+                        &format!("alter configs of {name}"),
+                    )?;
+                }
+                println!("updated configs of topic {name}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn describe(name: &str, conn: &Conn) -> Result<(), CliError> {
+    let mut c = conn.client().await?;
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(TopicName(sb(name))))
+    ]));
+    let ResponseKind::Metadata(md) = c.send(ApiKey::Metadata, RequestKind::Metadata(req)).await?
+    else {
+        return Err(CliError::Kafka("unexpected response".into()));
+    };
+    let Some(t) = md.topics.first() else {
+        return Err(CliError::Kafka(format!("topic {name} not found")));
+    };
+    check(t.error_code, None, &format!("describe topic {name}"))?;
+    // Offsets of every partition.
+    let mut lo = kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default()
+        .with_name(TopicName(sb(name)));
+    let mut hi = lo.clone();
+    for p in &t.partitions {
+        lo.partitions.push(
+            kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-2),
+        );
+        hi.partitions.push(
+            kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1),
+        );
+    }
+    let mut offsets: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
+    for (which, topic) in [(0, lo), (1, hi)] {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![topic]);
+        if let ResponseKind::ListOffsets(r) = c
+            .send(ApiKey::ListOffsets, RequestKind::ListOffsets(req))
+            .await?
+        {
+            for rt in &r.topics {
+                for rp in &rt.partitions {
+                    let e = offsets.entry(rp.partition_index).or_insert((-1, -1));
+                    if which == 0 {
+                        e.0 = rp.offset
+                    } else {
+                        e.1 = rp.offset
+                    }
+                }
+            }
+        }
+    }
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(sb(name))]);
+    let overrides: Vec<String> = match c
+        .send(ApiKey::DescribeConfigs, RequestKind::DescribeConfigs(req))
+        .await?
+    {
+        ResponseKind::DescribeConfigs(r) => r
+            .results
+            .iter()
+            .flat_map(|res| res.configs.iter())
+            .filter(|cfg| cfg.config_source == 1)
+            .map(|cfg| {
+                format!(
+                    "{}={}",
+                    cfg.name.as_str(),
+                    cfg.value
+                        .as_ref()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    println!(
+        "Topic: {name}\tTopicId: {}\tPartitionCount: {}\tConfigs: {}",
+        t.topic_id,
+        t.partitions.len(),
+        overrides.join(",")
+    );
+    for p in &t.partitions {
+        let (start, end) = offsets.get(&p.partition_index).copied().unwrap_or((-1, -1));
+        println!(
+            "\tPartition: {}\tLeader: {}\tLeaderEpoch: {}\tStartOffset: {}\tEndOffset: {}",
+            p.partition_index, p.leader_id.0, p.leader_epoch, start, end
+        );
+    }
+    Ok(())
+}

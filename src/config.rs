@@ -1,0 +1,339 @@
+//! Broker configuration: one flat serde tree, loaded from a TOML file, then
+//! environment variables `STRATA_*`, then command-line flags (each later
+//! source wins), and validated once at start.
+//!
+//! Every flag of `strata serve` is also a key of the TOML file with the same
+//! name (`--segment-bytes` ⇔ `segment-bytes = ...`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration errors name the key or flag at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid value for {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The resolved configuration of `strata serve`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Where logs, metadata and the cluster id live. Local disk holds the
+    /// hot segments; losing it loses unflushed acks=1 data only.
+    pub data_dir: PathBuf,
+    /// This broker's node id (Kafka `node.id`).
+    pub broker_id: i32,
+    /// Rack / zone reported to clients.
+    pub rack: Option<String>,
+    /// Kafka listener.
+    pub kafka_listen: SocketAddr,
+    /// HTTP listener (health, readiness, metrics).
+    pub http_listen: SocketAddr,
+    /// Host clients are told to connect to.
+    pub advertised_host: String,
+    /// Port clients are told to connect to (default: the listener's port).
+    pub advertised_port: Option<u16>,
+    /// Create unknown topics on first produce / metadata request.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and default for CreateTopics(-1).
+    pub num_partitions: i32,
+    /// Default `segment.bytes`: bigger segments mean fewer files and index
+    /// entries, smaller ones let retention reclaim space sooner.
+    pub segment_bytes: u64,
+    /// Default `segment.ms`: roll a segment at least this often.
+    pub segment_ms: i64,
+    /// Default `retention.ms` (-1 keeps forever).
+    pub retention_ms: i64,
+    /// Default `retention.bytes` per partition (-1 unlimited).
+    pub retention_bytes: i64,
+    /// Default `message.timestamp.type` (CreateTime or LogAppendTime).
+    pub message_timestamp_type: String,
+    /// Largest request frame accepted (`socket.request.max.bytes`); a bigger
+    /// length prefix closes the connection before anything is allocated.
+    pub request_max_bytes: usize,
+    /// Concurrent client connections; more are refused at accept.
+    pub max_connections: usize,
+    /// Requests decoded ahead of their responses per connection.
+    pub max_inflight_per_connection: usize,
+    /// Close connections idle (or stalled mid-frame) this long.
+    pub connections_max_idle_ms: u64,
+    /// Upper bound of one fetch response (`fetch.max.bytes`).
+    pub fetch_max_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./strata-data"),
+            broker_id: 1,
+            rack: None,
+            kafka_listen: "0.0.0.0:9092".parse().expect("static addr"),
+            http_listen: "0.0.0.0:8080".parse().expect("static addr"),
+            advertised_host: "localhost".into(),
+            advertised_port: None,
+            auto_create_topics: true,
+            num_partitions: 1,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            message_timestamp_type: "CreateTime".into(),
+            request_max_bytes: 100 * 1024 * 1024,
+            max_connections: 4096,
+            max_inflight_per_connection: 16,
+            connections_max_idle_ms: 600_000,
+            fetch_max_bytes: 55 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Parse a TOML file into a config (missing keys take defaults).
+    pub fn from_toml(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Port advertised to clients.
+    pub fn advertised_port(&self) -> u16 {
+        self.advertised_port.unwrap_or(self.kafka_listen.port())
+    }
+
+    /// Check cross-field rules once at start.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if self.broker_id < 0 {
+            return bad(
+                "--broker-id",
+                format!("must be >= 0, got {}", self.broker_id),
+            );
+        }
+        if !(1..=10_000).contains(&self.num_partitions) {
+            return bad(
+                "--num-partitions",
+                format!("must be 1..=10000, got {}", self.num_partitions),
+            );
+        }
+        if self.segment_bytes < 1024 || self.segment_bytes > i32::MAX as u64 {
+            return bad(
+                "--segment-bytes",
+                format!("must be 1024..={}, got {}", i32::MAX, self.segment_bytes),
+            );
+        }
+        if self.segment_ms < 1 {
+            return bad(
+                "--segment-ms",
+                format!("must be >= 1, got {}", self.segment_ms),
+            );
+        }
+        if !(1024..=1 << 30).contains(&self.request_max_bytes) {
+            return bad(
+                "--request-max-bytes",
+                format!("must be 1024..=1073741824, got {}", self.request_max_bytes),
+            );
+        }
+        if self.max_connections == 0 {
+            return bad("--max-connections", "must be >= 1".into());
+        }
+        if self.max_inflight_per_connection == 0 || self.max_inflight_per_connection > 1024 {
+            return bad("--max-inflight-per-connection", "must be 1..=1024".into());
+        }
+        if self.advertised_host.is_empty() {
+            return bad("--advertised-host", "must not be empty".into());
+        }
+        for (k, v) in self.topic_defaults() {
+            crate::meta::topic_config::validate(&k, &v).map_err(|e| ConfigError::Invalid {
+                key: "topic default",
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Broker-level defaults of topic configs.
+    pub fn topic_defaults(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert("segment.bytes".into(), self.segment_bytes.to_string());
+        m.insert("segment.ms".into(), self.segment_ms.to_string());
+        m.insert("retention.ms".into(), self.retention_ms.to_string());
+        m.insert("retention.bytes".into(), self.retention_bytes.to_string());
+        m.insert(
+            "message.timestamp.type".into(),
+            self.message_timestamp_type.clone(),
+        );
+        m
+    }
+}
+
+/// Flags of `strata serve`. Every flag can also come from the environment
+/// (`STRATA_<FLAG>` in upper snake case) or from the `--config` TOML file;
+/// precedence: flag > environment > file > built-in default.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the keys below (kebab-case, e.g. `data-dir`).
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory for logs and metadata [default: ./strata-data].
+    #[arg(long, env = "STRATA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Node id of this broker [default: 1].
+    #[arg(long, env = "STRATA_BROKER_ID", value_name = "N")]
+    pub broker_id: Option<i32>,
+    /// Rack / availability zone reported in metadata.
+    #[arg(long, env = "STRATA_RACK", value_name = "RACK")]
+    pub rack: Option<String>,
+    /// Kafka protocol listener address [default: 0.0.0.0:9092].
+    #[arg(long, env = "STRATA_KAFKA_LISTEN", value_name = "ADDR")]
+    pub kafka_listen: Option<SocketAddr>,
+    /// HTTP listener for /healthz, /readyz and /metrics [default: 0.0.0.0:8080].
+    #[arg(long, env = "STRATA_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+    /// Host name clients are told to connect to [default: localhost].
+    #[arg(long, env = "STRATA_ADVERTISED_HOST", value_name = "HOST")]
+    pub advertised_host: Option<String>,
+    /// Port clients are told to connect to [default: the Kafka listener's port].
+    #[arg(long, env = "STRATA_ADVERTISED_PORT", value_name = "PORT")]
+    pub advertised_port: Option<u16>,
+    /// Create unknown topics when a client first uses them (Kafka's
+    /// auto.create.topics.enable) [default: true].
+    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", value_name = "BOOL")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics (Kafka's num.partitions) [default: 1].
+    #[arg(long, env = "STRATA_NUM_PARTITIONS", value_name = "N")]
+    pub num_partitions: Option<i32>,
+    /// Default segment.bytes: roll the active segment past this size [default: 1073741824].
+    #[arg(long, env = "STRATA_SEGMENT_BYTES", value_name = "BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Default segment.ms: roll the active segment after this age [default: 604800000].
+    #[arg(long, env = "STRATA_SEGMENT_MS", value_name = "MS")]
+    pub segment_ms: Option<i64>,
+    /// Default retention.ms of topics, -1 = forever [default: 604800000].
+    #[arg(long, env = "STRATA_RETENTION_MS", value_name = "MS")]
+    pub retention_ms: Option<i64>,
+    /// Default retention.bytes per partition, -1 = unlimited [default: -1].
+    #[arg(long, env = "STRATA_RETENTION_BYTES", value_name = "BYTES")]
+    pub retention_bytes: Option<i64>,
+    /// Default message.timestamp.type: CreateTime or LogAppendTime [default: CreateTime].
+    #[arg(long, env = "STRATA_MESSAGE_TIMESTAMP_TYPE", value_name = "TYPE")]
+    pub message_timestamp_type: Option<String>,
+    /// Largest request accepted (socket.request.max.bytes) [default: 104857600].
+    #[arg(long, env = "STRATA_REQUEST_MAX_BYTES", value_name = "BYTES")]
+    pub request_max_bytes: Option<usize>,
+    /// Maximum concurrent client connections [default: 4096].
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Requests processed ahead of their responses per connection [default: 16].
+    #[arg(long, env = "STRATA_MAX_INFLIGHT_PER_CONNECTION", value_name = "N")]
+    pub max_inflight_per_connection: Option<usize>,
+    /// Close connections idle or stalled mid-request this long (connections.max.idle.ms) [default: 600000].
+    #[arg(long, env = "STRATA_CONNECTIONS_MAX_IDLE_MS", value_name = "MS")]
+    pub connections_max_idle_ms: Option<u64>,
+    /// Upper bound of one fetch response (fetch.max.bytes) [default: 57671680].
+    #[arg(long, env = "STRATA_FETCH_MAX_BYTES", value_name = "BYTES")]
+    pub fetch_max_bytes: Option<usize>,
+}
+
+impl ServeArgs {
+    /// Resolve: flags/env (already merged by clap) over the file over defaults.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_toml(p)?,
+            None => Config::default(),
+        };
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
+        }
+        over!(
+            data_dir,
+            broker_id,
+            kafka_listen,
+            http_listen,
+            advertised_host,
+            auto_create_topics,
+            num_partitions,
+            segment_bytes,
+            segment_ms,
+            retention_ms,
+            retention_bytes,
+            message_timestamp_type,
+            request_max_bytes,
+            max_connections,
+            max_inflight_per_connection,
+            connections_max_idle_ms,
+            fetch_max_bytes
+        );
+        if self.rack.is_some() {
+            c.rack = self.rack.clone();
+        }
+        if self.advertised_port.is_some() {
+            c.advertised_port = self.advertised_port;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(
+            &p,
+            "data-dir = \"/from/file\"\nnum-partitions = 3\nsegment-bytes = 4096\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(p),
+            num_partitions: Some(6),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.num_partitions, 6);
+        assert_eq!(c.segment_bytes, 4096);
+        assert_eq!(c.kafka_listen.port(), 9092);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let args = ServeArgs {
+            num_partitions: Some(0),
+            ..Default::default()
+        };
+        let e = args.resolve().unwrap_err().to_string();
+        assert!(e.contains("--num-partitions"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, "no-such-key = 1\n").unwrap();
+        let e = ServeArgs {
+            config: Some(p),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no-such-key"), "{e}");
+    }
+}

@@ -1,0 +1,201 @@
+//! Fetch: whole batches from each requested partition within `max_bytes`
+//! and `partition_max_bytes` (the first batch always, so consumers progress),
+//! long-polling up to `max_wait_ms` until `min_bytes` are available.
+//! Incremental fetch sessions (KIP-227) are declined cleanly: every response
+//! carries session id 0, which tells clients to keep sending full requests.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseKind, TopicName};
+use uuid::Uuid;
+
+use super::sb;
+use crate::broker::{Broker, TopicHandle};
+use crate::kafka::{code, Ctx, Reply};
+use crate::log::LogError;
+
+/// Longest long-poll honoured, whatever the client asks.
+const MAX_WAIT_CAP_MS: i32 = 30_000;
+
+struct Want {
+    topic: Option<Arc<TopicHandle>>,
+    name: TopicName,
+    topic_id: Uuid,
+    partitions: Vec<(i32, i64, i32, i32)>, // (partition, offset, partition_max_bytes, current_leader_epoch)
+}
+
+/// Leader-epoch check of KIP-320 shared by Fetch, ListOffsets and
+/// OffsetForLeaderEpoch.
+pub fn check_epoch(requested: i32, current: i32) -> i16 {
+    if requested < 0 || requested == current {
+        code::NONE
+    } else if requested < current {
+        code::FENCED_LEADER_EPOCH
+    } else {
+        code::UNKNOWN_LEADER_EPOCH
+    }
+}
+
+pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
+    let b = ctx.broker.clone();
+    if req.session_id != 0 {
+        return Reply::Now(ResponseKind::Fetch(
+            FetchResponse::default()
+                .with_error_code(code::FETCH_SESSION_ID_NOT_FOUND)
+                .with_session_id(0),
+        ));
+    }
+    let use_ids = ctx.version >= 13;
+    let wants: Vec<Want> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let topic = if use_ids {
+                b.topic_by_id(&t.topic_id)
+            } else {
+                b.topic(t.topic.0.as_str())
+            };
+            Want {
+                name: topic
+                    .as_ref()
+                    .map(|h| TopicName(sb(h.name.clone())))
+                    .unwrap_or_else(|| t.topic.clone()),
+                topic_id: t.topic_id,
+                topic,
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.partition,
+                            p.fetch_offset,
+                            p.partition_max_bytes,
+                            p.current_leader_epoch,
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let max_bytes = (req.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_wait = req.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS);
+    let read_committed = req.isolation_level == 1;
+    let mut rx = b.subscribe_appends();
+    let (resp, bytes, errors) = gather(&b, &wants, max_bytes, use_ids, read_committed);
+    if bytes >= min_bytes.max(1) || errors || max_wait == 0 || wants.is_empty() {
+        return Reply::Now(ResponseKind::Fetch(resp));
+    }
+    Reply::Later(Box::pin(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(max_wait as u64);
+        loop {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {
+                    let (resp, bytes, errors) =
+                        gather(&b, &wants, max_bytes, use_ids, read_committed);
+                    if bytes >= min_bytes.max(1) || errors {
+                        return ResponseKind::Fetch(resp);
+                    }
+                }
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        ResponseKind::Fetch(gather(&b, &wants, max_bytes, use_ids, read_committed).0)
+    }))
+}
+
+/// Read what is available now. Returns the response, the record bytes in it
+/// and whether any partition carries an error (which ends a long-poll).
+fn gather(
+    b: &Broker,
+    wants: &[Want],
+    max_bytes: usize,
+    use_ids: bool,
+    read_committed: bool,
+) -> (FetchResponse, usize, bool) {
+    let mut total = 0usize;
+    let mut errors = false;
+    let mut responses = Vec::with_capacity(wants.len());
+    for w in wants {
+        let mut parts = Vec::with_capacity(w.partitions.len());
+        for &(p, offset, pmax, epoch) in &w.partitions {
+            let mut pd = PartitionData::default()
+                .with_partition_index(p)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_aborted_transactions(read_committed.then(Vec::new))
+                .with_records(Some(Bytes::new()));
+            let Some(ph) = w.topic.as_ref().and_then(|t| t.partition(p)) else {
+                errors = true;
+                let c = if use_ids && w.topic.is_none() {
+                    code::UNKNOWN_TOPIC_ID
+                } else {
+                    code::UNKNOWN_TOPIC_OR_PARTITION
+                };
+                parts.push(pd.with_error_code(c));
+                continue;
+            };
+            let ec = check_epoch(epoch, ph.leader_epoch);
+            if ec != code::NONE {
+                errors = true;
+                parts.push(pd.with_error_code(ec));
+                continue;
+            }
+            let room = max_bytes.saturating_sub(total);
+            let limit = (pmax.max(0) as usize).min(room);
+            let min_one = total == 0;
+            if limit == 0 && !min_one {
+                let (hw, ls) = (ph.log.log_end_offset(), ph.log.log_start_offset());
+                parts.push(
+                    pd.with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(ls),
+                );
+                continue;
+            }
+            match ph.log.read(offset, limit, min_one) {
+                Ok(r) => {
+                    total += r.records.len();
+                    b.metrics
+                        .bytes_out
+                        .fetch_add(r.records.len() as u64, Relaxed);
+                    pd = pd
+                        .with_high_watermark(r.high_watermark)
+                        .with_last_stable_offset(r.high_watermark)
+                        .with_log_start_offset(r.log_start_offset)
+                        .with_records(Some(r.records));
+                }
+                Err(e) => {
+                    errors = true;
+                    if let LogError::OffsetOutOfRange { start, end, .. } = e {
+                        pd = pd
+                            .with_high_watermark(end)
+                            .with_last_stable_offset(end)
+                            .with_log_start_offset(start);
+                    }
+                    pd = pd.with_error_code(e.kafka_code());
+                }
+            }
+            parts.push(pd);
+        }
+        responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(w.name.clone())
+                .with_topic_id(w.topic.as_ref().map(|t| t.id).unwrap_or(w.topic_id))
+                .with_partitions(parts),
+        );
+    }
+    (
+        FetchResponse::default()
+            .with_session_id(0)
+            .with_responses(responses),
+        total,
+        errors,
+    )
+}

@@ -1,0 +1,61 @@
+//! ListOffsets: latest (-1), earliest (-2), max timestamp (-3), earliest
+//! local (-4) and by timestamp (the first record whose timestamp is >= it).
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::fetch::check_epoch;
+use crate::kafka::{code, Ctx};
+
+pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let b = &ctx.broker;
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let handle = b.topic(t.name.0.as_str());
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1);
+                    let Some(ph) = handle.as_ref().and_then(|h| h.partition(p.partition_index))
+                    else {
+                        return r.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
+                    };
+                    let ec = check_epoch(p.current_leader_epoch, ph.leader_epoch);
+                    if ec != code::NONE {
+                        return r.with_error_code(ec);
+                    }
+                    // leader_epoch exists from v4; older encodings refuse a non-default value.
+                    let r = if ctx.version >= 4 {
+                        r.with_leader_epoch(ph.leader_epoch)
+                    } else {
+                        r
+                    };
+                    let found = match p.timestamp {
+                        -1 => Ok(Some((ph.log.log_end_offset(), -1))),
+                        -2 | -4 => Ok(Some((ph.log.log_start_offset(), -1))),
+                        -3 => ph.log.max_timestamp_offset(),
+                        ts if ts >= 0 => ph.log.offset_for_timestamp(ts),
+                        _ => return r.with_error_code(code::INVALID_REQUEST),
+                    };
+                    match found {
+                        Ok(Some((offset, ts))) => r.with_offset(offset).with_timestamp(ts),
+                        Ok(None) => r,
+                        Err(e) => r.with_error_code(e.kafka_code()),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

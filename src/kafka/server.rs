@@ -1,0 +1,274 @@
+//! Kafka listener and connections.
+//!
+//! Bounded everywhere: a semaphore caps connections; a frame's length prefix
+//! is checked against `request-max-bytes` before anything is allocated, and
+//! the body buffer grows only as bytes really arrive, so a lying length costs
+//! the attacker the bytes it sends; a stalled or idle connection is closed
+//! after `connections-max-idle-ms`; at most `max-inflight-per-connection`
+//! requests wait for their responses, which are written in request order.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::{code, decode_request, dispatch, encode_response, supported_range, Ctx, Reply};
+use crate::broker::Broker;
+
+/// Why a connection was closed by the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("frame of {size} bytes exceeds request-max-bytes {max}")]
+    TooLarge { size: i64, max: usize },
+    #[error("frame of {0} bytes is too short for a request header")]
+    TooShort(i32),
+    #[error("unknown api key {0}")]
+    UnknownApi(i16),
+    #[error("unsupported version {version} of {api:?}")]
+    UnsupportedVersion { api: ApiKey, version: i16 },
+    #[error("malformed {api:?} v{version} request: {message}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        message: String,
+    },
+    #[error("idle or stalled for {0:?}")]
+    Idle(Duration),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Accept connections until `shutdown` flips to true.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            broker.metrics.connections_refused.fetch_add(1, Relaxed);
+            tracing::warn!(%peer, "connection limit reached; refusing");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let b = broker.clone();
+        let sd = shutdown.clone();
+        tokio::spawn(
+            async move {
+                b.metrics.connections.fetch_add(1, Relaxed);
+                b.metrics.connections_total.fetch_add(1, Relaxed);
+                match connection(b.clone(), stream, sd).await {
+                    Ok(()) => tracing::debug!("connection closed"),
+                    Err(ConnError::Io(e)) => tracing::debug!(error = %e, "connection closed"),
+                    Err(e) => {
+                        b.metrics.protocol_errors.fetch_add(1, Relaxed);
+                        tracing::info!(error = %e, "closing connection");
+                    }
+                }
+                b.metrics.connections.fetch_sub(1, Relaxed);
+                drop(permit);
+            }
+            .instrument(tracing::debug_span!("conn", %peer)),
+        );
+    }
+}
+
+enum Slot {
+    Ready(BytesMut),
+    Pending(JoinHandle<Option<BytesMut>>),
+}
+
+/// Read one frame body. `Ok(None)` = clean EOF between frames.
+async fn read_frame(
+    stream: &mut tokio::net::tcp::OwnedReadHalf,
+    max: usize,
+    idle: Duration,
+) -> Result<Option<Bytes>, ConnError> {
+    let mut len_buf = [0u8; 4];
+    match tokio::time::timeout(idle, stream.read_exact(&mut len_buf)).await {
+        Err(_) => return Err(ConnError::Idle(idle)),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(_)) => {}
+    }
+    let size = i32::from_be_bytes(len_buf);
+    if size < 8 {
+        return Err(ConnError::TooShort(size));
+    }
+    if size as usize > max {
+        return Err(ConnError::TooLarge {
+            size: size as i64,
+            max,
+        });
+    }
+    let size = size as usize;
+    // Grow with the bytes that arrive; never trust the prefix for capacity.
+    let mut buf = BytesMut::with_capacity(size.min(64 * 1024));
+    let deadline = tokio::time::Instant::now() + idle;
+    while buf.len() < size {
+        if buf.capacity() == buf.len() {
+            buf.reserve((size - buf.len()).min(buf.len().max(64 * 1024)));
+        }
+        let want = (size - buf.len()).min(buf.capacity() - buf.len());
+        let mut limited = (&mut *stream).take(want as u64);
+        let n = match tokio::time::timeout_at(deadline, limited.read_buf(&mut buf)).await {
+            Err(_) => return Err(ConnError::Idle(idle)),
+            Ok(r) => r?,
+        };
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(Some(buf.freeze()))
+}
+
+async fn connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnError> {
+    let (mut rd, mut wr) = stream.into_split();
+    let max = broker.config.request_max_bytes;
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let (tx, mut rx) = mpsc::channel::<Slot>(broker.config.max_inflight_per_connection);
+    let writer_metrics = broker.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(slot) = rx.recv().await {
+            let buf = match slot {
+                Slot::Ready(b) => b,
+                Slot::Pending(h) => match h.await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => continue,
+                    Err(_) => break,
+                },
+            };
+            if wr.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+        drop(writer_metrics);
+    });
+    let result =
+        loop {
+            let frame = tokio::select! {
+                f = read_frame(&mut rd, max, idle) => f,
+                _ = shutdown.changed() => break Ok(()),
+            };
+            let mut frame = match frame {
+                Ok(Some(f)) => f,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            let started = Instant::now();
+            let key = i16::from_be_bytes([frame[0], frame[1]]);
+            let version = i16::from_be_bytes([frame[2], frame[3]]);
+            let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+            let Ok(api) = ApiKey::try_from(key) else {
+                break Err(ConnError::UnknownApi(key));
+            };
+            let Some((lo, hi)) = supported_range(api) else {
+                break Err(ConnError::UnknownApi(key));
+            };
+            if version < lo || version > hi {
+                if api == ApiKey::ApiVersions {
+                    // KIP-511: answer with v0 and UNSUPPORTED_VERSION so the
+                    // client can retry with a version we speak.
+                    let resp = super::handlers::api_versions::response(code::UNSUPPORTED_VERSION);
+                    let buf = encode_api_versions_v0(correlation_id, resp);
+                    if tx.send(Slot::Ready(buf)).await.is_err() {
+                        break Ok(());
+                    }
+                    continue;
+                }
+                break Err(ConnError::UnsupportedVersion { api, version });
+            }
+            let (header, req) = match decode_request(api, version, &mut frame) {
+                Ok(x) => x,
+                Err(e) => {
+                    break Err(ConnError::Malformed {
+                        api,
+                        version,
+                        message: e.0,
+                    })
+                }
+            };
+            let ctx = Ctx {
+                broker: broker.clone(),
+                version,
+                correlation_id,
+                client_id: header.client_id.as_ref().map(|s| s.to_string()),
+            };
+            let span = tracing::debug_span!("request", api = ?api, version, correlation_id);
+            let reply = dispatch(&ctx, req).instrument(span.clone()).await;
+            let b = broker.clone();
+            let slot = match reply {
+            Reply::Now(resp) => {
+                b.metrics.observe_request(key, started.elapsed().as_secs_f64(), false);
+                match encode_response(api, version, correlation_id, &resp) {
+                    Ok(buf) => Slot::Ready(buf),
+                    Err(e) => {
+                        tracing::error!(error = %e, ?api, version, "cannot encode response");
+                        break Err(ConnError::Malformed { api, version, message: e.0 });
+                    }
+                }
+            }
+            Reply::NoResponse => {
+                b.metrics.observe_request(key, started.elapsed().as_secs_f64(), false);
+                continue;
+            }
+            Reply::Later(fut) => Slot::Pending(tokio::spawn(
+                async move {
+                    let resp = fut.await;
+                    b.metrics.observe_request(key, started.elapsed().as_secs_f64(), false);
+                    match encode_response(api, version, correlation_id, &resp) {
+                        Ok(buf) => Some(buf),
+                        Err(e) => {
+                            tracing::error!(error = %e, ?api, version, "cannot encode response");
+                            None
+                        }
+                    }
+                }
+                .instrument(span),
+            )),
+        };
+            if tx.send(slot).await.is_err() {
+                break Ok(());
+            }
+        };
+    drop(tx);
+    let _ = writer.await;
+    result
+}
+
+fn encode_api_versions_v0(correlation_id: i32, resp: ApiVersionsResponse) -> BytesMut {
+    encode_response(
+        ApiKey::ApiVersions,
+        0,
+        correlation_id,
+        &ResponseKind::ApiVersions(resp),
+    )
+    .unwrap_or_default()
+}

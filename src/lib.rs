@@ -1,0 +1,27 @@
+//! Strata: a Kafka-compatible streaming broker whose durable home is object
+//! storage.
+//!
+//! # Layout
+//! - [`config`]: the serde configuration tree and the `serve` flags.
+//! - [`meta`]: the metadata state machine: commands, pure `apply`, local
+//!   durable store (command log + snapshots). Raft replicates these commands.
+//! - [`log`]: partition logs of RecordBatch v2 bytes: validation, segments,
+//!   sparse offset/time indexes, recovery, idempotent-producer state.
+//! - [`broker`]: ties metadata and logs together for the handlers.
+//! - [`kafka`]: the wire protocol: listener, framing, one handler per API, and
+//!   a small client for the CLI.
+//! - [`http`]: health, readiness and Prometheus metrics.
+//! - [`server`]: starts and stops everything (`strata serve`).
+//! - [`cli`]: `strata topic ...` admin commands.
+//! - [`clock`], [`metrics`]: injected time and the metrics registry.
+
+pub mod broker;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod kafka;
+pub mod log;
+pub mod meta;
+pub mod metrics;
+pub mod server;

@@ -1,0 +1,663 @@
+//! The log of one partition: an ordered list of segments, the last one
+//! active. Appends validate and assign offsets under one short lock; reads
+//! find the batch through the sparse index and `pread` outside the lock;
+//! fsync is group-committed so many acks=all producers share one sync.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::batch::{self, BatchError, BatchHeader, LOG_OVERHEAD};
+use super::producer::{ProducerStates, SeqCheck, SeqError};
+use super::segment::Segment;
+use super::LogError;
+use crate::clock::SharedClock;
+
+/// The topic configs the log engine obeys on each append.
+#[derive(Debug, Clone, Copy)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub index_interval_bytes: u64,
+    pub log_append_time: bool,
+    pub max_message_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            log_append_time: false,
+            max_message_bytes: 1_048_588,
+        }
+    }
+}
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Sequence(#[from] SeqError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("idempotent produce must carry exactly one batch, got {0}")]
+    MultipleIdempotentBatches(usize),
+}
+
+impl AppendError {
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            AppendError::Batch(e) => e.kafka_code(),
+            AppendError::Sequence(e) => e.kafka_code(),
+            AppendError::Log(e) => e.kafka_code(),
+            AppendError::MultipleIdempotentBatches(_) => 42, // INVALID_REQUEST
+        }
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// LogAppendTime given to the batch, or -1 for CreateTime.
+    pub log_append_time: i64,
+    /// The batch was a retry of one already written.
+    pub duplicate: bool,
+    /// Bytes written.
+    pub bytes: usize,
+}
+
+/// Result of a read.
+#[derive(Debug, Clone)]
+pub struct ReadInfo {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+struct Inner {
+    segments: Vec<Segment>,
+    log_start: i64,
+    /// Offsets below this are on stable storage.
+    flushed: i64,
+    /// Sealed segments whose data has not been fsynced yet.
+    unsynced: Vec<Arc<File>>,
+    producers: ProducerStates,
+}
+
+impl Inner {
+    fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+    }
+    fn leo(&self) -> i64 {
+        self.active().next_offset
+    }
+    /// Index of the segment holding `offset`.
+    fn segment_for(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1)
+    }
+}
+
+/// One partition's log on local disk.
+pub struct PartitionLog {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+    sync_lock: tokio::sync::Mutex<()>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+fn parse_base(name: &str) -> Option<i64> {
+    name.strip_suffix(".log")?.parse().ok()
+}
+
+impl PartitionLog {
+    /// Open (or create) the log in `dir`, recovering the active segment:
+    /// cut a torn tail, rebuild its indexes and the producer state.
+    pub fn open(
+        dir: &Path,
+        log_start: i64,
+        cfg: &LogConfig,
+        clock: SharedClock,
+    ) -> Result<PartitionLog, LogError> {
+        std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
+        let mut bases: Vec<i64> = std::fs::read_dir(dir)
+            .map_err(|e| LogError::io(dir, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| parse_base(&e.file_name().to_string_lossy()))
+            .collect();
+        bases.sort_unstable();
+        let now = clock.now_ms();
+        let mut producers = ProducerStates::default();
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+        let n = bases.len();
+        for (i, base) in bases.iter().enumerate() {
+            let path = dir.join(super::segment::log_name(*base));
+            let is_last = i + 1 == n;
+            let seg = Segment::open(&path, *base, !is_last, cfg.index_interval_bytes, now, |h| {
+                producers.record(h, h.base_offset)
+            })?;
+            // A segment wholly below the log start is leftover of retention.
+            if seg.next_offset <= log_start && !is_last {
+                seg.delete_files();
+                continue;
+            }
+            if let Some(prev) = segments.last() {
+                if seg.base_offset < prev.next_offset {
+                    return Err(LogError::Corrupt(
+                        path.display().to_string(),
+                        format!(
+                            "segment base {} overlaps previous end {}",
+                            seg.base_offset, prev.next_offset
+                        ),
+                    ));
+                }
+            }
+            segments.push(seg);
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, log_start, now)?);
+        } else if let Some(last) = segments.last() {
+            if last.next_offset < log_start {
+                // Everything we hold was retained away: start fresh at log_start.
+                let last = segments.pop().expect("non-empty");
+                last.delete_files();
+                segments.push(Segment::create(dir, log_start, now)?);
+            }
+        }
+        let first = segments[0].base_offset;
+        let leo = segments.last().map(|s| s.next_offset).unwrap_or(0);
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            inner: Mutex::new(Inner {
+                segments,
+                log_start: log_start.max(first).min(leo),
+                flushed: leo,
+                unsynced: Vec::new(),
+                producers,
+            }),
+            sync_lock: tokio::sync::Mutex::new(()),
+            clock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Append the batches of one produce request for this partition.
+    /// All batches are validated before any is written.
+    pub fn append(
+        &self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        cfg: &LogConfig,
+    ) -> Result<AppendInfo, AppendError> {
+        // Split and validate outside the lock.
+        let mut spans: Vec<(usize, usize, BatchHeader)> = Vec::with_capacity(1);
+        let mut pos = 0;
+        while pos < records.len() {
+            let Some(len) = batch::peek_batch_len(&records[pos..]) else {
+                return Err(BatchError::Truncated {
+                    have: records.len() - pos,
+                    need: LOG_OVERHEAD,
+                }
+                .into());
+            };
+            if len < 0 {
+                return Err(BatchError::BadLength { length: len }.into());
+            }
+            let end = pos
+                .checked_add(LOG_OVERHEAD + len as usize)
+                .filter(|e| *e <= records.len())
+                .ok_or(BatchError::Truncated {
+                    have: records.len() - pos,
+                    need: LOG_OVERHEAD + len as usize,
+                })?;
+            let h = batch::validate(&records[pos..end], cfg.max_message_bytes)?;
+            spans.push((pos, end, h));
+            pos = end;
+        }
+        if spans.is_empty() {
+            return Err(BatchError::Truncated {
+                have: 0,
+                need: LOG_OVERHEAD,
+            }
+            .into());
+        }
+        let idempotent = spans
+            .iter()
+            .any(|s| s.2.has_producer_id() && s.2.base_sequence >= 0);
+        if idempotent && spans.len() > 1 {
+            return Err(AppendError::MultipleIdempotentBatches(spans.len()));
+        }
+        let now = self.clock.now_ms();
+        let append_time = cfg.log_append_time.then_some(now);
+
+        let mut inner = self.inner.lock();
+        if idempotent {
+            if let SeqCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } = inner.producers.check(&spans[0].2)?
+            {
+                return Ok(AppendInfo {
+                    base_offset,
+                    last_offset,
+                    log_append_time: append_time.unwrap_or(-1),
+                    duplicate: true,
+                    bytes: 0,
+                });
+            }
+        }
+        let first_offset = inner.leo();
+        let mut written = 0;
+        for (start, end, h) in spans {
+            let len = (end - start) as u64;
+            let active = inner.active();
+            let full = active.size > 0 && active.size + len > cfg.segment_bytes;
+            let old = active.size > 0 && now - active.created_ms >= cfg.segment_ms;
+            let index_overflow = active.next_offset - active.base_offset > (u32::MAX / 2) as i64
+                || active.size + len > u32::MAX as u64;
+            if full || old || index_overflow {
+                self.roll(&mut inner, now)?;
+            }
+            let base = inner.leo();
+            let bytes = &mut records[start..end];
+            batch::assign(bytes, base, leader_epoch, append_time);
+            let mut h = h;
+            h.base_offset = base;
+            if let Some(ts) = append_time {
+                h.max_timestamp = ts;
+            }
+            inner
+                .active_mut()
+                .append(&h, bytes, cfg.index_interval_bytes)?;
+            inner.producers.record(&h, base);
+            written += len as usize;
+        }
+        Ok(AppendInfo {
+            base_offset: first_offset,
+            last_offset: inner.leo() - 1,
+            log_append_time: append_time.unwrap_or(-1),
+            duplicate: false,
+            bytes: written,
+        })
+    }
+
+    /// Seal the active segment and open a new one at the log end.
+    fn roll(&self, inner: &mut Inner, now: i64) -> Result<(), LogError> {
+        let leo = inner.leo();
+        // Sealing writes the index files; the data itself is fsynced by the
+        // next sync_to, which walks `unsynced`.
+        inner.active().seal()?;
+        let file = inner.active().file.clone();
+        inner.unsynced.push(file);
+        let seg = Segment::create(&self.dir, leo, now)?;
+        inner.segments.push(seg);
+        Ok(())
+    }
+
+    /// Make every offset below `offset` durable (fsync), sharing the sync
+    /// with concurrent callers.
+    pub async fn sync_to(&self, offset: i64) -> Result<(), LogError> {
+        if self.inner.lock().flushed >= offset {
+            return Ok(());
+        }
+        let _g = self.sync_lock.lock().await;
+        let (target, files) = {
+            let mut inner = self.inner.lock();
+            if inner.flushed >= offset {
+                return Ok(());
+            }
+            let mut files = std::mem::take(&mut inner.unsynced);
+            files.push(inner.active().file.clone());
+            (inner.leo(), files)
+        };
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), LogError> {
+            for f in files {
+                f.sync_data().map_err(|e| LogError::io(&dir, e))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| {
+            LogError::Corrupt(
+                self.dir.display().to_string(),
+                format!("sync task failed: {e}"),
+            )
+        })??;
+        let mut inner = self.inner.lock();
+        inner.flushed = inner.flushed.max(target);
+        Ok(())
+    }
+
+    /// Blocking flush of everything, for shutdown.
+    pub fn sync_all(&self) -> Result<(), LogError> {
+        let mut inner = self.inner.lock();
+        for f in std::mem::take(&mut inner.unsynced) {
+            f.sync_data().map_err(|e| LogError::io(&self.dir, e))?;
+        }
+        inner
+            .active()
+            .file
+            .sync_data()
+            .map_err(|e| LogError::io(&self.dir, e))?;
+        inner.flushed = inner.leo();
+        Ok(())
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.lock().leo()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.lock().log_start
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.lock().segments.iter().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.lock().segments.len()
+    }
+
+    /// Read whole batches starting with the one that holds `offset`.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadInfo, LogError> {
+        let inner = self.inner.lock();
+        let (leo, start) = (inner.leo(), inner.log_start);
+        if offset < start || offset > leo {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start,
+                end: leo,
+            });
+        }
+        let mut i = inner.segment_for(offset);
+        let mut out = Vec::new();
+        while i < inner.segments.len() {
+            let seg = &inner.segments[i];
+            if let Some(pos) = seg.position_of(offset.max(seg.base_offset))? {
+                out = seg.read_at(pos, max_bytes, min_one, seg.size)?;
+                if !out.is_empty() {
+                    break;
+                }
+            }
+            i += 1;
+        }
+        Ok(ReadInfo {
+            records: Bytes::from(out),
+            high_watermark: leo,
+            log_start_offset: start,
+        })
+    }
+
+    /// First offset whose record timestamp is >= `ts`, with that timestamp.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let inner = self.inner.lock();
+        for seg in &inner.segments {
+            if seg.max_timestamp < ts || seg.next_offset <= inner.log_start {
+                continue;
+            }
+            let rel = seg.time_index.floor(ts);
+            let pos = seg.offset_index.floor(rel) as u64;
+            let mut found = None;
+            seg.scan_headers(pos, seg.size, |p, h| {
+                if h.max_timestamp >= ts && h.last_offset() >= inner.log_start {
+                    found = Some((p, *h));
+                    false
+                } else {
+                    true
+                }
+            })?;
+            let Some((p, h)) = found else { continue };
+            if h.attributes & 0x08 != 0 {
+                return Ok(Some((h.base_offset.max(inner.log_start), h.max_timestamp)));
+            }
+            let raw = seg.read_batch(p, &h)?;
+            let mut bytes = Bytes::from(raw);
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+                .map_err(|e| LogError::Corrupt(seg_name(seg), e.to_string()))?;
+            if let Some(r) = set
+                .records
+                .iter()
+                .find(|r| r.timestamp >= ts && r.offset >= inner.log_start)
+            {
+                return Ok(Some((r.offset, r.timestamp)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Offset of the first record with the largest timestamp (ListOffsets -3).
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let max = {
+            let inner = self.inner.lock();
+            inner
+                .segments
+                .iter()
+                .map(|s| s.max_timestamp)
+                .max()
+                .unwrap_or(-1)
+        };
+        if max < 0 {
+            return Ok(None);
+        }
+        self.offset_for_timestamp(max)
+    }
+
+    /// Advance the log start (DeleteRecords / retention); whole segments
+    /// below it are removed.
+    pub fn advance_start(&self, offset: i64) {
+        let mut inner = self.inner.lock();
+        let leo = inner.leo();
+        inner.log_start = inner.log_start.max(offset.min(leo));
+        while inner.segments.len() > 1 && inner.segments[0].next_offset <= inner.log_start {
+            let seg = inner.segments.remove(0);
+            seg.delete_files();
+        }
+    }
+
+    /// Delete all files of this log.
+    pub fn delete(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn seg_name(s: &Segment) -> String {
+    format!("segment {}", s.base_offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn batch(n: usize, ts: i64) -> Vec<u8> {
+        let vals: Vec<Vec<u8>> = (0..n).map(|i| format!("value-{i}").into_bytes()).collect();
+        let recs: Vec<(Option<&[u8]>, Option<&[u8]>, i64)> = vals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (None, Some(v.as_slice()), ts + i as i64))
+            .collect();
+        batch::build(0, &recs, None).to_vec()
+    }
+
+    fn small() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1024,
+            index_interval_bytes: 128,
+            ..LogConfig::default()
+        }
+    }
+
+    #[test]
+    fn append_assigns_offsets_and_rolls() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(1_000);
+        let log = PartitionLog::open(dir.path(), 0, &small(), clock.clone()).unwrap();
+        let mut next = 0;
+        for i in 0..50 {
+            let mut b = batch(3, i * 10);
+            let info = log.append(&mut b, 0, &small()).unwrap();
+            assert_eq!(info.base_offset, next);
+            assert_eq!(info.last_offset, next + 2);
+            next += 3;
+        }
+        assert!(log.segment_count() > 3, "rolled by segment.bytes");
+        // read every offset back
+        let mut off = 0;
+        while off < next {
+            let r = log.read(off, 1, true).unwrap();
+            let h = BatchHeader::parse(&r.records).unwrap();
+            assert!(h.base_offset <= off && off <= h.last_offset());
+            off = h.last_offset() + 1;
+        }
+        assert!(matches!(
+            log.read(next + 1, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(log.read(next, 100, true).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn roll_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(0);
+        let cfg = LogConfig {
+            segment_ms: 100,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path(), 0, &cfg, clock.clone()).unwrap();
+        log.append(&mut batch(1, 0), 0, &cfg).unwrap();
+        clock.advance(150);
+        log.append(&mut batch(1, 0), 0, &cfg).unwrap();
+        assert_eq!(log.segment_count(), 2);
+    }
+
+    #[test]
+    fn recovery_cuts_torn_tail_and_continues_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(0);
+        {
+            let log = PartitionLog::open(dir.path(), 0, &small(), clock.clone()).unwrap();
+            for _ in 0..20 {
+                log.append(&mut batch(2, 5), 0, &small()).unwrap();
+            }
+            log.sync_all().unwrap();
+        }
+        // tear the active segment: append half a batch
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().unwrap() == "log")
+            .collect();
+        names.sort();
+        let last = names.last().unwrap();
+        let good_len = std::fs::metadata(last).unwrap().len();
+        let half = &batch(2, 5)[..30];
+        let mut f = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+        std::io::Write::write_all(&mut f, half).unwrap();
+        drop(f);
+        let log = PartitionLog::open(dir.path(), 0, &small(), clock.clone()).unwrap();
+        assert_eq!(std::fs::metadata(last).unwrap().len(), good_len);
+        assert_eq!(log.log_end_offset(), 40);
+        let info = log.append(&mut batch(1, 5), 0, &small()).unwrap();
+        assert_eq!(info.base_offset, 40);
+    }
+
+    #[test]
+    fn recovery_stops_at_corrupt_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(0);
+        let cfg = LogConfig::default();
+        {
+            let log = PartitionLog::open(dir.path(), 0, &cfg, clock.clone()).unwrap();
+            for _ in 0..3 {
+                log.append(&mut batch(2, 5), 0, &cfg).unwrap();
+            }
+        }
+        let p = dir.path().join(super::super::segment::log_name(0));
+        let mut bytes = std::fs::read(&p).unwrap();
+        let n = bytes.len();
+        bytes[n - 3] ^= 0xff; // corrupt the last batch's payload
+        std::fs::write(&p, &bytes).unwrap();
+        let log = PartitionLog::open(dir.path(), 0, &cfg, clock).unwrap();
+        assert_eq!(log.log_end_offset(), 4);
+    }
+
+    #[test]
+    fn idempotent_duplicate_is_not_written_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig::default();
+        let log = PartitionLog::open(dir.path(), 0, &cfg, ManualClock::new(0)).unwrap();
+        let recs: [(Option<&[u8]>, Option<&[u8]>, i64); 2] =
+            [(None, Some(b"a"), 1), (None, Some(b"b"), 2)];
+        let b = batch::build(0, &recs, Some((77, 0, 0))).to_vec();
+        let first = log.append(&mut b.clone(), 0, &cfg).unwrap();
+        let again = log.append(&mut b.clone(), 0, &cfg).unwrap();
+        assert!(again.duplicate);
+        assert_eq!(first.base_offset, again.base_offset);
+        assert_eq!(log.log_end_offset(), 2);
+        let gap = batch::build(0, &recs, Some((77, 0, 9))).to_vec();
+        let err = log.append(&mut gap.clone(), 0, &cfg).unwrap_err();
+        assert_eq!(err.kafka_code(), 45);
+    }
+
+    #[test]
+    fn timestamp_lookup_finds_first_record_at_or_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = small();
+        let log = PartitionLog::open(dir.path(), 0, &cfg, ManualClock::new(0)).unwrap();
+        for i in 0..30 {
+            log.append(&mut batch(4, 1000 + i * 4), 0, &cfg).unwrap();
+        }
+        // records have ts 1000..1120 at offsets 0..120
+        assert_eq!(log.offset_for_timestamp(1000).unwrap(), Some((0, 1000)));
+        assert_eq!(log.offset_for_timestamp(1057).unwrap(), Some((57, 1057)));
+        assert_eq!(log.offset_for_timestamp(5000).unwrap(), None);
+        assert_eq!(log.max_timestamp_offset().unwrap(), Some((119, 1119)));
+    }
+
+    #[test]
+    fn bad_batch_refused_and_nothing_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig::default();
+        let log = PartitionLog::open(dir.path(), 0, &cfg, ManualClock::new(0)).unwrap();
+        let mut good = batch(1, 0);
+        let mut bad = batch(1, 0);
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        good.extend_from_slice(&bad);
+        let err = log.append(&mut good, 0, &cfg).unwrap_err();
+        assert_eq!(err.kafka_code(), 2);
+        assert_eq!(log.log_end_offset(), 0);
+    }
+}

@@ -1,0 +1,60 @@
+//! The `strata` binary: parse flags, load config, run.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Strata: a Kafka-compatible streaming broker whose durable home is object storage.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (with no flags: Kafka on :9092, HTTP on :8080, data in ./strata-data).
+    ///
+    /// Every flag can also be set with an environment variable STRATA_<FLAG>
+    /// or as a key of the --config TOML file; precedence is
+    /// flag > environment > file > default.
+    Serve(Box<strata::config::ServeArgs>),
+    /// Manage topics on a running broker.
+    #[command(subcommand)]
+    Topic(strata::cli::TopicCmd),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.resolve()?;
+            rt.block_on(strata::server::run(config, shutdown_signal()))?;
+        }
+        Command::Topic(cmd) => rt.block_on(strata::cli::run_topic(cmd))?,
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

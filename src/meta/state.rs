@@ -1,0 +1,1148 @@
+//! The metadata state and its deterministic `apply`.
+//!
+//! `apply` is a pure function of (state, command): no clock, no randomness,
+//! no I/O, and iteration only over `BTreeMap`s, so replaying the same command
+//! log (locally today, through raft later) always yields the same state.
+//! Every command is checked completely before anything is mutated, so a
+//! refused command leaves the state untouched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::command::{Command, CommandOutput};
+use super::error::MetaError;
+use super::topic_config::{self, TopicConfig};
+
+/// Most partitions a topic may have (keeps one command's work bounded).
+pub const MAX_PARTITIONS: i32 = 10_000;
+/// Most producer ids one `AllocateProducerIds` may take.
+pub const MAX_PRODUCER_ID_BLOCK: i64 = 1_000_000;
+/// First producer id handed out by a fresh state.
+pub const FIRST_PRODUCER_ID: i64 = 1000;
+/// Epoch history kept per partition; older epochs answer `None` in
+/// [`PartitionMeta::end_offset_for_epoch`], which clients treat as "truncate
+/// to what you have", so the cap only bounds memory.
+pub const MAX_EPOCH_ENTRIES: usize = 64;
+/// Longest topic name Kafka allows.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// The whole metadata state: plain data, cheap to serialize as a snapshot.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MetaState {
+    /// Registered brokers by id.
+    pub brokers: BTreeMap<i32, BrokerInfo>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, Topic>,
+    /// Topic id -> name; always the exact inverse of `topics`.
+    pub topic_ids: BTreeMap<Uuid, String>,
+    /// Next producer id to hand out.
+    pub next_producer_id: i64,
+    /// Number of commands applied successfully so far (the log index).
+    pub applied_index: u64,
+}
+
+/// A registered broker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BrokerInfo {
+    /// Broker id.
+    pub broker_id: i32,
+    /// Incarnation: 1 on first registration, +1 per re-registration, so
+    /// stale requests from a previous process can be fenced.
+    pub epoch: i64,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+    /// Rack / zone.
+    pub rack: Option<String>,
+}
+
+/// A topic.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Topic {
+    /// Name.
+    pub name: String,
+    /// Id, unique for the life of the cluster.
+    pub topic_id: Uuid,
+    /// Only the explicitly set overrides, as raw Kafka strings.
+    pub configs: BTreeMap<String, String>,
+    /// Partitions; index = partition id.
+    pub partitions: Vec<PartitionMeta>,
+    /// Creation time as supplied by the creator.
+    pub created_at_ms: i64,
+}
+
+/// Metadata of one partition.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PartitionMeta {
+    /// Leader broker id, -1 for none.
+    pub leader: i32,
+    /// Current leader epoch.
+    pub leader_epoch: i32,
+    /// First offset still readable.
+    pub log_start_offset: i64,
+    /// (leader epoch, first offset written in it), ascending in both.
+    pub epoch_start_offsets: Vec<(i32, i64)>,
+}
+
+impl Default for MetaState {
+    fn default() -> Self {
+        MetaState {
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            topic_ids: BTreeMap::new(),
+            next_producer_id: FIRST_PRODUCER_ID,
+            applied_index: 0,
+        }
+    }
+}
+
+/// Checks a topic name against Kafka's rules: 1..=249 characters of
+/// `[a-zA-Z0-9._-]`, and not `.` or `..` (they would be path components).
+pub fn validate_topic_name(name: &str) -> Result<(), MetaError> {
+    let bad = |reason: &str| MetaError::InvalidTopicName {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() {
+        return Err(bad("name is empty"));
+    }
+    if name == "." || name == ".." {
+        return Err(bad("name cannot be '.' or '..'"));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(bad("name is longer than 249 characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Err(bad(
+            "only ASCII letters, digits, '.', '_' and '-' are allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka refuses topics whose names differ only in '.' vs '_' because metric
+/// names replace '.' with '_' and would merge them.
+fn collision_key(name: &str) -> String {
+    name.replace('.', "_")
+}
+
+impl PartitionMeta {
+    fn new(leader: i32) -> PartitionMeta {
+        PartitionMeta {
+            leader,
+            leader_epoch: 0,
+            log_start_offset: 0,
+            epoch_start_offsets: vec![(0, 0)],
+        }
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer for this partition.
+    ///
+    /// Returns the largest known epoch <= `requested_epoch` and the offset at
+    /// which it ended: the start offset of the next higher known epoch, or
+    /// `log_end_offset` when no higher epoch exists (requested >= current).
+    /// `None` when `requested_epoch` is below every known epoch.
+    pub fn end_offset_for_epoch(
+        &self,
+        requested_epoch: i32,
+        log_end_offset: i64,
+    ) -> Option<(i32, i64)> {
+        // Entries are ascending by epoch, so the split point is a binary search.
+        let higher = self
+            .epoch_start_offsets
+            .partition_point(|&(e, _)| e <= requested_epoch);
+        let (floor_epoch, _) = *self.epoch_start_offsets.get(higher.checked_sub(1)?)?;
+        let end = match self.epoch_start_offsets.get(higher) {
+            Some(&(_, start)) => start,
+            None => log_end_offset,
+        };
+        Some((floor_epoch, end))
+    }
+}
+
+impl Topic {
+    /// Typed effective configs: overrides > `broker_defaults` (keyed by
+    /// topic-level names) > Kafka defaults.
+    pub fn effective_config(&self, broker_defaults: &BTreeMap<String, String>) -> TopicConfig {
+        TopicConfig::resolve(&self.configs, broker_defaults)
+    }
+}
+
+fn partition_index(p: i32) -> Option<usize> {
+    usize::try_from(p).ok()
+}
+
+impl MetaState {
+    /// An empty state (producer ids start at [`FIRST_PRODUCER_ID`]).
+    pub fn new() -> MetaState {
+        MetaState::default()
+    }
+
+    /// Topic by name.
+    pub fn topic(&self, name: &str) -> Option<&Topic> {
+        self.topics.get(name)
+    }
+
+    /// Topic by id.
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&Topic> {
+        self.topic_ids
+            .get(id)
+            .and_then(|name| self.topics.get(name))
+    }
+
+    /// One partition of a topic.
+    pub fn partition(&self, name: &str, p: i32) -> Option<&PartitionMeta> {
+        self.topics.get(name)?.partitions.get(partition_index(p)?)
+    }
+
+    /// Applies `cmd`: on `Ok` the state changed and `applied_index` grew by
+    /// one; on `Err` the state is exactly as before.
+    pub fn apply(&mut self, cmd: Command) -> Result<CommandOutput, MetaError> {
+        self.check(&cmd)?;
+        Ok(self.apply_checked(cmd))
+    }
+
+    /// Would `apply(cmd)` succeed? Lets the store refuse a command before it
+    /// writes it to the log, and the log then holds only applicable commands.
+    pub fn check(&self, cmd: &Command) -> Result<(), MetaError> {
+        match cmd {
+            Command::RegisterBroker {
+                broker_id,
+                host,
+                port,
+                rack: _,
+            } => {
+                if *broker_id < 0 {
+                    return Err(invalid(format!("broker id must be >= 0, got {broker_id}")));
+                }
+                if host.is_empty() {
+                    return Err(invalid(format!("broker {broker_id} has an empty host")));
+                }
+                if !(1..=65535).contains(port) {
+                    return Err(invalid(format!(
+                        "broker {broker_id} port must be in 1..=65535, got {port}"
+                    )));
+                }
+                Ok(())
+            }
+            Command::CreateTopic {
+                name,
+                topic_id,
+                partitions,
+                replication_factor,
+                configs,
+                leader,
+                created_at_ms: _,
+            } => {
+                validate_topic_name(name)?;
+                if self.topics.contains_key(name) {
+                    return Err(MetaError::TopicAlreadyExists { name: name.clone() });
+                }
+                let key = collision_key(name);
+                if let Some(other) = self.topics.keys().find(|t| collision_key(t) == key) {
+                    return Err(MetaError::InvalidTopicName {
+                        name: name.clone(),
+                        reason: format!("collides with existing topic {other} ('.' and '_' are interchangeable in metric names)"),
+                    });
+                }
+                if let Some(existing) = self.topic_ids.get(topic_id) {
+                    return Err(MetaError::TopicIdInUse {
+                        topic_id: *topic_id,
+                        existing: existing.clone(),
+                    });
+                }
+                if *topic_id == Uuid::nil() {
+                    return Err(invalid("topic id must not be the nil UUID".to_string()));
+                }
+                if *partitions < 1 || *partitions > MAX_PARTITIONS {
+                    return Err(MetaError::InvalidPartitions {
+                        name: name.clone(),
+                        reason: format!(
+                            "partition count must be in 1..={MAX_PARTITIONS}, asked for {partitions}"
+                        ),
+                    });
+                }
+                if *replication_factor != -1 && *replication_factor != 1 {
+                    return Err(MetaError::InvalidReplicationFactor {
+                        replication_factor: *replication_factor,
+                    });
+                }
+                for (k, v) in configs {
+                    topic_config::validate(k, v)?;
+                }
+                self.check_broker(*leader)
+            }
+            Command::DeleteTopic { name } => self.check_topic(name).map(|_| ()),
+            Command::CreatePartitions {
+                name,
+                new_total,
+                leader,
+            } => {
+                let topic = self.check_topic(name)?;
+                let current = topic.partitions.len();
+                if usize::try_from(*new_total).map_or(true, |n| n <= current) {
+                    return Err(MetaError::InvalidPartitions {
+                        name: name.clone(),
+                        reason: format!("topic has {current} partitions, asked for {new_total}"),
+                    });
+                }
+                if *new_total > MAX_PARTITIONS {
+                    return Err(MetaError::InvalidPartitions {
+                        name: name.clone(),
+                        reason: format!(
+                            "partition count must be at most {MAX_PARTITIONS}, asked for {new_total}"
+                        ),
+                    });
+                }
+                self.check_broker(*leader)
+            }
+            Command::AlterTopicConfigs {
+                name,
+                set,
+                delete,
+                replace_all: _,
+            } => {
+                self.check_topic(name)?;
+                for (k, v) in set {
+                    topic_config::validate(k, v)?;
+                }
+                for k in delete {
+                    if topic_config::lookup(k).is_none() {
+                        return Err(MetaError::InvalidConfig {
+                            key: k.clone(),
+                            value: String::new(),
+                            reason: "unknown topic config".to_string(),
+                        });
+                    }
+                }
+                Ok(())
+            }
+            Command::BecomeLeader {
+                broker_id,
+                partitions,
+            } => {
+                self.check_broker(*broker_id)?;
+                let mut seen = BTreeSet::new();
+                for (name, p, leo) in partitions {
+                    let part = self.check_partition(name, *p)?;
+                    if !seen.insert((name.as_str(), *p)) {
+                        return Err(invalid(format!(
+                            "partition {name}-{p} is listed more than once"
+                        )));
+                    }
+                    if *leo < 0 {
+                        return Err(invalid(format!(
+                            "negative log end offset {leo} for {name}-{p}"
+                        )));
+                    }
+                    if part.leader_epoch == i32::MAX {
+                        return Err(invalid(format!("leader epoch of {name}-{p} is exhausted")));
+                    }
+                }
+                Ok(())
+            }
+            Command::AdvanceLogStart {
+                name,
+                partition,
+                offset,
+            } => {
+                self.check_partition(name, *partition)?;
+                if *offset < 0 {
+                    return Err(MetaError::OffsetOutOfRange {
+                        name: name.clone(),
+                        partition: *partition,
+                        offset: *offset,
+                    });
+                }
+                Ok(())
+            }
+            Command::AllocateProducerIds { count } => {
+                if *count < 1 || *count > MAX_PRODUCER_ID_BLOCK {
+                    return Err(invalid(format!(
+                        "producer id block must be in 1..={MAX_PRODUCER_ID_BLOCK}, asked for {count}"
+                    )));
+                }
+                if self.next_producer_id.checked_add(*count).is_none() {
+                    return Err(invalid("producer ids are exhausted".to_string()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn check_broker(&self, broker_id: i32) -> Result<(), MetaError> {
+        if self.brokers.contains_key(&broker_id) {
+            Ok(())
+        } else {
+            Err(MetaError::BrokerNotAvailable { broker_id })
+        }
+    }
+
+    fn check_topic(&self, name: &str) -> Result<&Topic, MetaError> {
+        self.topics
+            .get(name)
+            .ok_or_else(|| MetaError::UnknownTopic {
+                name: name.to_string(),
+            })
+    }
+
+    fn check_partition(&self, name: &str, p: i32) -> Result<&PartitionMeta, MetaError> {
+        self.check_topic(name)?
+            .partitions
+            .get(partition_index(p).unwrap_or(usize::MAX))
+            .ok_or_else(|| MetaError::UnknownPartition {
+                name: name.to_string(),
+                partition: p,
+            })
+    }
+
+    /// Applies a command that [`MetaState::check`] accepted. Infallible by
+    /// construction: every condition that could refuse it was checked, so a
+    /// missing entry here can only be skipped, never half-applied.
+    pub(super) fn apply_checked(&mut self, cmd: Command) -> CommandOutput {
+        self.applied_index += 1;
+        match cmd {
+            Command::RegisterBroker {
+                broker_id,
+                host,
+                port,
+                rack,
+            } => {
+                let epoch = self.brokers.get(&broker_id).map_or(1, |b| b.epoch + 1);
+                self.brokers.insert(
+                    broker_id,
+                    BrokerInfo {
+                        broker_id,
+                        epoch,
+                        host,
+                        port,
+                        rack,
+                    },
+                );
+                CommandOutput::BrokerRegistered { epoch }
+            }
+            Command::CreateTopic {
+                name,
+                topic_id,
+                partitions,
+                replication_factor: _,
+                configs,
+                leader,
+                created_at_ms,
+            } => {
+                let count = partition_index(partitions).unwrap_or(0);
+                self.topic_ids.insert(topic_id, name.clone());
+                self.topics.insert(
+                    name.clone(),
+                    Topic {
+                        name,
+                        topic_id,
+                        configs,
+                        partitions: vec![PartitionMeta::new(leader); count],
+                        created_at_ms,
+                    },
+                );
+                CommandOutput::TopicCreated { topic_id }
+            }
+            Command::DeleteTopic { name } => {
+                let topic_id = match self.topics.remove(&name) {
+                    Some(t) => t.topic_id,
+                    None => Uuid::nil(),
+                };
+                self.topic_ids.remove(&topic_id);
+                CommandOutput::TopicDeleted { topic_id }
+            }
+            Command::CreatePartitions {
+                name,
+                new_total,
+                leader,
+            } => {
+                if let Some(t) = self.topics.get_mut(&name) {
+                    let n = partition_index(new_total).unwrap_or(0);
+                    t.partitions.resize(n, PartitionMeta::new(leader));
+                }
+                CommandOutput::PartitionsCreated { total: new_total }
+            }
+            Command::AlterTopicConfigs {
+                name,
+                set,
+                delete,
+                replace_all,
+            } => {
+                if let Some(t) = self.topics.get_mut(&name) {
+                    if replace_all {
+                        t.configs = set;
+                    } else {
+                        t.configs.extend(set);
+                        for k in &delete {
+                            t.configs.remove(k);
+                        }
+                    }
+                }
+                CommandOutput::ConfigsAltered
+            }
+            Command::BecomeLeader {
+                broker_id,
+                partitions,
+            } => {
+                let mut epochs = Vec::with_capacity(partitions.len());
+                for (name, p, leo) in partitions {
+                    let Some(part) = self
+                        .topics
+                        .get_mut(&name)
+                        .and_then(|t| t.partitions.get_mut(partition_index(p)?))
+                    else {
+                        continue;
+                    };
+                    part.leader = broker_id;
+                    part.leader_epoch += 1;
+                    let hist = &mut part.epoch_start_offsets;
+                    // Like Kafka's LeaderEpochFileCache: drop epochs that
+                    // started beyond the new leader's log end, so start
+                    // offsets stay ascending; equal starts (epochs with no
+                    // records) are kept and answer with an empty range.
+                    while hist.last().is_some_and(|&(_, start)| start > leo) {
+                        hist.pop();
+                    }
+                    hist.push((part.leader_epoch, leo));
+                    if hist.len() > MAX_EPOCH_ENTRIES {
+                        let excess = hist.len() - MAX_EPOCH_ENTRIES;
+                        hist.drain(..excess);
+                    }
+                    epochs.push((name, p, part.leader_epoch));
+                }
+                CommandOutput::LeadersChanged { epochs }
+            }
+            Command::AdvanceLogStart {
+                name,
+                partition,
+                offset,
+            } => {
+                let mut current = offset;
+                if let Some(part) = self
+                    .topics
+                    .get_mut(&name)
+                    .and_then(|t| t.partitions.get_mut(partition_index(partition)?))
+                {
+                    part.log_start_offset = part.log_start_offset.max(offset);
+                    current = part.log_start_offset;
+                }
+                CommandOutput::LogStartAdvanced {
+                    log_start_offset: current,
+                }
+            }
+            Command::AllocateProducerIds { count } => {
+                let first = self.next_producer_id;
+                self.next_producer_id += count;
+                CommandOutput::ProducerIdsAllocated { first, count }
+            }
+        }
+    }
+}
+
+fn invalid(reason: String) -> MetaError {
+    MetaError::InvalidRequest { reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn register(broker_id: i32) -> Command {
+        Command::RegisterBroker {
+            broker_id,
+            host: "localhost".to_string(),
+            port: 9092,
+            rack: None,
+        }
+    }
+
+    fn create(name: &str, topic_id: Uuid, partitions: i32) -> Command {
+        Command::CreateTopic {
+            name: name.to_string(),
+            topic_id,
+            partitions,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+            leader: 1,
+            created_at_ms: 1_700_000_000_000,
+        }
+    }
+
+    fn cfg(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A state with broker 1 and topic "t" (2 partitions, id 1).
+    fn base() -> MetaState {
+        let mut s = MetaState::new();
+        s.apply(register(1)).unwrap();
+        s.apply(create("t", id(1), 2)).unwrap();
+        s
+    }
+
+    /// Applies a command that must be refused and checks nothing changed.
+    fn refuse(s: &mut MetaState, cmd: Command) -> MetaError {
+        let before = s.clone();
+        let err = s.apply(cmd).unwrap_err();
+        assert_eq!(*s, before, "refused command changed the state");
+        err
+    }
+
+    #[test]
+    fn new_state_defaults() {
+        let s = MetaState::new();
+        assert_eq!(s.next_producer_id, 1000);
+        assert_eq!(s.applied_index, 0);
+        assert!(s.brokers.is_empty() && s.topics.is_empty() && s.topic_ids.is_empty());
+    }
+
+    #[test]
+    fn register_broker_new_and_reregister() {
+        let mut s = MetaState::new();
+        assert_eq!(
+            s.apply(register(1)).unwrap(),
+            CommandOutput::BrokerRegistered { epoch: 1 }
+        );
+        let out = s
+            .apply(Command::RegisterBroker {
+                broker_id: 1,
+                host: "h2".to_string(),
+                port: 9093,
+                rack: Some("az1".to_string()),
+            })
+            .unwrap();
+        assert_eq!(out, CommandOutput::BrokerRegistered { epoch: 2 });
+        let b = &s.brokers[&1];
+        assert_eq!(
+            (b.epoch, b.host.as_str(), b.port, b.rack.as_deref()),
+            (2, "h2", 9093, Some("az1"))
+        );
+        assert_eq!(s.applied_index, 2);
+    }
+
+    #[test]
+    fn register_broker_refusals() {
+        let mut s = MetaState::new();
+        let bad = [(-1, "h", 9092), (1, "", 9092), (1, "h", 0), (1, "h", 65536)];
+        for (broker_id, host, port) in bad {
+            let e = refuse(
+                &mut s,
+                Command::RegisterBroker {
+                    broker_id,
+                    host: host.to_string(),
+                    port,
+                    rack: None,
+                },
+            );
+            assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
+            assert_eq!(e.kafka_code(), 42);
+        }
+    }
+
+    #[test]
+    fn create_topic_success() {
+        let mut s = MetaState::new();
+        s.apply(register(1)).unwrap();
+        let out = s
+            .apply(Command::CreateTopic {
+                name: "orders".to_string(),
+                topic_id: id(7),
+                partitions: 3,
+                replication_factor: 1,
+                configs: cfg(&[("retention.ms", "1000")]),
+                leader: 1,
+                created_at_ms: 42,
+            })
+            .unwrap();
+        assert_eq!(out, CommandOutput::TopicCreated { topic_id: id(7) });
+        let t = s.topic("orders").unwrap();
+        assert_eq!(t.partitions.len(), 3);
+        assert_eq!(t.created_at_ms, 42);
+        assert_eq!(t.configs, cfg(&[("retention.ms", "1000")]));
+        assert_eq!(s.topic_by_id(&id(7)).unwrap().name, "orders");
+        assert_eq!(
+            s.partition("orders", 2).unwrap(),
+            &PartitionMeta {
+                leader: 1,
+                leader_epoch: 0,
+                log_start_offset: 0,
+                epoch_start_offsets: vec![(0, 0)]
+            }
+        );
+        assert!(s.partition("orders", 3).is_none());
+        assert!(s.partition("orders", -1).is_none());
+        assert!(s.partition("nope", 0).is_none());
+    }
+
+    #[test]
+    fn create_topic_refuses_invalid_names() {
+        let mut s = base();
+        let long = "a".repeat(250);
+        for name in ["", ".", "..", "a b", "é", "a/b", long.as_str()] {
+            let e = refuse(&mut s, create(name, id(99), 1));
+            assert!(
+                matches!(e, MetaError::InvalidTopicName { .. }),
+                "{name}: {e}"
+            );
+            assert_eq!(e.kafka_code(), 17);
+        }
+        // The longest legal name and all legal characters are accepted.
+        s.apply(create(&"a".repeat(249), id(100), 1)).unwrap();
+        s.apply(create("A-z_0.9", id(101), 1)).unwrap();
+    }
+
+    #[test]
+    fn create_topic_refuses_dot_underscore_collision() {
+        let mut s = base();
+        s.apply(create("a.b", id(2), 1)).unwrap();
+        let e = refuse(&mut s, create("a_b", id(3), 1));
+        assert!(matches!(e, MetaError::InvalidTopicName { .. }), "{e}");
+        assert!(e.to_string().contains("a.b"));
+    }
+
+    #[test]
+    fn create_topic_refuses_existing_name() {
+        let mut s = base();
+        let e = refuse(&mut s, create("t", id(2), 1));
+        assert!(matches!(e, MetaError::TopicAlreadyExists { ref name } if name == "t"));
+        assert_eq!(e.kafka_code(), 36);
+        assert_eq!(e.to_string(), "topic already exists: t");
+    }
+
+    #[test]
+    fn create_topic_refuses_used_or_nil_id() {
+        let mut s = base();
+        let e = refuse(&mut s, create("u", id(1), 1));
+        assert!(matches!(e, MetaError::TopicIdInUse { ref existing, .. } if existing == "t"));
+        let e = refuse(&mut s, create("u", Uuid::nil(), 1));
+        assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
+    }
+
+    #[test]
+    fn create_topic_refuses_partition_counts() {
+        let mut s = base();
+        for p in [0, -1, 10_001, i32::MAX] {
+            let e = refuse(&mut s, create("u", id(2), p));
+            assert!(matches!(e, MetaError::InvalidPartitions { .. }), "{p}: {e}");
+            assert_eq!(e.kafka_code(), 37);
+        }
+        s.apply(create("u", id(2), 10_000)).unwrap();
+    }
+
+    #[test]
+    fn create_topic_refuses_replication_factor() {
+        let mut s = base();
+        for rf in [0, 2, 3, -2] {
+            let mut cmd = create("u", id(2), 1);
+            if let Command::CreateTopic {
+                replication_factor, ..
+            } = &mut cmd
+            {
+                *replication_factor = rf;
+            }
+            let e = refuse(&mut s, cmd);
+            assert!(
+                matches!(e, MetaError::InvalidReplicationFactor { .. }),
+                "{e}"
+            );
+            assert_eq!(e.kafka_code(), 38);
+        }
+    }
+
+    #[test]
+    fn create_topic_refuses_bad_configs() {
+        let mut s = base();
+        for (k, v) in [("no.such.config", "1"), ("retention.ms", "soon")] {
+            let mut cmd = create("u", id(2), 1);
+            if let Command::CreateTopic { configs, .. } = &mut cmd {
+                *configs = cfg(&[(k, v)]);
+            }
+            let e = refuse(&mut s, cmd);
+            assert!(
+                matches!(e, MetaError::InvalidConfig { ref key, ref value, .. } if key == k && value == v),
+                "{e}"
+            );
+            assert_eq!(e.kafka_code(), 40);
+        }
+    }
+
+    #[test]
+    fn create_topic_refuses_unregistered_leader() {
+        let mut s = base();
+        let mut cmd = create("u", id(2), 1);
+        if let Command::CreateTopic { leader, .. } = &mut cmd {
+            *leader = 2;
+        }
+        let e = refuse(&mut s, cmd);
+        assert!(matches!(e, MetaError::BrokerNotAvailable { broker_id: 2 }));
+        assert_eq!(e.kafka_code(), 8);
+    }
+
+    #[test]
+    fn delete_topic_success_and_unknown() {
+        let mut s = base();
+        let out = s
+            .apply(Command::DeleteTopic {
+                name: "t".to_string(),
+            })
+            .unwrap();
+        assert_eq!(out, CommandOutput::TopicDeleted { topic_id: id(1) });
+        assert!(s.topics.is_empty() && s.topic_ids.is_empty());
+        let e = refuse(
+            &mut s,
+            Command::DeleteTopic {
+                name: "t".to_string(),
+            },
+        );
+        assert!(matches!(e, MetaError::UnknownTopic { .. }));
+        assert_eq!(e.kafka_code(), 3);
+        // The name can be reused with a new id.
+        s.apply(create("t", id(2), 1)).unwrap();
+        assert_eq!(s.topic_by_id(&id(2)).unwrap().name, "t");
+        assert!(s.topic_by_id(&id(1)).is_none());
+    }
+
+    fn grow(name: &str, new_total: i32, leader: i32) -> Command {
+        Command::CreatePartitions {
+            name: name.to_string(),
+            new_total,
+            leader,
+        }
+    }
+
+    #[test]
+    fn create_partitions_success() {
+        let mut s = base();
+        s.apply(register(2)).unwrap();
+        assert_eq!(
+            s.apply(grow("t", 5, 2)).unwrap(),
+            CommandOutput::PartitionsCreated { total: 5 }
+        );
+        let t = s.topic("t").unwrap();
+        assert_eq!(t.partitions.len(), 5);
+        assert_eq!(t.partitions[1].leader, 1);
+        assert_eq!(t.partitions[4].leader, 2);
+        assert_eq!(t.partitions[4].epoch_start_offsets, vec![(0, 0)]);
+    }
+
+    #[test]
+    fn create_partitions_refusals() {
+        let mut s = base();
+        let e = refuse(&mut s, grow("nope", 5, 1));
+        assert!(matches!(e, MetaError::UnknownTopic { .. }));
+        for n in [2, 1, 0, -3] {
+            let e = refuse(&mut s, grow("t", n, 1));
+            assert!(matches!(e, MetaError::InvalidPartitions { .. }), "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("topic has 2 partitions, asked for {n}")),
+                "{e}"
+            );
+        }
+        let e = refuse(&mut s, grow("t", 10_001, 1));
+        assert!(matches!(e, MetaError::InvalidPartitions { .. }), "{e}");
+        let e = refuse(&mut s, grow("t", 3, 9));
+        assert!(matches!(e, MetaError::BrokerNotAvailable { broker_id: 9 }));
+    }
+
+    fn alter(set: &[(&str, &str)], delete: &[&str], replace_all: bool) -> Command {
+        Command::AlterTopicConfigs {
+            name: "t".to_string(),
+            set: cfg(set),
+            delete: delete.iter().map(|k| k.to_string()).collect(),
+            replace_all,
+        }
+    }
+
+    #[test]
+    fn alter_configs_incremental_and_replace_all() {
+        let mut s = base();
+        s.apply(alter(
+            &[("retention.ms", "1000"), ("cleanup.policy", "compact")],
+            &[],
+            false,
+        ))
+        .unwrap();
+        let out = s
+            .apply(alter(&[("segment.ms", "10")], &["retention.ms"], false))
+            .unwrap();
+        assert_eq!(out, CommandOutput::ConfigsAltered);
+        assert_eq!(
+            s.topic("t").unwrap().configs,
+            cfg(&[("cleanup.policy", "compact"), ("segment.ms", "10")])
+        );
+        // A key both set and deleted ends up deleted (delete runs after set).
+        s.apply(alter(&[("retention.ms", "5")], &["retention.ms"], false))
+            .unwrap();
+        assert!(!s.topic("t").unwrap().configs.contains_key("retention.ms"));
+        s.apply(alter(&[("retention.bytes", "100")], &[], true))
+            .unwrap();
+        assert_eq!(
+            s.topic("t").unwrap().configs,
+            cfg(&[("retention.bytes", "100")])
+        );
+        s.apply(alter(&[], &[], true)).unwrap();
+        assert!(s.topic("t").unwrap().configs.is_empty());
+    }
+
+    #[test]
+    fn alter_configs_refusals() {
+        let mut s = base();
+        s.apply(alter(&[("retention.ms", "1000")], &[], false))
+            .unwrap();
+        let mut cmd = alter(&[], &[], false);
+        if let Command::AlterTopicConfigs { name, .. } = &mut cmd {
+            *name = "nope".to_string();
+        }
+        assert!(matches!(
+            refuse(&mut s, cmd),
+            MetaError::UnknownTopic { .. }
+        ));
+        for cmd in [
+            alter(&[("bogus", "1")], &[], false),
+            alter(&[("segment.ms", "0")], &[], true),
+            alter(&[("retention.ms", "1")], &["bogus"], false),
+        ] {
+            let e = refuse(&mut s, cmd);
+            assert!(matches!(e, MetaError::InvalidConfig { .. }), "{e}");
+        }
+    }
+
+    fn lead(broker_id: i32, parts: &[(&str, i32, i64)]) -> Command {
+        Command::BecomeLeader {
+            broker_id,
+            partitions: parts
+                .iter()
+                .map(|&(t, p, o)| (t.to_string(), p, o))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn become_leader_bumps_epochs() {
+        let mut s = base();
+        s.apply(register(2)).unwrap();
+        let out = s.apply(lead(2, &[("t", 1, 50), ("t", 0, 7)])).unwrap();
+        assert_eq!(
+            out,
+            CommandOutput::LeadersChanged {
+                epochs: vec![("t".to_string(), 1, 1), ("t".to_string(), 0, 1)]
+            }
+        );
+        s.apply(lead(1, &[("t", 1, 80)])).unwrap();
+        let p = s.partition("t", 1).unwrap();
+        assert_eq!((p.leader, p.leader_epoch), (1, 2));
+        assert_eq!(p.epoch_start_offsets, vec![(0, 0), (1, 50), (2, 80)]);
+        assert_eq!(s.partition("t", 0).unwrap().leader, 2);
+    }
+
+    #[test]
+    fn become_leader_drops_epochs_starting_past_new_end() {
+        let mut s = base();
+        s.apply(lead(1, &[("t", 0, 100)])).unwrap();
+        s.apply(lead(1, &[("t", 0, 60)])).unwrap();
+        let p = s.partition("t", 0).unwrap();
+        assert_eq!(p.epoch_start_offsets, vec![(0, 0), (2, 60)]);
+        assert_eq!(p.leader_epoch, 2);
+    }
+
+    #[test]
+    fn become_leader_keeps_last_64_epochs() {
+        let mut s = base();
+        for i in 1..=100 {
+            s.apply(lead(1, &[("t", 0, i * 10)])).unwrap();
+        }
+        let p = s.partition("t", 0).unwrap();
+        assert_eq!(p.leader_epoch, 100);
+        assert_eq!(p.epoch_start_offsets.len(), MAX_EPOCH_ENTRIES);
+        assert_eq!(p.epoch_start_offsets[0], (37, 370));
+        assert_eq!(*p.epoch_start_offsets.last().unwrap(), (100, 1000));
+    }
+
+    #[test]
+    fn become_leader_refusals() {
+        let mut s = base();
+        let e = refuse(&mut s, lead(9, &[("t", 0, 0)]));
+        assert!(matches!(e, MetaError::BrokerNotAvailable { broker_id: 9 }));
+        // One bad partition refuses the whole command.
+        let e = refuse(&mut s, lead(1, &[("t", 0, 0), ("nope", 0, 0)]));
+        assert!(matches!(e, MetaError::UnknownTopic { .. }));
+        for p in [2, -1] {
+            let e = refuse(&mut s, lead(1, &[("t", 0, 0), ("t", p, 0)]));
+            assert!(matches!(e, MetaError::UnknownPartition { partition, .. } if partition == p));
+            assert_eq!(e.kafka_code(), 3);
+        }
+        let e = refuse(&mut s, lead(1, &[("t", 0, 0), ("t", 0, 5)]));
+        assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
+        let e = refuse(&mut s, lead(1, &[("t", 0, -1)]));
+        assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
+        s.topics.get_mut("t").unwrap().partitions[0].leader_epoch = i32::MAX;
+        let e = refuse(&mut s, lead(1, &[("t", 0, 0)]));
+        assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
+    }
+
+    fn advance(partition: i32, offset: i64) -> Command {
+        Command::AdvanceLogStart {
+            name: "t".to_string(),
+            partition,
+            offset,
+        }
+    }
+
+    #[test]
+    fn advance_log_start_never_moves_back() {
+        let mut s = base();
+        assert_eq!(
+            s.apply(advance(1, 100)).unwrap(),
+            CommandOutput::LogStartAdvanced {
+                log_start_offset: 100
+            }
+        );
+        assert_eq!(
+            s.apply(advance(1, 50)).unwrap(),
+            CommandOutput::LogStartAdvanced {
+                log_start_offset: 100
+            }
+        );
+        assert_eq!(s.partition("t", 1).unwrap().log_start_offset, 100);
+        assert_eq!(s.partition("t", 0).unwrap().log_start_offset, 0);
+        // The no-op is still an applied command.
+        assert_eq!(s.applied_index, 4);
+    }
+
+    #[test]
+    fn advance_log_start_refusals() {
+        let mut s = base();
+        let e = refuse(
+            &mut s,
+            Command::AdvanceLogStart {
+                name: "nope".to_string(),
+                partition: 0,
+                offset: 1,
+            },
+        );
+        assert!(matches!(e, MetaError::UnknownTopic { .. }));
+        let e = refuse(&mut s, advance(2, 1));
+        assert!(matches!(e, MetaError::UnknownPartition { .. }));
+        let e = refuse(&mut s, advance(0, -1));
+        assert!(matches!(e, MetaError::OffsetOutOfRange { offset: -1, .. }));
+        assert_eq!(e.kafka_code(), 1);
+    }
+
+    #[test]
+    fn allocate_producer_ids() {
+        let mut s = MetaState::new();
+        assert_eq!(
+            s.apply(Command::AllocateProducerIds { count: 10 }).unwrap(),
+            CommandOutput::ProducerIdsAllocated {
+                first: 1000,
+                count: 10
+            }
+        );
+        assert_eq!(
+            s.apply(Command::AllocateProducerIds { count: 1_000_000 })
+                .unwrap(),
+            CommandOutput::ProducerIdsAllocated {
+                first: 1010,
+                count: 1_000_000
+            }
+        );
+        assert_eq!(s.next_producer_id, 1_001_010);
+    }
+
+    #[test]
+    fn allocate_producer_ids_refusals() {
+        let mut s = MetaState::new();
+        for count in [0, -1, 1_000_001] {
+            let e = refuse(&mut s, Command::AllocateProducerIds { count });
+            assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
+        }
+        s.next_producer_id = i64::MAX - 5;
+        let e = refuse(&mut s, Command::AllocateProducerIds { count: 10 });
+        assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
+    }
+
+    #[test]
+    fn end_offset_for_epoch_answers_like_kafka() {
+        let p = PartitionMeta {
+            leader: 1,
+            leader_epoch: 5,
+            log_start_offset: 0,
+            epoch_start_offsets: vec![(1, 10), (3, 30), (5, 50)],
+        };
+        assert_eq!(p.end_offset_for_epoch(0, 99), None);
+        assert_eq!(p.end_offset_for_epoch(1, 99), Some((1, 30)));
+        assert_eq!(p.end_offset_for_epoch(2, 99), Some((1, 30)));
+        assert_eq!(p.end_offset_for_epoch(3, 99), Some((3, 50)));
+        assert_eq!(p.end_offset_for_epoch(4, 99), Some((3, 50)));
+        assert_eq!(p.end_offset_for_epoch(5, 99), Some((5, 99)));
+        assert_eq!(p.end_offset_for_epoch(9, 99), Some((5, 99)));
+        let empty = PartitionMeta {
+            epoch_start_offsets: vec![],
+            ..p
+        };
+        assert_eq!(empty.end_offset_for_epoch(5, 99), None);
+    }
+
+    #[test]
+    fn end_offset_for_epoch_with_empty_epochs() {
+        let mut s = base();
+        s.apply(lead(1, &[("t", 0, 0)])).unwrap();
+        s.apply(lead(1, &[("t", 0, 20)])).unwrap();
+        let p = s.partition("t", 0).unwrap();
+        // Epoch 0 wrote nothing: it ends where it started.
+        assert_eq!(p.end_offset_for_epoch(0, 25), Some((0, 0)));
+        assert_eq!(p.end_offset_for_epoch(1, 25), Some((1, 20)));
+        assert_eq!(p.end_offset_for_epoch(2, 25), Some((2, 25)));
+    }
+
+    #[test]
+    fn effective_config_uses_overrides_then_broker_defaults() {
+        let mut s = base();
+        s.apply(alter(&[("retention.ms", "1000")], &[], false))
+            .unwrap();
+        let broker = cfg(&[("retention.ms", "5"), ("segment.ms", "77")]);
+        let c = s.topic("t").unwrap().effective_config(&broker);
+        assert_eq!(c.retention_ms, 1000);
+        assert_eq!(c.segment_ms, 77);
+        assert_eq!(c.retention_bytes, -1);
+    }
+
+    #[test]
+    fn apply_is_deterministic() {
+        let cmds = vec![
+            register(1),
+            create("a", id(1), 3),
+            create("b", id(2), 1),
+            lead(1, &[("a", 2, 9)]),
+            Command::AllocateProducerIds { count: 5 },
+            grow("b", 4, 1),
+            Command::DeleteTopic {
+                name: "a".to_string(),
+            },
+        ];
+        let run = || {
+            let mut s = MetaState::new();
+            for c in cmds.clone() {
+                s.apply(c).unwrap();
+            }
+            s
+        };
+        assert_eq!(run(), run());
+        assert_eq!(run().applied_index, 7);
+    }
+}

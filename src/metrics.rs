@@ -1,0 +1,234 @@
+//! Prometheus metrics in the `strata_` namespace (kafka_exporter names where
+//! one exists), kept in plain atomics so the hot path pays one relaxed add,
+//! rendered in the text exposition format at `/metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crate::broker::Broker;
+
+const API_SLOTS: usize = 128;
+/// Latency buckets in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// Per-API request counters and a latency histogram.
+struct ApiStats {
+    count: AtomicU64,
+    errors: AtomicU64,
+    sum_micros: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len()],
+}
+
+impl Default for ApiStats {
+    fn default() -> Self {
+        ApiStats {
+            count: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+            buckets: Default::default(),
+        }
+    }
+}
+
+/// Process-wide metrics.
+pub struct Metrics {
+    apis: Vec<ApiStats>,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub records_in: AtomicU64,
+    pub connections: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub produce_errors: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            apis: (0..API_SLOTS).map(|_| ApiStats::default()).collect(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            records_in: AtomicU64::new(0),
+            connections: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            produce_errors: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// Record one request of `api_key` that took `secs`.
+    pub fn observe_request(&self, api_key: i16, secs: f64, error: bool) {
+        let Some(s) = usize::try_from(api_key).ok().and_then(|i| self.apis.get(i)) else {
+            return;
+        };
+        s.count.fetch_add(1, Relaxed);
+        if error {
+            s.errors.fetch_add(1, Relaxed);
+        }
+        s.sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                s.buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Render everything, including per-partition offsets from the broker.
+    pub fn render(&self, broker: &Broker) -> String {
+        let mut o = String::with_capacity(8192);
+        let _ = writeln!(o, "# HELP strata_requests_total Kafka requests handled, by API.\n# TYPE strata_requests_total counter");
+        for (k, s) in self.apis.iter().enumerate() {
+            let n = s.count.load(Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    o,
+                    "strata_requests_total{{api=\"{}\"}} {n}",
+                    api_name(k as i16)
+                );
+            }
+        }
+        let _ = writeln!(o, "# HELP strata_request_errors_total Kafka requests answered with an error, by API.\n# TYPE strata_request_errors_total counter");
+        for (k, s) in self.apis.iter().enumerate() {
+            if s.count.load(Relaxed) > 0 {
+                let _ = writeln!(
+                    o,
+                    "strata_request_errors_total{{api=\"{}\"}} {}",
+                    api_name(k as i16),
+                    s.errors.load(Relaxed)
+                );
+            }
+        }
+        let _ = writeln!(o, "# HELP strata_request_duration_seconds Kafka request latency, by API.\n# TYPE strata_request_duration_seconds histogram");
+        for (k, s) in self.apis.iter().enumerate() {
+            let n = s.count.load(Relaxed);
+            if n == 0 {
+                continue;
+            }
+            let api = api_name(k as i16);
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "strata_request_duration_seconds_bucket{{api=\"{api}\",le=\"{b}\"}} {}",
+                    s.buckets[i].load(Relaxed)
+                );
+            }
+            let _ = writeln!(
+                o,
+                "strata_request_duration_seconds_bucket{{api=\"{api}\",le=\"+Inf\"}} {n}"
+            );
+            let _ = writeln!(
+                o,
+                "strata_request_duration_seconds_sum{{api=\"{api}\"}} {}",
+                s.sum_micros.load(Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                o,
+                "strata_request_duration_seconds_count{{api=\"{api}\"}} {n}"
+            );
+        }
+        let counters: [(&str, &str, u64); 7] = [
+            (
+                "strata_bytes_in_total",
+                "Record batch bytes appended.",
+                self.bytes_in.load(Relaxed),
+            ),
+            (
+                "strata_bytes_out_total",
+                "Record batch bytes served to fetches.",
+                self.bytes_out.load(Relaxed),
+            ),
+            (
+                "strata_records_in_total",
+                "Records appended.",
+                self.records_in.load(Relaxed),
+            ),
+            (
+                "strata_connections_total",
+                "Kafka connections accepted.",
+                self.connections_total.load(Relaxed),
+            ),
+            (
+                "strata_connections_refused_total",
+                "Kafka connections refused at the connection limit.",
+                self.connections_refused.load(Relaxed),
+            ),
+            (
+                "strata_protocol_errors_total",
+                "Connections closed for malformed or unsupported requests.",
+                self.protocol_errors.load(Relaxed),
+            ),
+            (
+                "strata_produce_errors_total",
+                "Partition appends refused.",
+                self.produce_errors.load(Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        }
+        let _ = writeln!(
+            o,
+            "# HELP strata_connections Open Kafka connections.\n# TYPE strata_connections gauge\nstrata_connections {}",
+            self.connections.load(Relaxed)
+        );
+        let _ = writeln!(o, "# HELP strata_partitions Partition logs open on this broker.\n# TYPE strata_partitions gauge\nstrata_partitions {}", broker.partition_count());
+        if let Some(rss) = rss_bytes() {
+            let _ = writeln!(o, "# HELP strata_process_resident_memory_bytes Resident set size.\n# TYPE strata_process_resident_memory_bytes gauge\nstrata_process_resident_memory_bytes {rss}");
+        }
+        // kafka_exporter-compatible partition offsets.
+        let meta = broker.meta();
+        let _ = writeln!(o, "# HELP kafka_topic_partitions Number of partitions for this topic.\n# TYPE kafka_topic_partitions gauge");
+        for t in meta.topics.values() {
+            let _ = writeln!(
+                o,
+                "kafka_topic_partitions{{topic=\"{}\"}} {}",
+                t.name,
+                t.partitions.len()
+            );
+        }
+        let _ = writeln!(o, "# HELP kafka_topic_partition_current_offset Log end offset of a partition.\n# TYPE kafka_topic_partition_current_offset gauge");
+        let mut oldest = String::new();
+        for t in meta.topics.values() {
+            if let Some(h) = broker.topic(&t.name) {
+                for p in &h.partitions {
+                    let _ = writeln!(
+                        o,
+                        "kafka_topic_partition_current_offset{{topic=\"{}\",partition=\"{}\"}} {}",
+                        t.name,
+                        p.index,
+                        p.log.log_end_offset()
+                    );
+                    let _ = writeln!(
+                        oldest,
+                        "kafka_topic_partition_oldest_offset{{topic=\"{}\",partition=\"{}\"}} {}",
+                        t.name,
+                        p.index,
+                        p.log.log_start_offset()
+                    );
+                }
+            }
+        }
+        let _ = writeln!(o, "# HELP kafka_topic_partition_oldest_offset Log start offset of a partition.\n# TYPE kafka_topic_partition_oldest_offset gauge");
+        o.push_str(&oldest);
+        o
+    }
+}
+
+fn api_name(k: i16) -> String {
+    match kafka_protocol::messages::ApiKey::try_from(k) {
+        Ok(a) => format!("{a:?}"),
+        Err(_) => k.to_string(),
+    }
+}
+
+fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
