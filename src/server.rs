@@ -90,8 +90,14 @@ pub async fn run(
     ready.store(false, Ordering::Release);
     let _ = sd_tx.send(true);
     let _ = kafka_task.await;
-    // Let in-flight connections finish writing their last responses.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Connections stop reading at shutdown and finish writing the responses
+    // of requests already read; wait for them (bounded) before the final fsync.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while broker.metrics.connections.load(Ordering::Acquire) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let _ = http_task.await;
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.shutdown())

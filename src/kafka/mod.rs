@@ -76,6 +76,8 @@ pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 
 /// What a handler hands back: a response now, one that completes later
 /// (acks=all durability, fetch long-poll), or nothing (acks=0).
+// Responses are moved once per request; boxing them would add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     Now(ResponseKind),
     Later(BoxFuture<ResponseKind>),

@@ -276,12 +276,15 @@ pub fn assign(b: &mut [u8], base_offset: i64, leader_epoch: i32, log_append_time
     }
 }
 
+/// `(key, value, timestamp)` of one record given to [`build`].
+pub type SimpleRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i64);
+
 /// Build an uncompressed batch from `(key, value, headers, timestamp)`
 /// records. Used by tests, benchmarks and internal writers (control records
 /// later); producers' batches are never rebuilt.
 pub fn build(
     base_offset: i64,
-    records: &[(Option<&[u8]>, Option<&[u8]>, i64)],
+    records: &[SimpleRecord<'_>],
     producer: Option<(i64, i16, i32)>,
 ) -> BytesMut {
     let base_ts = records.first().map(|r| r.2).unwrap_or(0);
@@ -421,7 +424,7 @@ mod tests {
     proptest! {
         #[test]
         fn build_validate_roundtrip(recs in proptest::collection::vec((proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)), proptest::collection::vec(any::<u8>(), 0..200), 0i64..1_000_000), 1..30)) {
-            let rs: Vec<(Option<&[u8]>, Option<&[u8]>, i64)> = recs.iter().map(|(k, v, t)| (k.as_deref(), Some(v.as_slice()), *t)).collect();
+            let rs: Vec<SimpleRecord> = recs.iter().map(|(k, v, t)| (k.as_deref(), Some(v.as_slice()), *t)).collect();
             let b = build(0, &rs, Some((5, 1, 10)));
             let h = validate(&b, usize::MAX).unwrap();
             prop_assert_eq!(h.record_count as usize, rs.len());

@@ -57,7 +57,7 @@ impl OffsetIndex {
 
     /// Decode; `None` if the file is malformed (caller rebuilds by scanning).
     pub fn read_from(bytes: &[u8], segment_len: u64) -> Option<OffsetIndex> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return None;
         }
         let mut idx = OffsetIndex::default();
@@ -87,8 +87,6 @@ impl TimeIndex {
             .is_none_or(|e| e.0 < max_ts && e.1 < rel_offset)
         {
             self.entries.push((max_ts, rel_offset));
-        } else if self.entries.is_empty() {
-            self.entries.push((max_ts, rel_offset));
         }
     }
 
@@ -113,7 +111,7 @@ impl TimeIndex {
     }
 
     pub fn read_from(bytes: &[u8]) -> Option<TimeIndex> {
-        if bytes.len() % 12 != 0 {
+        if !bytes.len().is_multiple_of(12) {
             return None;
         }
         let mut idx = TimeIndex::default();

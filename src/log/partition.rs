@@ -389,28 +389,36 @@ impl PartitionLog {
         self.inner.lock().segments.len()
     }
 
-    /// Read whole batches starting with the one that holds `offset`.
+    /// Read whole batches starting with the one that holds `offset`. The
+    /// lock is held only to snapshot segment views; file reads happen after.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadInfo, LogError> {
-        let inner = self.inner.lock();
-        let (leo, start) = (inner.leo(), inner.log_start);
-        if offset < start || offset > leo {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                start,
-                end: leo,
-            });
-        }
-        let mut i = inner.segment_for(offset);
+        let (views, leo, start) = {
+            let inner = self.inner.lock();
+            let (leo, start) = (inner.leo(), inner.log_start);
+            if offset < start || offset > leo {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    start,
+                    end: leo,
+                });
+            }
+            let i = inner.segment_for(offset);
+            // Two segments suffice: an empty tail of one continues in the next.
+            let views: Vec<_> = inner.segments[i..]
+                .iter()
+                .take(2)
+                .map(|s| s.view(offset))
+                .collect();
+            (views, leo, start)
+        };
         let mut out = Vec::new();
-        while i < inner.segments.len() {
-            let seg = &inner.segments[i];
-            if let Some(pos) = seg.position_of(offset.max(seg.base_offset))? {
-                out = seg.read_at(pos, max_bytes, min_one, seg.size)?;
+        for v in views {
+            if let Some(pos) = v.position_of(offset.max(v.base_offset))? {
+                out = v.read_at(pos, max_bytes, min_one)?;
                 if !out.is_empty() {
                     break;
                 }
             }
-            i += 1;
         }
         Ok(ReadInfo {
             records: Bytes::from(out),
@@ -502,7 +510,7 @@ mod tests {
 
     fn batch(n: usize, ts: i64) -> Vec<u8> {
         let vals: Vec<Vec<u8>> = (0..n).map(|i| format!("value-{i}").into_bytes()).collect();
-        let recs: Vec<(Option<&[u8]>, Option<&[u8]>, i64)> = vals
+        let recs: Vec<batch::SimpleRecord> = vals
             .iter()
             .enumerate()
             .map(|(i, v)| (None, Some(v.as_slice()), ts + i as i64))
@@ -618,8 +626,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = LogConfig::default();
         let log = PartitionLog::open(dir.path(), 0, &cfg, ManualClock::new(0)).unwrap();
-        let recs: [(Option<&[u8]>, Option<&[u8]>, i64); 2] =
-            [(None, Some(b"a"), 1), (None, Some(b"b"), 2)];
+        let recs: [batch::SimpleRecord; 2] = [(None, Some(b"a"), 1), (None, Some(b"b"), 2)];
         let b = batch::build(0, &recs, Some((77, 0, 0))).to_vec();
         let first = log.append(&mut b.clone(), 0, &cfg).unwrap();
         let again = log.append(&mut b.clone(), 0, &cfg).unwrap();

@@ -174,8 +174,7 @@ mod tests {
     use crate::log::batch;
 
     fn header(pid: i64, epoch: i16, seq: i32, n: usize) -> BatchHeader {
-        let recs: Vec<(Option<&[u8]>, Option<&[u8]>, i64)> =
-            (0..n).map(|_| (None, Some(&b"v"[..]), 0)).collect();
+        let recs: Vec<batch::SimpleRecord> = (0..n).map(|_| (None, Some(&b"v"[..]), 0)).collect();
         let b = batch::build(0, &recs, Some((pid, epoch, seq)));
         BatchHeader::parse(&b).unwrap()
     }
@@ -228,15 +227,13 @@ mod tests {
     #[test]
     fn only_last_five_batches_are_deduplicated() {
         let mut s = ProducerStates::default();
-        let mut seq = 0;
         let mut first = None;
-        for i in 0..7 {
+        for seq in 0..7 {
             let h = header(9, 0, seq, 1);
-            if i == 0 {
+            if seq == 0 {
                 first = Some(h);
             }
-            s.record(&h, i);
-            seq += 1;
+            s.record(&h, seq as i64);
         }
         // the first batch fell out of the window: now it is out of order
         assert!(s.check(&first.unwrap()).is_err());
@@ -249,7 +246,7 @@ mod tests {
     #[test]
     fn non_idempotent_batches_always_append() {
         let s = ProducerStates::default();
-        let recs: [(Option<&[u8]>, Option<&[u8]>, i64); 1] = [(None, Some(b"x"), 0)];
+        let recs: [batch::SimpleRecord; 1] = [(None, Some(b"x"), 0)];
         let b = batch::build(0, &recs, None);
         assert_eq!(
             s.check(&BatchHeader::parse(&b).unwrap()),

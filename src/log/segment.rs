@@ -243,67 +243,20 @@ impl Segment {
         }
     }
 
-    /// Byte position of the batch containing `offset` (which must lie in this
-    /// segment), found from the sparse index plus a header scan.
-    pub fn position_of(&self, offset: i64) -> Result<Option<u64>, LogError> {
-        if offset >= self.next_offset {
-            return Ok(None);
-        }
+    /// A snapshot for reading `offset` without holding the partition lock:
+    /// the file handle, the size written so far and the index's starting
+    /// position for the scan. Segments are append-only, so everything below
+    /// `size` stays valid (even if the file is unlinked by retention meanwhile).
+    pub fn view(&self, offset: i64) -> SegmentView {
         let rel = (offset - self.base_offset).max(0) as u32;
-        let mut pos = self.offset_index.floor(rel) as u64;
-        let mut head = [0u8; HEADER_LEN];
-        while pos + HEADER_LEN as u64 <= self.size {
-            self.file
-                .read_exact_at(&mut head, pos)
-                .map_err(|e| LogError::io(&self.path, e))?;
-            let h = BatchHeader::parse(&head)
-                .map_err(|e| LogError::Corrupt(self.path.display().to_string(), e.to_string()))?;
-            if h.last_offset() >= offset {
-                return Ok(Some(pos));
-            }
-            pos += h.total_len() as u64;
+        SegmentView {
+            base_offset: self.base_offset,
+            next_offset: self.next_offset,
+            size: self.size,
+            scan_from: self.offset_index.floor(rel) as u64,
+            file: self.file.clone(),
+            path: self.path.clone(),
         }
-        Ok(None)
-    }
-
-    /// Read up to `max_bytes` of whole batches from `pos` (at least one whole
-    /// batch when `min_one`, even if it is larger than `max_bytes`).
-    pub fn read_at(
-        &self,
-        pos: u64,
-        max_bytes: usize,
-        min_one: bool,
-        limit: u64,
-    ) -> Result<Vec<u8>, LogError> {
-        let limit = limit.min(self.size);
-        if pos >= limit {
-            return Ok(Vec::new());
-        }
-        let avail = (limit - pos) as usize;
-        let mut want = avail.min(max_bytes.max(LOG_OVERHEAD));
-        if min_one {
-            let mut head = [0u8; LOG_OVERHEAD];
-            self.file
-                .read_exact_at(&mut head, pos)
-                .map_err(|e| LogError::io(&self.path, e))?;
-            let first = batch::peek_batch_len(&head).unwrap_or(0).max(0) as usize + LOG_OVERHEAD;
-            want = want.max(first.min(avail));
-        }
-        let mut buf = vec![0u8; want];
-        self.file
-            .read_exact_at(&mut buf, pos)
-            .map_err(|e| LogError::io(&self.path, e))?;
-        // Cut at the last whole batch.
-        let mut end = 0usize;
-        while end + LOG_OVERHEAD <= buf.len() {
-            let n = batch::peek_batch_len(&buf[end..]).unwrap_or(0).max(0) as usize + LOG_OVERHEAD;
-            if end + n > buf.len() {
-                break;
-            }
-            end += n;
-        }
-        buf.truncate(end);
-        Ok(buf)
     }
 
     /// Visit batch headers from `pos` to the end (bounded by `limit`).
@@ -335,6 +288,82 @@ impl Segment {
         self.file
             .read_exact_at(&mut buf, pos)
             .map_err(|e| LogError::io(&self.path, e))?;
+        Ok(buf)
+    }
+}
+
+/// See [`Segment::view`].
+#[derive(Debug, Clone)]
+pub struct SegmentView {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub size: u64,
+    scan_from: u64,
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+impl SegmentView {
+    /// Byte position of the batch containing `offset`, found from the sparse
+    /// index position plus a header scan.
+    pub fn position_of(&self, offset: i64) -> Result<Option<u64>, LogError> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        let mut pos = if offset > self.base_offset {
+            self.scan_from
+        } else {
+            0
+        };
+        let mut head = [0u8; HEADER_LEN];
+        while pos + HEADER_LEN as u64 <= self.size {
+            self.file
+                .read_exact_at(&mut head, pos)
+                .map_err(|e| LogError::io(&self.path, e))?;
+            let h = BatchHeader::parse(&head)
+                .map_err(|e| LogError::Corrupt(self.path.display().to_string(), e.to_string()))?;
+            if h.last_offset() >= offset {
+                return Ok(Some(pos));
+            }
+            pos += h.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Read up to `max_bytes` of whole batches from `pos` (at least one whole
+    /// batch when `min_one`, even if it is larger than `max_bytes`).
+    pub fn read_at(&self, pos: u64, max_bytes: usize, min_one: bool) -> Result<Vec<u8>, LogError> {
+        let limit = self.size;
+        if pos >= limit {
+            return Ok(Vec::new());
+        }
+        let avail = (limit - pos) as usize;
+        let mut want = avail.min(max_bytes);
+        if min_one {
+            let mut head = [0u8; LOG_OVERHEAD];
+            self.file
+                .read_exact_at(&mut head, pos)
+                .map_err(|e| LogError::io(&self.path, e))?;
+            let first = batch::peek_batch_len(&head).unwrap_or(0).max(0) as usize + LOG_OVERHEAD;
+            want = want.max(first.min(avail).min(MAX_BATCH_ON_DISK));
+        }
+        if want < LOG_OVERHEAD {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; want];
+        self.file
+            .read_exact_at(&mut buf, pos)
+            .map_err(|e| LogError::io(&self.path, e))?;
+        // Cut at the last whole batch.
+        let mut end = 0usize;
+        while end + LOG_OVERHEAD <= buf.len() {
+            let n = batch::peek_batch_len(&buf[end..]).unwrap_or(0).max(0) as usize + LOG_OVERHEAD;
+            if end + n > buf.len() {
+                break;
+            }
+            end += n;
+        }
+        buf.truncate(end);
         Ok(buf)
     }
 }

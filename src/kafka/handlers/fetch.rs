@@ -92,16 +92,10 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
     }
     Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(max_wait as u64);
-        loop {
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => {
-                    let (resp, bytes, errors) =
-                        gather(&b, &wants, max_bytes, use_ids, read_committed);
-                    if bytes >= min_bytes.max(1) || errors {
-                        return ResponseKind::Fetch(resp);
-                    }
-                }
-                Ok(Err(_)) | Err(_) => break,
+        while let Ok(Ok(())) = tokio::time::timeout_at(deadline, rx.changed()).await {
+            let (resp, bytes, errors) = gather(&b, &wants, max_bytes, use_ids, read_committed);
+            if bytes >= min_bytes.max(1) || errors {
+                return ResponseKind::Fetch(resp);
             }
         }
         ResponseKind::Fetch(gather(&b, &wants, max_bytes, use_ids, read_committed).0)
