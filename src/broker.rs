@@ -77,6 +77,8 @@ pub struct Broker {
     pub cluster_id: String,
     pub clock: SharedClock,
     pub metrics: Metrics,
+    /// Consumer group coordinator.
+    pub groups: crate::groups::Coordinator,
     meta: Mutex<MetaStore>,
     /// A copy of the metadata for readers (swapped after each command).
     view: RwLock<Arc<MetaState>>,
@@ -147,12 +149,14 @@ impl Broker {
         }
         let view = Arc::new(store.state().clone());
         let (appended, _) = watch::channel(0u64);
+        let groups = crate::groups::Coordinator::new(&config);
         let broker = Arc::new(Broker {
             config,
             broker_id,
             cluster_id,
             clock,
             metrics: Metrics::default(),
+            groups,
             meta: Mutex::new(store),
             view: RwLock::new(view),
             logs,

@@ -10,6 +10,7 @@
 //! - [`broker`]: ties metadata and logs together for the handlers.
 //! - [`kafka`]: the wire protocol: listener, framing, one handler per API, and
 //!   a small client for the CLI.
+//! - [`groups`]: consumer group coordinator.
 //! - [`http`]: health, readiness and Prometheus metrics.
 //! - [`server`]: starts and stops everything (`strata serve`).
 //! - [`cli`]: `strata topic ...` admin commands.
@@ -19,6 +20,7 @@ pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod groups;
 pub mod http;
 pub mod kafka;
 pub mod log;

@@ -66,6 +66,7 @@ pub async fn run(
             })
             .await;
     });
+    broker.groups.start(broker.clone(), sd_rx.clone());
     let kafka_task = tokio::spawn(crate::kafka::server::serve(
         broker.clone(),
         kafka,

@@ -89,6 +89,8 @@ pub enum Command {
         /// Block size, 1..=1_000_000.
         count: i64,
     },
+    /// Consumer-group metadata (committed offsets); see [`super::groups`].
+    Group(super::groups::GroupCommand),
 }
 
 /// What a successfully applied [`Command`] produced.
@@ -133,6 +135,8 @@ pub enum CommandOutput {
         /// Block size.
         count: i64,
     },
+    /// Output of a [`Command::Group`].
+    Group(super::groups::GroupOutput),
 }
 
 #[cfg(test)]

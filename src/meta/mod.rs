@@ -11,9 +11,11 @@
 //! - `topic_config`: the Kafka topic configs we know, their defaults and validation
 //! - `store`: log + snapshot persistence
 //! - `error`: one error enum with Kafka error codes
+//! - `groups`: consumer groups' durable state (committed offsets)
 
 pub mod command;
 pub mod error;
+pub mod groups;
 pub mod state;
 pub mod store;
 pub mod topic_config;

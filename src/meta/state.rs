@@ -41,6 +41,9 @@ pub struct MetaState {
     pub next_producer_id: i64,
     /// Number of commands applied successfully so far (the log index).
     pub applied_index: u64,
+    /// Consumer groups' durable state (committed offsets).
+    #[serde(default)]
+    pub groups: super::groups::GroupsState,
 }
 
 /// A registered broker.
@@ -95,6 +98,7 @@ impl Default for MetaState {
             topic_ids: BTreeMap::new(),
             next_producer_id: FIRST_PRODUCER_ID,
             applied_index: 0,
+            groups: Default::default(),
         }
     }
 }
@@ -373,6 +377,7 @@ impl MetaState {
                 }
                 Ok(())
             }
+            Command::Group(g) => self.groups.check(g, &self.topics),
         }
     }
 
@@ -456,6 +461,7 @@ impl MetaState {
                     None => Uuid::nil(),
                 };
                 self.topic_ids.remove(&topic_id);
+                self.groups.on_topic_deleted(&name);
                 CommandOutput::TopicDeleted { topic_id }
             }
             Command::CreatePartitions {
@@ -542,6 +548,7 @@ impl MetaState {
                 self.next_producer_id += count;
                 CommandOutput::ProducerIdsAllocated { first, count }
             }
+            Command::Group(g) => CommandOutput::Group(self.groups.apply_checked(g, &self.topics)),
         }
     }
 }
