@@ -14,6 +14,7 @@
 //! - [`http`]: health, readiness and Prometheus metrics.
 //! - [`server`]: starts and stops everything (`strata serve`).
 //! - [`cli`]: `strata topic ...` admin commands.
+//! - [`objstore`]: object store by URL, create-only puts, metrics.
 //! - [`clock`], [`metrics`]: injected time and the metrics registry.
 
 pub mod broker;
@@ -26,4 +27,5 @@ pub mod kafka;
 pub mod log;
 pub mod meta;
 pub mod metrics;
+pub mod objstore;
 pub mod server;

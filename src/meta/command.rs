@@ -91,6 +91,24 @@ pub enum Command {
     },
     /// Consumer-group metadata (committed offsets); see [`super::groups`].
     Group(super::groups::GroupCommand),
+    /// Records a WAL object's extents: refused when the broker's incarnation
+    /// is stale, it does not lead a partition, the leader epoch is old or an
+    /// extent does not continue the partition's committed log.
+    CommitWal {
+        broker_id: i32,
+        broker_epoch: i64,
+        key: String,
+        size: u64,
+        committed_at_ms: i64,
+        extents: Vec<super::tier::WalExtent>,
+    },
+    /// Swaps the extents of `[base, end)` for one uploaded segment object.
+    CommitSegment {
+        segment: super::tier::SegmentCommit,
+        committed_at_ms: i64,
+    },
+    /// GC deleted these unreferenced objects: forget them.
+    ForgetObjects { keys: Vec<String> },
 }
 
 /// What a successfully applied [`Command`] produced.
@@ -137,6 +155,12 @@ pub enum CommandOutput {
     },
     /// Output of a [`Command::Group`].
     Group(super::groups::GroupOutput),
+    /// Extents recorded from a WAL object.
+    WalCommitted { extents: u32 },
+    /// A segment replaced WAL extents.
+    SegmentCommitted,
+    /// Objects forgotten after deletion.
+    ObjectsForgotten { count: usize },
 }
 
 #[cfg(test)]

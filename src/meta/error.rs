@@ -37,6 +37,18 @@ pub mod codes {
 /// Why a metadata command was refused, or why the local store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
+    /// A broker wrote with an old incarnation epoch (it was restarted or fenced).
+    #[error("stale broker epoch: broker={broker_id} epoch={epoch} current={current}")]
+    StaleBrokerEpoch { broker_id: i32, epoch: i64, current: i64 },
+    /// The writer does not lead the partition.
+    #[error("not leader of {name}-{partition}: leader is {leader}")]
+    NotLeader { name: String, partition: i32, leader: i32 },
+    /// The writer's leader epoch is not the partition's current one.
+    #[error("fenced leader epoch: partition={name}-{partition} epoch={epoch} current={current}")]
+    FencedLeaderEpoch { name: String, partition: i32, epoch: i32, current: i32 },
+    /// An extent does not continue the committed log.
+    #[error("offset mismatch on {name}-{partition}: expected {expected}, got {got}")]
+    OffsetMismatch { name: String, partition: i32, expected: i64, got: i64 },
     /// The topic name breaks Kafka's naming rules.
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopicName {
@@ -163,6 +175,10 @@ impl MetaError {
     pub fn kafka_code(&self) -> i16 {
         use codes::*;
         match self {
+            MetaError::StaleBrokerEpoch { .. } => 77, // STALE_BROKER_EPOCH
+            MetaError::NotLeader { .. } => 6,         // NOT_LEADER_OR_FOLLOWER
+            MetaError::FencedLeaderEpoch { .. } => 74, // FENCED_LEADER_EPOCH
+            MetaError::OffsetMismatch { .. } => 6,    // the writer lost leadership of the log tail
             MetaError::InvalidTopicName { .. } => INVALID_TOPIC_EXCEPTION,
             MetaError::TopicAlreadyExists { .. } => TOPIC_ALREADY_EXISTS,
             // Kafka has no dedicated code for a duplicate id; the id is

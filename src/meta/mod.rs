@@ -11,6 +11,7 @@
 //! - `topic_config`: the Kafka topic configs we know, their defaults and validation
 //! - `store`: log + snapshot persistence
 //! - `error`: one error enum with Kafka error codes
+//! - `tier`: object-storage manifests (extents, object reference counts)
 //! - `groups`: consumer groups' durable state (committed offsets)
 
 pub mod command;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod groups;
 pub mod state;
 pub mod store;
+pub mod tier;
 pub mod topic_config;
 
 pub use command::{Command, CommandOutput};

@@ -44,6 +44,13 @@ pub struct MetaState {
     /// Consumer groups' durable state (committed offsets).
     #[serde(default)]
     pub groups: super::groups::GroupsState,
+    /// Objects in the bucket and their reference counts.
+    #[serde(default)]
+    pub tier: super::tier::TierState,
+    /// Latest wall-clock time carried by any applied command; stamps events
+    /// of commands that carry no time of their own (deterministic).
+    #[serde(default)]
+    pub clock_ms: i64,
 }
 
 /// A registered broker.
@@ -88,6 +95,12 @@ pub struct PartitionMeta {
     pub log_start_offset: i64,
     /// (leader epoch, first offset written in it), ascending in both.
     pub epoch_start_offsets: Vec<(i32, i64)>,
+    /// Offsets below this are durable in object storage.
+    #[serde(default)]
+    pub committed_end: i64,
+    /// Where the committed offsets live, ascending and contiguous.
+    #[serde(default)]
+    pub extents: Vec<super::tier::Extent>,
 }
 
 impl Default for MetaState {
@@ -99,6 +112,8 @@ impl Default for MetaState {
             next_producer_id: FIRST_PRODUCER_ID,
             applied_index: 0,
             groups: Default::default(),
+            tier: Default::default(),
+            clock_ms: 0,
         }
     }
 }
@@ -143,6 +158,8 @@ impl PartitionMeta {
             leader_epoch: 0,
             log_start_offset: 0,
             epoch_start_offsets: vec![(0, 0)],
+            committed_end: 0,
+            extents: Vec::new(),
         }
     }
 
@@ -378,6 +395,15 @@ impl MetaState {
                 Ok(())
             }
             Command::Group(g) => self.groups.check(g, &self.topics),
+            Command::CommitWal {
+                broker_id,
+                broker_epoch,
+                key,
+                extents,
+                ..
+            } => super::tier::check_commit_wal(self, *broker_id, *broker_epoch, key, extents),
+            Command::CommitSegment { segment, .. } => super::tier::check_commit_segment(self, segment),
+            Command::ForgetObjects { .. } => Ok(()),
         }
     }
 
@@ -457,7 +483,12 @@ impl MetaState {
             }
             Command::DeleteTopic { name } => {
                 let topic_id = match self.topics.remove(&name) {
-                    Some(t) => t.topic_id,
+                    Some(t) => {
+                        let extents = t.partitions.into_iter().flat_map(|p| p.extents).collect();
+                        let now = self.clock_ms;
+                        super::tier::release_topic(self, extents, now);
+                        t.topic_id
+                    }
                     None => Uuid::nil(),
                 };
                 self.topic_ids.remove(&topic_id);
@@ -539,6 +570,10 @@ impl MetaState {
                     part.log_start_offset = part.log_start_offset.max(offset);
                     current = part.log_start_offset;
                 }
+                let now = self.clock_ms;
+                if let Some(p) = partition_index(partition) {
+                    super::tier::trim_below(self, &name, p, current, now);
+                }
                 CommandOutput::LogStartAdvanced {
                     log_start_offset: current,
                 }
@@ -549,6 +584,34 @@ impl MetaState {
                 CommandOutput::ProducerIdsAllocated { first, count }
             }
             Command::Group(g) => CommandOutput::Group(self.groups.apply_checked(g, &self.topics)),
+            Command::CommitWal {
+                key,
+                size,
+                committed_at_ms,
+                extents,
+                ..
+            } => {
+                self.clock_ms = self.clock_ms.max(committed_at_ms);
+                let n = super::tier::apply_commit_wal(self, key, size, extents, self.clock_ms);
+                CommandOutput::WalCommitted { extents: n }
+            }
+            Command::CommitSegment {
+                segment,
+                committed_at_ms,
+            } => {
+                self.clock_ms = self.clock_ms.max(committed_at_ms);
+                super::tier::apply_commit_segment(self, segment, self.clock_ms);
+                CommandOutput::SegmentCommitted
+            }
+            Command::ForgetObjects { keys } => {
+                let mut count = 0;
+                for k in keys {
+                    if self.tier.deletable.remove(&k).is_some() {
+                        count += 1;
+                    }
+                }
+                CommandOutput::ObjectsForgotten { count }
+            }
         }
     }
 }
@@ -687,7 +750,9 @@ mod tests {
                 leader: 1,
                 leader_epoch: 0,
                 log_start_offset: 0,
-                epoch_start_offsets: vec![(0, 0)]
+                epoch_start_offsets: vec![(0, 0)],
+                committed_end: 0,
+                extents: Vec::new(),
             }
         );
         assert!(s.partition("orders", 3).is_none());
@@ -1090,6 +1155,8 @@ mod tests {
             leader_epoch: 5,
             log_start_offset: 0,
             epoch_start_offsets: vec![(1, 10), (3, 30), (5, 50)],
+            committed_end: 0,
+            extents: Vec::new(),
         };
         assert_eq!(p.end_offset_for_epoch(0, 99), None);
         assert_eq!(p.end_offset_for_epoch(1, 99), Some((1, 30)));

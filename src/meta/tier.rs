@@ -1,0 +1,451 @@
+//! Object-storage manifests: which objects hold which offsets of each
+//! partition, and which objects nothing references any more.
+//!
+//! A partition's `extents` cover `[first extent base, committed_end)` without
+//! gaps, in offset order. WAL extents point into shared WAL objects (many
+//! partitions per object); a segment extent is a whole per-partition object.
+//! `objects` counts live extents per object; when the count drops to zero the
+//! object moves to `deletable` with the time it became unreferenced, and the
+//! GC job deletes it after a grace period, then `ForgetObjects` (two-phase
+//! deletion).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::state::MetaState;
+use super::MetaError;
+
+/// What kind of object an extent points into.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExtentKind {
+    /// A shared WAL object; the extent is a byte range of it.
+    Wal,
+    /// A per-partition segment object (whole object).
+    Segment,
+}
+
+/// A run of offsets `[base_offset, end_offset)` stored in one object.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Extent {
+    pub kind: ExtentKind,
+    pub key: String,
+    /// Offset index object of a segment.
+    #[serde(default)]
+    pub index_key: Option<String>,
+    pub base_offset: i64,
+    pub end_offset: i64,
+    /// Byte range of the batches in the object.
+    pub byte_offset: u64,
+    pub byte_len: u64,
+    pub leader_epoch: i32,
+}
+
+/// One partition's part of a WAL object.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct WalExtent {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub base_offset: i64,
+    pub end_offset: i64,
+    pub byte_offset: u64,
+    pub byte_len: u64,
+}
+
+/// Reference count of a live object.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ObjectRef {
+    pub live_extents: u32,
+    pub size: u64,
+}
+
+/// Durable tier state (part of [`MetaState`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct TierState {
+    /// Live objects by key.
+    pub objects: BTreeMap<String, ObjectRef>,
+    /// Unreferenced objects: key → time (ms) they became unreferenced.
+    pub deletable: BTreeMap<String, i64>,
+}
+
+impl TierState {
+    /// Drop one reference to `key`; at zero it becomes deletable at `now_ms`.
+    pub fn release(&mut self, key: &str, now_ms: i64) {
+        if let Some(o) = self.objects.get_mut(key) {
+            o.live_extents = o.live_extents.saturating_sub(1);
+            if o.live_extents == 0 {
+                self.objects.remove(key);
+                self.deletable.insert(key.to_string(), now_ms);
+            }
+        }
+    }
+
+    /// Release every object an extent holds.
+    pub fn release_extent(&mut self, e: &Extent, now_ms: i64) {
+        self.release(&e.key, now_ms);
+        if let Some(i) = &e.index_key {
+            self.release(i, now_ms);
+        }
+    }
+
+    /// Is this key known (live or waiting for deletion)?
+    pub fn knows(&self, key: &str) -> bool {
+        self.objects.contains_key(key) || self.deletable.contains_key(key)
+    }
+}
+
+fn refuse(reason: String) -> MetaError {
+    MetaError::InvalidRequest { reason }
+}
+
+/// Checks of `Command::CommitWal`.
+pub fn check_commit_wal(s: &MetaState, broker_id: i32, broker_epoch: i64, key: &str, extents: &[WalExtent]) -> Result<(), MetaError> {
+    let b = s.brokers.get(&broker_id).ok_or(MetaError::BrokerNotAvailable { broker_id })?;
+    if b.epoch != broker_epoch {
+        return Err(MetaError::StaleBrokerEpoch {
+            broker_id,
+            epoch: broker_epoch,
+            current: b.epoch,
+        });
+    }
+    if s.tier.knows(key) {
+        return Err(refuse(format!("object {key} is already committed")));
+    }
+    let mut expected: BTreeMap<(Uuid, i32), i64> = BTreeMap::new();
+    for e in extents {
+        if e.end_offset <= e.base_offset || e.byte_len == 0 {
+            return Err(refuse(format!("empty extent [{}, {}) in {key}", e.base_offset, e.end_offset)));
+        }
+        // Extents of topics deleted meanwhile are dropped at apply.
+        let Some(t) = s.topic_by_id(&e.topic_id) else { continue };
+        let p = t.partitions.get(usize::try_from(e.partition).unwrap_or(usize::MAX)).ok_or(MetaError::UnknownPartition {
+            name: t.name.clone(),
+            partition: e.partition,
+        })?;
+        if p.leader != broker_id {
+            return Err(MetaError::NotLeader {
+                name: t.name.clone(),
+                partition: e.partition,
+                leader: p.leader,
+            });
+        }
+        if p.leader_epoch != e.leader_epoch {
+            return Err(MetaError::FencedLeaderEpoch {
+                name: t.name.clone(),
+                partition: e.partition,
+                epoch: e.leader_epoch,
+                current: p.leader_epoch,
+            });
+        }
+        let want = expected.entry((e.topic_id, e.partition)).or_insert(p.committed_end);
+        if e.base_offset != *want {
+            return Err(MetaError::OffsetMismatch {
+                name: t.name.clone(),
+                partition: e.partition,
+                expected: *want,
+                got: e.base_offset,
+            });
+        }
+        *want = e.end_offset;
+    }
+    Ok(())
+}
+
+/// Apply a checked `CommitWal`. Returns the number of extents recorded.
+pub fn apply_commit_wal(s: &mut MetaState, key: String, size: u64, extents: Vec<WalExtent>, now_ms: i64) -> u32 {
+    let mut live = 0u32;
+    for e in extents {
+        let Some(name) = s.topic_ids.get(&e.topic_id).cloned() else { continue };
+        let Some(p) = s.topics.get_mut(&name).and_then(|t| t.partitions.get_mut(e.partition as usize)) else {
+            continue;
+        };
+        p.committed_end = e.end_offset;
+        p.extents.push(Extent {
+            kind: ExtentKind::Wal,
+            key: key.clone(),
+            index_key: None,
+            base_offset: e.base_offset,
+            end_offset: e.end_offset,
+            byte_offset: e.byte_offset,
+            byte_len: e.byte_len,
+            leader_epoch: e.leader_epoch,
+        });
+        live += 1;
+    }
+    if live > 0 {
+        s.tier.objects.insert(key, ObjectRef { live_extents: live, size });
+    } else {
+        s.tier.deletable.insert(key, now_ms);
+    }
+    live
+}
+
+/// A segment object replacing the extents of `[base_offset, end_offset)`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SegmentCommit {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub key: String,
+    pub index_key: String,
+    pub size: u64,
+    pub index_size: u64,
+    pub base_offset: i64,
+    pub end_offset: i64,
+}
+
+/// Checks of `Command::CommitSegment`.
+pub fn check_commit_segment(s: &MetaState, c: &SegmentCommit) -> Result<(), MetaError> {
+    let t = s.topic_by_id(&c.topic_id).ok_or(MetaError::UnknownTopicId { topic_id: c.topic_id })?;
+    let p = t.partitions.get(usize::try_from(c.partition).unwrap_or(usize::MAX)).ok_or(MetaError::UnknownPartition {
+        name: t.name.clone(),
+        partition: c.partition,
+    })?;
+    if p.leader_epoch != c.leader_epoch {
+        return Err(MetaError::FencedLeaderEpoch {
+            name: t.name.clone(),
+            partition: c.partition,
+            epoch: c.leader_epoch,
+            current: p.leader_epoch,
+        });
+    }
+    if s.tier.knows(&c.key) || s.tier.knows(&c.index_key) {
+        return Err(refuse(format!("object {} is already committed", c.key)));
+    }
+    if c.end_offset <= c.base_offset || c.end_offset > p.committed_end {
+        return Err(refuse(format!(
+            "segment [{}, {}) is not within committed offsets (< {})",
+            c.base_offset, c.end_offset, p.committed_end
+        )));
+    }
+    let starts = p.extents.iter().any(|e| e.base_offset == c.base_offset);
+    let ends = p.extents.iter().any(|e| e.end_offset == c.end_offset);
+    if !starts || !ends {
+        return Err(refuse(format!("segment [{}, {}) does not align with extent boundaries", c.base_offset, c.end_offset)));
+    }
+    Ok(())
+}
+
+/// Apply a checked `CommitSegment`: one manifest swap.
+pub fn apply_commit_segment(s: &mut MetaState, c: SegmentCommit, now_ms: i64) {
+    let Some(name) = s.topic_ids.get(&c.topic_id).cloned() else { return };
+    let Some(p) = s.topics.get_mut(&name).and_then(|t| t.partitions.get_mut(c.partition as usize)) else {
+        return;
+    };
+    let (gone, keep): (Vec<Extent>, Vec<Extent>) = std::mem::take(&mut p.extents)
+        .into_iter()
+        .partition(|e| e.base_offset >= c.base_offset && e.end_offset <= c.end_offset);
+    let at = keep.iter().position(|e| e.base_offset >= c.end_offset).unwrap_or(keep.len());
+    let mut extents = keep;
+    extents.insert(
+        at,
+        Extent {
+            kind: ExtentKind::Segment,
+            key: c.key.clone(),
+            index_key: Some(c.index_key.clone()),
+            base_offset: c.base_offset,
+            end_offset: c.end_offset,
+            byte_offset: 0,
+            byte_len: c.size,
+            leader_epoch: c.leader_epoch,
+        },
+    );
+    p.extents = extents;
+    s.tier.objects.insert(c.key, ObjectRef { live_extents: 1, size: c.size });
+    s.tier.objects.insert(c.index_key, ObjectRef { live_extents: 1, size: c.index_size });
+    for e in &gone {
+        s.tier.release_extent(e, now_ms);
+    }
+}
+
+/// Drop extents wholly below `start` (retention, DeleteRecords).
+pub fn trim_below(s: &mut MetaState, name: &str, partition: usize, start: i64, now_ms: i64) {
+    let Some(p) = s.topics.get_mut(name).and_then(|t| t.partitions.get_mut(partition)) else {
+        return;
+    };
+    let (gone, keep): (Vec<Extent>, Vec<Extent>) = std::mem::take(&mut p.extents).into_iter().partition(|e| e.end_offset <= start);
+    p.extents = keep;
+    for e in &gone {
+        s.tier.release_extent(e, now_ms);
+    }
+}
+
+/// Release every extent of a topic that is being deleted.
+pub fn release_topic(s: &mut MetaState, extents: Vec<Extent>, now_ms: i64) {
+    for e in &extents {
+        s.tier.release_extent(e, now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::{Command, CommandOutput};
+
+    fn state() -> (MetaState, Uuid) {
+        let mut s = MetaState::default();
+        s.apply(Command::RegisterBroker {
+            broker_id: 1,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+        })
+        .unwrap();
+        let id = Uuid::from_u128(42);
+        s.apply(Command::CreateTopic {
+            name: "t".into(),
+            topic_id: id,
+            partitions: 2,
+            replication_factor: -1,
+            configs: Default::default(),
+            leader: 1,
+            created_at_ms: 0,
+        })
+        .unwrap();
+        (s, id)
+    }
+
+    fn ext(id: Uuid, p: i32, base: i64, end: i64, at: u64) -> WalExtent {
+        WalExtent {
+            topic_id: id,
+            partition: p,
+            leader_epoch: 0,
+            base_offset: base,
+            end_offset: end,
+            byte_offset: at,
+            byte_len: 100,
+        }
+    }
+
+    fn wal(key: &str, extents: Vec<WalExtent>) -> Command {
+        Command::CommitWal {
+            broker_id: 1,
+            broker_epoch: 1,
+            key: key.into(),
+            size: 1000,
+            committed_at_ms: 5,
+            extents,
+        }
+    }
+
+    #[test]
+    fn commit_wal_advances_committed_end_and_counts_refs() {
+        let (mut s, id) = state();
+        let out = s.apply(wal("w1", vec![ext(id, 0, 0, 10, 16), ext(id, 1, 0, 3, 116)])).unwrap();
+        assert_eq!(out, CommandOutput::WalCommitted { extents: 2 });
+        assert_eq!(s.partition("t", 0).unwrap().committed_end, 10);
+        assert_eq!(s.partition("t", 1).unwrap().committed_end, 3);
+        assert_eq!(s.tier.objects["w1"].live_extents, 2);
+        s.apply(wal("w2", vec![ext(id, 0, 10, 20, 16), ext(id, 0, 20, 25, 116)])).unwrap();
+        assert_eq!(s.partition("t", 0).unwrap().committed_end, 25);
+        assert_eq!(s.partition("t", 0).unwrap().extents.len(), 3);
+    }
+
+    #[test]
+    fn commit_wal_refusals() {
+        let (mut s, id) = state();
+        let gap = s.apply(wal("w", vec![ext(id, 0, 5, 10, 0)])).unwrap_err();
+        assert!(matches!(gap, MetaError::OffsetMismatch { expected: 0, got: 5, .. }), "{gap}");
+        let mut stale = wal("w", vec![ext(id, 0, 0, 10, 0)]);
+        if let Command::CommitWal { broker_epoch, .. } = &mut stale {
+            *broker_epoch = 0;
+        }
+        assert!(matches!(s.apply(stale).unwrap_err(), MetaError::StaleBrokerEpoch { .. }));
+        let mut e = ext(id, 0, 0, 10, 0);
+        e.leader_epoch = 3;
+        assert!(matches!(s.apply(wal("w", vec![e])).unwrap_err(), MetaError::FencedLeaderEpoch { .. }));
+        assert!(matches!(s.apply(wal("w", vec![ext(id, 9, 0, 10, 0)])).unwrap_err(), MetaError::UnknownPartition { .. }));
+        assert!(matches!(s.apply(wal("w", vec![ext(id, 0, 3, 3, 0)])).unwrap_err(), MetaError::InvalidRequest { .. }));
+        let mut other = wal("w", vec![ext(id, 0, 0, 10, 0)]);
+        if let Command::CommitWal { broker_id, .. } = &mut other {
+            *broker_id = 7;
+        }
+        assert!(matches!(s.apply(other).unwrap_err(), MetaError::BrokerNotAvailable { .. }));
+        s.apply(wal("w", vec![ext(id, 0, 0, 10, 0)])).unwrap();
+        let dup = s.apply(wal("w", vec![ext(id, 0, 10, 20, 0)])).unwrap_err();
+        assert!(matches!(dup, MetaError::InvalidRequest { .. }), "{dup}");
+        // nothing changed by the refusals
+        assert_eq!(s.partition("t", 0).unwrap().committed_end, 10);
+    }
+
+    #[test]
+    fn deleted_topic_extents_make_the_object_deletable() {
+        let (mut s, _) = state();
+        let out = s.apply(wal("w", vec![ext(Uuid::from_u128(9), 0, 0, 10, 0)])).unwrap();
+        assert_eq!(out, CommandOutput::WalCommitted { extents: 0 });
+        assert_eq!(s.tier.deletable.get("w"), Some(&5));
+    }
+
+    fn seg(id: Uuid, base: i64, end: i64) -> Command {
+        Command::CommitSegment {
+            segment: SegmentCommit {
+                topic_id: id,
+                partition: 0,
+                leader_epoch: 0,
+                key: format!("s{base}"),
+                index_key: format!("s{base}.idx"),
+                size: 500,
+                index_size: 8,
+                base_offset: base,
+                end_offset: end,
+            },
+            committed_at_ms: 9,
+        }
+    }
+
+    #[test]
+    fn segment_swap_releases_wal_objects() {
+        let (mut s, id) = state();
+        s.apply(wal("w1", vec![ext(id, 0, 0, 10, 0), ext(id, 1, 0, 5, 100)])).unwrap();
+        s.apply(wal("w2", vec![ext(id, 0, 10, 20, 0)])).unwrap();
+        s.apply(seg(id, 0, 20)).unwrap();
+        let p = s.partition("t", 0).unwrap();
+        assert_eq!(p.extents.len(), 1);
+        assert_eq!(p.extents[0].kind, ExtentKind::Segment);
+        // w1 still holds partition 1's extent; w2 is now unreferenced.
+        assert_eq!(s.tier.objects["w1"].live_extents, 1);
+        assert_eq!(s.tier.deletable.get("w2"), Some(&9));
+        assert!(s.tier.objects.contains_key("s0") && s.tier.objects.contains_key("s0.idx"));
+        // Forget after GC.
+        assert_eq!(s.apply(Command::ForgetObjects { keys: vec!["w2".into(), "zz".into()] }).unwrap(), CommandOutput::ObjectsForgotten { count: 1 });
+        assert!(s.tier.deletable.is_empty());
+    }
+
+    #[test]
+    fn segment_refusals() {
+        let (mut s, id) = state();
+        s.apply(wal("w1", vec![ext(id, 0, 0, 10, 0)])).unwrap();
+        s.apply(wal("w2", vec![ext(id, 0, 10, 20, 0)])).unwrap();
+        assert!(s.apply(seg(id, 0, 15)).is_err(), "misaligned end");
+        assert!(s.apply(seg(id, 5, 20)).is_err(), "misaligned start");
+        assert!(s.apply(seg(id, 0, 30)).is_err(), "beyond committed");
+        assert!(matches!(s.apply(seg(Uuid::from_u128(1), 0, 10)).unwrap_err(), MetaError::UnknownTopicId { .. }));
+        let mut stale = seg(id, 0, 10);
+        if let Command::CommitSegment { segment, .. } = &mut stale {
+            segment.leader_epoch = 9;
+        }
+        assert!(matches!(s.apply(stale).unwrap_err(), MetaError::FencedLeaderEpoch { .. }));
+        s.apply(seg(id, 0, 10)).unwrap();
+        assert!(s.apply(seg(id, 0, 10)).is_err(), "key already committed");
+    }
+
+    #[test]
+    fn delete_topic_and_log_start_release_objects() {
+        let (mut s, id) = state();
+        s.apply(wal("w1", vec![ext(id, 0, 0, 10, 0)])).unwrap();
+        s.apply(wal("w2", vec![ext(id, 0, 10, 20, 0)])).unwrap();
+        s.apply(Command::AdvanceLogStart {
+            name: "t".into(),
+            partition: 0,
+            offset: 12,
+        })
+        .unwrap();
+        assert!(s.tier.deletable.contains_key("w1"));
+        assert!(s.tier.objects.contains_key("w2"));
+        s.apply(Command::DeleteTopic { name: "t".into() }).unwrap();
+        assert!(s.tier.deletable.contains_key("w2"));
+        assert!(s.tier.objects.is_empty());
+    }
+}
