@@ -15,10 +15,14 @@ use uuid::Uuid;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::log::{LogConfig, LogError, LogManager, PartitionLog};
+use crate::meta::tier::{ExtentKind, WalExtent};
 use crate::meta::{
     topic_config::TopicConfig, Command, CommandOutput, MetaError, MetaState, MetaStore,
 };
 use crate::metrics::Metrics;
+use crate::objstore::Store;
+use crate::tier::reader::TierReader;
+use crate::wal::Wal;
 
 /// Errors surfaced by broker operations.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +83,13 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Consumer group coordinator.
     pub groups: crate::groups::Coordinator,
+    /// This process's incarnation epoch (fences writes of older ones).
+    pub broker_epoch: i64,
+    store: Arc<Store>,
+    wal: Arc<Wal>,
+    reader: Arc<TierReader>,
+    tier_config: crate::tier::TierConfig,
+    tier_metrics: crate::tier::TierMetrics,
     meta: Mutex<MetaStore>,
     /// A copy of the metadata for readers (swapped after each command).
     view: RwLock<Arc<MetaState>>,
@@ -111,18 +122,26 @@ pub(crate) fn log_config(c: &TopicConfig) -> LogConfig {
 impl Broker {
     /// Open the data directory: metadata, then every partition log
     /// (recovering it), then take leadership with a new leader epoch.
-    pub fn open(config: Config, clock: SharedClock) -> Result<Arc<Broker>, BrokerError> {
+    pub fn open(
+        config: Config,
+        clock: SharedClock,
+        store: Arc<Store>,
+    ) -> Result<Arc<Broker>, BrokerError> {
         let data = config.data_dir.clone();
         std::fs::create_dir_all(&data)?;
         let cluster_id = load_cluster_id(&data.join("cluster.id"))?;
+        let objects = store;
         let mut store = MetaStore::open(&data.join("meta"))?;
         let broker_id = config.broker_id;
-        store.submit(Command::RegisterBroker {
+        let broker_epoch = match store.submit(Command::RegisterBroker {
             broker_id,
             host: config.advertised_host.clone(),
             port: config.advertised_port() as i32,
             rack: config.rack.clone(),
-        })?;
+        })? {
+            CommandOutput::BrokerRegistered { epoch } => epoch,
+            _ => 0,
+        };
         let logs = LogManager::new(&data, clock.clone())?;
         let broker_defaults = config.topic_defaults();
         // Remove logs of topics deleted while we were down.
@@ -132,25 +151,27 @@ impl Broker {
                 logs.delete_topic(id);
             }
         }
-        // Recover every log, then become leader of everything with a new epoch.
-        let mut takeover = Vec::new();
+        // Recover every local log; `recover_tier` then reconciles them with
+        // object storage and takes leadership with a new epoch.
         for t in store.state().topics.values() {
             let tc = t.effective_config(&broker_defaults);
             for (i, p) in t.partitions.iter().enumerate() {
-                let log = logs.open(t.topic_id, i as i32, p.log_start_offset, &log_config(&tc))?;
-                takeover.push((t.name.clone(), i as i32, log.log_end_offset()));
+                logs.open(t.topic_id, i as i32, p.log_start_offset, &log_config(&tc))?;
             }
-        }
-        if !takeover.is_empty() {
-            store.submit(Command::BecomeLeader {
-                broker_id,
-                partitions: takeover,
-            })?;
         }
         let view = Arc::new(store.state().clone());
         let (appended, _) = watch::channel(0u64);
         let groups = crate::groups::Coordinator::new(&config);
+        let wal = Wal::new(config.wal_config());
+        let reader = TierReader::new(objects.clone(), config.cache_bytes);
+        let tier_config = config.tier_config();
         let broker = Arc::new(Broker {
+            broker_epoch,
+            store: objects,
+            wal,
+            reader,
+            tier_config,
+            tier_metrics: crate::tier::TierMetrics::default(),
             config,
             broker_id,
             cluster_id,
@@ -169,6 +190,184 @@ impl Broker {
         Ok(broker)
     }
 
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
+    }
+
+    pub fn reader(&self) -> &Arc<TierReader> {
+        &self.reader
+    }
+
+    pub fn tier_config(&self) -> &crate::tier::TierConfig {
+        &self.tier_config
+    }
+
+    pub fn tier_metrics(&self) -> &crate::tier::TierMetrics {
+        &self.tier_metrics
+    }
+
+    /// Every topic's hot-path handle.
+    pub fn topic_handles(&self) -> Vec<Arc<TopicHandle>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    /// Offsets below this are durable in object storage (the high watermark).
+    pub fn committed_end(&self, topic_id: &Uuid, partition: i32) -> Option<i64> {
+        let meta = self.meta();
+        meta.topic_by_id(topic_id)?
+            .partitions
+            .get(usize::try_from(partition).ok()?)
+            .map(|p| p.committed_end)
+    }
+
+    /// (log start, committed end) of a partition from the metadata.
+    pub fn partition_bounds(&self, topic_id: &Uuid, partition: i32) -> Option<(i64, i64)> {
+        let meta = self.meta();
+        let p = meta
+            .topic_by_id(topic_id)?
+            .partitions
+            .get(usize::try_from(partition).ok()?)?;
+        Some((p.log_start_offset, p.committed_end))
+    }
+
+    /// Commit a WAL object's extents (blocking: the metadata log fsyncs).
+    pub fn commit_wal(
+        &self,
+        key: String,
+        size: u64,
+        extents: Vec<WalExtent>,
+    ) -> Result<(), BrokerError> {
+        self.submit_quiet(Command::CommitWal {
+            broker_id: self.broker_id,
+            broker_epoch: self.broker_epoch,
+            key,
+            size,
+            committed_at_ms: self.clock.now_ms(),
+            extents,
+        })?;
+        Ok(())
+    }
+
+    /// Reconcile every local log with object storage, then take leadership
+    /// with a new leader epoch. Local logs behind the committed end (disk
+    /// lost or wiped) are rebuilt from the WAL extents after the last
+    /// uploaded segment; older offsets are served from object storage. Local
+    /// data beyond the committed end (acks=1 data not yet in a WAL object)
+    /// is queued to the WAL again under the new epoch.
+    pub async fn recover_tier(self: &Arc<Self>) -> Result<(), BrokerError> {
+        let meta = self.meta();
+        let mut takeover = Vec::new();
+        for t in meta.topics.values() {
+            let Some(h) = self.topic_by_id(&t.topic_id) else {
+                continue;
+            };
+            for (i, pm) in t.partitions.iter().enumerate() {
+                let Some(ph) = h.partition(i as i32) else {
+                    continue;
+                };
+                let log = &ph.log;
+                let ce = pm.committed_end;
+                let leo = log.log_end_offset();
+                if leo < ce {
+                    let tail_start = pm
+                        .extents
+                        .iter()
+                        .rposition(|e| e.kind == ExtentKind::Segment)
+                        .map(|i| pm.extents[i].end_offset)
+                        .unwrap_or_else(|| pm.extents.first().map(|e| e.base_offset).unwrap_or(ce));
+                    let from = if leo >= tail_start && log.log_start_offset() <= leo {
+                        leo
+                    } else {
+                        log.reset(tail_start)?;
+                        tail_start
+                    };
+                    tracing::info!(topic = %t.name, partition = i, local_end = leo, committed_end = ce, rebuild_from = from, "rebuilding local log tail from object storage");
+                    for e in pm.extents.iter().filter(|e| e.end_offset > from) {
+                        let bytes =
+                            self.reader.extent_bytes(e).await.map_err(|e| {
+                                BrokerError::Io(std::io::Error::other(e.to_string()))
+                            })?;
+                        // Skip batches already present locally.
+                        let mut pos = 0usize;
+                        while pos + crate::log::batch::HEADER_LEN <= bytes.len() {
+                            let Ok(bh) = crate::log::batch::BatchHeader::parse(&bytes[pos..])
+                            else {
+                                break;
+                            };
+                            if bh.last_offset() >= from {
+                                break;
+                            }
+                            pos += bh.total_len();
+                        }
+                        log.append_committed(&bytes[pos..], &h.log_config)
+                            .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))?;
+                    }
+                }
+                takeover.push((t.name.clone(), i as i32, log.log_end_offset().max(ce)));
+            }
+        }
+        if !takeover.is_empty() {
+            let b = self.clone();
+            tokio::task::spawn_blocking(move || {
+                b.submit(Command::BecomeLeader {
+                    broker_id: b.broker_id,
+                    partitions: takeover,
+                })
+            })
+            .await
+            .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))??;
+        }
+        // Re-queue local data the WAL never committed.
+        let meta = self.meta();
+        for t in meta.topics.values() {
+            let Some(h) = self.topic_by_id(&t.topic_id) else {
+                continue;
+            };
+            for (i, pm) in t.partitions.iter().enumerate() {
+                let Some(ph) = h.partition(i as i32) else {
+                    continue;
+                };
+                let mut off = pm.committed_end;
+                let leo = ph.log.log_end_offset();
+                if off < leo {
+                    tracing::info!(topic = %t.name, partition = i, from = off, to = leo, "re-committing local data not yet in object storage");
+                }
+                while off < leo {
+                    let r = ph.log.read(off, 1 << 20, true)?;
+                    if r.records.is_empty() {
+                        break;
+                    }
+                    let mut pos = 0usize;
+                    let bytes = &r.records[..];
+                    while pos + crate::log::batch::HEADER_LEN <= bytes.len() {
+                        let Ok(bh) = crate::log::batch::BatchHeader::parse(&bytes[pos..]) else {
+                            break;
+                        };
+                        let end = pos + bh.total_len();
+                        if bh.base_offset >= off {
+                            self.wal.push(
+                                t.topic_id,
+                                i as i32,
+                                ph.leader_epoch,
+                                &bh,
+                                &bytes[pos..end],
+                                bh.base_offset == off && off == pm.committed_end,
+                                None,
+                            );
+                        }
+                        off = bh.last_offset() + 1;
+                        pos = end;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Broker-level defaults for topic configs (`log.*` equivalents).
     pub fn broker_defaults(&self) -> &BTreeMap<String, String> {
         &self.broker_defaults
@@ -177,6 +376,15 @@ impl Broker {
     /// The current metadata (a cheap shared snapshot).
     pub fn meta(&self) -> Arc<MetaState> {
         self.view.read().clone()
+    }
+
+    /// Submit a command that changes no topic handle (WAL and segment
+    /// commits): only the metadata view is refreshed.
+    pub fn submit_quiet(&self, cmd: Command) -> Result<CommandOutput, BrokerError> {
+        let mut store = self.meta.lock();
+        let out = store.submit(cmd)?;
+        *self.view.write() = Arc::new(store.state().clone());
+        Ok(out)
     }
 
     /// Submit a metadata command and refresh the views it affects.

@@ -71,6 +71,36 @@ pub struct Config {
     pub connections_max_idle_ms: u64,
     /// Upper bound of one fetch response (`fetch.max.bytes`).
     pub fetch_max_bytes: usize,
+    /// Where acknowledged data is durable: `file:///path`,
+    /// `s3://bucket/prefix` or `memory://` (tests only: nothing survives a
+    /// restart). Default: `file://<data-dir>/objects`.
+    pub object_store: Option<String>,
+    /// Endpoint of an S3-compatible server (MinIO, Ceph, R2, moto).
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default: from the AWS config chain, else us-east-1).
+    pub s3_region: Option<String>,
+    /// Path-style S3 addressing (most S3-compatible servers need it).
+    pub s3_path_style: bool,
+    /// Timeout of one object store request.
+    pub object_store_timeout_ms: u64,
+    /// WAL flush interval: acks=all latency ≈ this + one PUT; each flush is
+    /// one PUT (100 ms ≈ 26 M PUTs/month per broker).
+    pub wal_flush_ms: u64,
+    /// Flush the WAL early once this many bytes are queued.
+    pub wal_flush_bytes: usize,
+    /// Queued + uploading WAL bytes before producers are slowed down.
+    pub wal_max_buffered_bytes: usize,
+    /// Concurrent WAL uploads.
+    pub wal_max_inflight_uploads: usize,
+    /// Block cache for reads from object storage (bytes).
+    pub cache_bytes: u64,
+    /// Upload a partition's active segment once its oldest data is this old
+    /// (WAL objects are deleted once all their extents are in segments).
+    pub upload_interval_ms: i64,
+    /// Grace period before unreferenced objects are deleted.
+    pub gc_grace_ms: i64,
+    /// How often tier jobs (segment upload, GC) run.
+    pub tier_tick_ms: u64,
 }
 
 impl Default for Config {
@@ -95,6 +125,19 @@ impl Default for Config {
             max_inflight_per_connection: 16,
             connections_max_idle_ms: 600_000,
             fetch_max_bytes: 55 * 1024 * 1024,
+            object_store: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: false,
+            object_store_timeout_ms: 30_000,
+            wal_flush_ms: 100,
+            wal_flush_bytes: 8 * 1024 * 1024,
+            wal_max_buffered_bytes: 256 * 1024 * 1024,
+            wal_max_inflight_uploads: 4,
+            cache_bytes: 256 * 1024 * 1024,
+            upload_interval_ms: 60_000,
+            gc_grace_ms: 300_000,
+            tier_tick_ms: 1_000,
         }
     }
 }
@@ -115,6 +158,49 @@ impl Config {
     /// Port advertised to clients.
     pub fn advertised_port(&self) -> u16 {
         self.advertised_port.unwrap_or(self.kafka_listen.port())
+    }
+
+    /// The object store URL, defaulting to a directory under the data dir.
+    pub fn object_store_url(&self) -> String {
+        match &self.object_store {
+            Some(u) => u.clone(),
+            None => {
+                let dir = std::path::absolute(self.data_dir.join("objects"))
+                    .unwrap_or_else(|_| self.data_dir.join("objects"));
+                format!("file://{}", dir.display())
+            }
+        }
+    }
+
+    /// Object store settings.
+    pub fn store_config(&self) -> crate::objstore::StoreConfig {
+        crate::objstore::StoreConfig {
+            url: self.object_store_url(),
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            path_style: self.s3_path_style,
+            request_timeout: std::time::Duration::from_millis(self.object_store_timeout_ms),
+        }
+    }
+
+    /// WAL settings.
+    pub fn wal_config(&self) -> crate::wal::WalConfig {
+        crate::wal::WalConfig {
+            flush_ms: self.wal_flush_ms,
+            flush_bytes: self.wal_flush_bytes,
+            max_buffered_bytes: self.wal_max_buffered_bytes,
+            max_inflight_uploads: self.wal_max_inflight_uploads,
+        }
+    }
+
+    /// Tier job settings.
+    pub fn tier_config(&self) -> crate::tier::TierConfig {
+        crate::tier::TierConfig {
+            upload_interval_ms: self.upload_interval_ms,
+            tick_ms: self.tier_tick_ms,
+            gc_grace_ms: self.gc_grace_ms,
+            max_upload_bytes: (self.segment_bytes * 2).max(1 << 30),
+        }
     }
 
     /// Check cross-field rules once at start.
@@ -155,6 +241,63 @@ impl Config {
         }
         if self.max_inflight_per_connection == 0 || self.max_inflight_per_connection > 1024 {
             return bad("--max-inflight-per-connection", "must be 1..=1024".into());
+        }
+        if !(1..=60_000).contains(&self.wal_flush_ms) {
+            return bad(
+                "--wal-flush-ms",
+                format!("must be 1..=60000, got {}", self.wal_flush_ms),
+            );
+        }
+        if self.wal_flush_bytes < 1024 || self.wal_flush_bytes > 1 << 30 {
+            return bad(
+                "--wal-flush-bytes",
+                format!("must be 1024..=1073741824, got {}", self.wal_flush_bytes),
+            );
+        }
+        if self.wal_max_buffered_bytes < self.wal_flush_bytes
+            || self.wal_max_buffered_bytes > u32::MAX as usize
+        {
+            return bad(
+                "--wal-max-buffered-bytes",
+                format!(
+                    "must be >= --wal-flush-bytes and <= 4294967295, got {}",
+                    self.wal_max_buffered_bytes
+                ),
+            );
+        }
+        if !(1..=64).contains(&self.wal_max_inflight_uploads) {
+            return bad(
+                "--wal-max-inflight-uploads",
+                format!("must be 1..=64, got {}", self.wal_max_inflight_uploads),
+            );
+        }
+        if self.upload_interval_ms < 100 {
+            return bad(
+                "--upload-interval-ms",
+                format!("must be >= 100, got {}", self.upload_interval_ms),
+            );
+        }
+        if self.gc_grace_ms < 0 {
+            return bad(
+                "--gc-grace-ms",
+                format!("must be >= 0, got {}", self.gc_grace_ms),
+            );
+        }
+        if self.object_store_timeout_ms < 100 {
+            return bad(
+                "--object-store-timeout-ms",
+                format!("must be >= 100, got {}", self.object_store_timeout_ms),
+            );
+        }
+        let url = self.object_store_url();
+        if !(url.starts_with("file:///")
+            || url.starts_with("s3://")
+            || url.starts_with("memory://"))
+        {
+            return bad(
+                "--object-store",
+                format!("expected file:///path, s3://bucket/prefix or memory://, got {url}"),
+            );
         }
         if self.advertised_host.is_empty() {
             return bad("--advertised-host", "must not be empty".into());
@@ -249,6 +392,45 @@ pub struct ServeArgs {
     /// Upper bound of one fetch response (fetch.max.bytes) [default: 57671680].
     #[arg(long, env = "STRATA_FETCH_MAX_BYTES", value_name = "BYTES")]
     pub fetch_max_bytes: Option<usize>,
+    /// Object store for durable data: file:///path, s3://bucket/prefix or memory:// [default: file://<data-dir>/objects].
+    #[arg(long, env = "STRATA_OBJECT_STORE", value_name = "URL")]
+    pub object_store: Option<String>,
+    /// Endpoint of an S3-compatible server, e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "STRATA_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: from the AWS config chain, else us-east-1].
+    #[arg(long, env = "STRATA_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Use path-style S3 addressing (MinIO, Ceph, moto) [default: false].
+    #[arg(long, env = "STRATA_S3_PATH_STYLE", value_name = "BOOL")]
+    pub s3_path_style: Option<bool>,
+    /// Timeout of one object store request [default: 30000].
+    #[arg(long, env = "STRATA_OBJECT_STORE_TIMEOUT_MS", value_name = "MS")]
+    pub object_store_timeout_ms: Option<u64>,
+    /// WAL flush interval; acks=all waits about this plus one PUT [default: 100].
+    #[arg(long, env = "STRATA_WAL_FLUSH_MS", value_name = "MS")]
+    pub wal_flush_ms: Option<u64>,
+    /// Flush the WAL early once this many bytes are queued [default: 8388608].
+    #[arg(long, env = "STRATA_WAL_FLUSH_BYTES", value_name = "BYTES")]
+    pub wal_flush_bytes: Option<usize>,
+    /// Queued + uploading WAL bytes before producers are slowed [default: 268435456].
+    #[arg(long, env = "STRATA_WAL_MAX_BUFFERED_BYTES", value_name = "BYTES")]
+    pub wal_max_buffered_bytes: Option<usize>,
+    /// Concurrent WAL uploads [default: 4].
+    #[arg(long, env = "STRATA_WAL_MAX_INFLIGHT_UPLOADS", value_name = "N")]
+    pub wal_max_inflight_uploads: Option<usize>,
+    /// Block cache for reads from object storage, bytes [default: 268435456].
+    #[arg(long, env = "STRATA_CACHE_BYTES", value_name = "BYTES")]
+    pub cache_bytes: Option<u64>,
+    /// Upload a partition's active segment once its oldest data is this old [default: 60000].
+    #[arg(long, env = "STRATA_UPLOAD_INTERVAL_MS", value_name = "MS")]
+    pub upload_interval_ms: Option<i64>,
+    /// Grace period before unreferenced objects are deleted [default: 300000].
+    #[arg(long, env = "STRATA_GC_GRACE_MS", value_name = "MS")]
+    pub gc_grace_ms: Option<i64>,
+    /// How often segment upload and GC run [default: 1000].
+    #[arg(long, env = "STRATA_TIER_TICK_MS", value_name = "MS")]
+    pub tier_tick_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -278,8 +460,27 @@ impl ServeArgs {
             max_connections,
             max_inflight_per_connection,
             connections_max_idle_ms,
-            fetch_max_bytes
+            fetch_max_bytes,
+            s3_path_style,
+            object_store_timeout_ms,
+            wal_flush_ms,
+            wal_flush_bytes,
+            wal_max_buffered_bytes,
+            wal_max_inflight_uploads,
+            cache_bytes,
+            upload_interval_ms,
+            gc_grace_ms,
+            tier_tick_ms
         );
+        for (dst, src) in [
+            (&mut c.object_store, &self.object_store),
+            (&mut c.s3_endpoint, &self.s3_endpoint),
+            (&mut c.s3_region, &self.s3_region),
+        ] {
+            if src.is_some() {
+                *dst = src.clone();
+            }
+        }
         if self.rack.is_some() {
             c.rack = self.rack.clone();
         }

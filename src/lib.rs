@@ -15,6 +15,8 @@
 //! - [`server`]: starts and stops everything (`strata serve`).
 //! - [`cli`]: `strata topic ...` admin commands.
 //! - [`objstore`]: object store by URL, create-only puts, metrics.
+//! - [`wal`]: the WAL in object storage (acks=all durability).
+//! - [`tier`]: segment upload, remote reads through the block cache, GC.
 //! - [`clock`], [`metrics`]: injected time and the metrics registry.
 
 pub mod broker;
@@ -29,3 +31,5 @@ pub mod meta;
 pub mod metrics;
 pub mod objstore;
 pub mod server;
+pub mod tier;
+pub mod wal;

@@ -196,26 +196,36 @@ impl Metrics {
         let mut oldest = String::new();
         for t in meta.topics.values() {
             if let Some(h) = broker.topic(&t.name) {
-                for p in &h.partitions {
+                for (p, pm) in h.partitions.iter().zip(t.partitions.iter()) {
                     let _ = writeln!(
                         o,
                         "kafka_topic_partition_current_offset{{topic=\"{}\",partition=\"{}\"}} {}",
-                        t.name,
-                        p.index,
-                        p.log.log_end_offset()
+                        t.name, p.index, pm.committed_end
                     );
                     let _ = writeln!(
                         oldest,
                         "kafka_topic_partition_oldest_offset{{topic=\"{}\",partition=\"{}\"}} {}",
-                        t.name,
-                        p.index,
-                        p.log.log_start_offset()
+                        t.name, p.index, pm.log_start_offset
                     );
                 }
             }
         }
         let _ = writeln!(o, "# HELP kafka_topic_partition_oldest_offset Log start offset of a partition.\n# TYPE kafka_topic_partition_oldest_offset gauge");
         o.push_str(&oldest);
+        broker.store().metrics.render(&mut o);
+        broker.wal().metrics.render(&mut o);
+        broker.tier_metrics().render(&mut o);
+        let r = broker.reader();
+        let (hits, misses) = (r.metrics.hits.load(Relaxed), r.metrics.misses.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP strata_cache_hits_total Block cache hits for object storage reads.\n# TYPE strata_cache_hits_total counter\nstrata_cache_hits_total {hits}\n\
+             # HELP strata_cache_misses_total Block cache misses.\n# TYPE strata_cache_misses_total counter\nstrata_cache_misses_total {misses}\n\
+             # HELP strata_cache_hit_ratio Block cache hit ratio since start.\n# TYPE strata_cache_hit_ratio gauge\nstrata_cache_hit_ratio {}\n\
+             # HELP strata_cache_bytes Bytes held by the block cache.\n# TYPE strata_cache_bytes gauge\nstrata_cache_bytes {}",
+            if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 },
+            r.cached_bytes()
+        );
         o
     }
 }

@@ -23,6 +23,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Store(#[from] crate::objstore::StoreError),
 }
 
 /// Run the broker until `stop` resolves.
@@ -46,10 +48,23 @@ pub async fn run(
             addr: http_addr,
             source,
         })?;
+    let store = Arc::new(crate::objstore::Store::open(&config.store_config()).await?);
     let cfg = config.clone();
-    let broker = tokio::task::spawn_blocking(move || Broker::open(cfg, Arc::new(SystemClock)))
-        .await
-        .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))??;
+    let broker =
+        tokio::task::spawn_blocking(move || Broker::open(cfg, Arc::new(SystemClock), store))
+            .await
+            .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))??;
+    // Reconcile local logs with object storage before serving anything.
+    broker.recover_tier().await?;
+    let (bg_tx, bg_rx) = watch::channel(false);
+    let wal_task = broker.wal().start(
+        broker.clone(),
+        broker.store().clone(),
+        broker.broker_id,
+        broker.broker_epoch,
+        bg_rx.clone(),
+    );
+    let jobs_task = crate::tier::start_jobs(broker.clone(), bg_rx.clone());
     let ready = Arc::new(AtomicBool::new(false));
     let (sd_tx, sd_rx) = watch::channel(false);
 
@@ -75,12 +90,13 @@ pub async fn run(
     ready.store(true, Ordering::Release);
     let k = kafka_listener_addr(&config);
     println!(
-        "strata listening: kafka={} (advertised {}:{}) http={} data={} broker_id={} cluster_id={}",
+        "strata listening: kafka={} (advertised {}:{}) http={} data={} objects={} broker_id={} cluster_id={}",
         k,
         config.advertised_host,
         config.advertised_port(),
         http_addr,
         config.data_dir.display(),
+        config.object_store_url(),
         broker.broker_id,
         broker.cluster_id
     );
@@ -100,6 +116,10 @@ pub async fn run(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let _ = http_task.await;
+    // Final WAL flush (everything appended is now queued), then stop jobs.
+    let _ = bg_tx.send(true);
+    let _ = wal_task.await;
+    let _ = jobs_task.await;
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.shutdown())
         .await

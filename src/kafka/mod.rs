@@ -52,6 +52,7 @@ pub mod code {
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
     pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
@@ -112,7 +113,7 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::CreatePartitions(r) => Reply::Now(ResponseKind::CreatePartitions(
             create_partitions::handle(ctx, r),
         )),
-        RequestKind::Produce(r) => produce::handle(ctx, r),
+        RequestKind::Produce(r) => produce::handle(ctx, r).await,
         RequestKind::Fetch(r) => fetch::handle(ctx, r),
         RequestKind::ListOffsets(r) => {
             Reply::Now(ResponseKind::ListOffsets(list_offsets::handle(ctx, r)))

@@ -46,13 +46,18 @@ impl OffsetIndex {
     }
 
     /// Encode as big-endian `(u32, u32)` pairs.
-    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
+    pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(self.entries.len() * 8);
         for (o, p) in &self.entries {
             buf.extend_from_slice(&o.to_be_bytes());
             buf.extend_from_slice(&p.to_be_bytes());
         }
-        write_synced(path, &buf)
+        buf
+    }
+
+    /// Write [`OffsetIndex::encode`] durably.
+    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
+        write_synced(path, &self.encode())
     }
 
     /// Decode; `None` if the file is malformed (caller rebuilds by scanning).

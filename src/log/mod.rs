@@ -18,7 +18,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use uuid::Uuid;
 
-pub use partition::{AppendError, AppendInfo, LogConfig, PartitionLog, ReadInfo};
+pub use partition::{AppendError, AppendInfo, LogConfig, PartitionLog, ReadInfo, SealedSegment};
 
 use crate::clock::SharedClock;
 

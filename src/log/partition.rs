@@ -75,6 +75,16 @@ pub struct AppendInfo {
     pub bytes: usize,
 }
 
+/// A sealed local segment, as handed to the uploader.
+#[derive(Debug, Clone)]
+pub struct SealedSegment {
+    pub base_offset: i64,
+    pub end_offset: i64,
+    pub size: u64,
+    pub file: Arc<File>,
+    pub index: Vec<u8>,
+}
+
 /// Result of a read.
 #[derive(Debug, Clone)]
 pub struct ReadInfo {
@@ -217,6 +227,19 @@ impl PartitionLog {
         leader_epoch: i32,
         cfg: &LogConfig,
     ) -> Result<AppendInfo, AppendError> {
+        self.append_with(records, leader_epoch, cfg, |_, _, _| {})
+    }
+
+    /// [`PartitionLog::append`], calling `on_batch(header, bytes,
+    /// first_in_segment)` for each stored batch while the partition lock is
+    /// held, so a WAL sees every partition's batches in offset order.
+    pub fn append_with(
+        &self,
+        records: &mut [u8],
+        leader_epoch: i32,
+        cfg: &LogConfig,
+        mut on_batch: impl FnMut(&BatchHeader, &[u8], bool),
+    ) -> Result<AppendInfo, AppendError> {
         // Split and validate outside the lock.
         let mut spans: Vec<(usize, usize, BatchHeader)> = Vec::with_capacity(1);
         let mut pos = 0;
@@ -294,10 +317,12 @@ impl PartitionLog {
             if let Some(ts) = append_time {
                 h.max_timestamp = ts;
             }
+            let first_in_segment = inner.active().size == 0;
             inner
                 .active_mut()
                 .append(&h, bytes, cfg.index_interval_bytes)?;
             inner.producers.record(&h, base);
+            on_batch(&h, bytes, first_in_segment);
             written += len as usize;
         }
         Ok(AppendInfo {
@@ -307,6 +332,99 @@ impl PartitionLog {
             duplicate: false,
             bytes: written,
         })
+    }
+
+    /// Append batches whose offsets were assigned elsewhere (rebuilding the
+    /// tail from object storage). Each must continue the log exactly.
+    pub fn append_committed(&self, bytes: &[u8], cfg: &LogConfig) -> Result<(), AppendError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.inner.lock();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let len = batch::peek_batch_len(&bytes[pos..])
+                .filter(|l| *l >= 0)
+                .ok_or(BatchError::Truncated {
+                    have: bytes.len() - pos,
+                    need: LOG_OVERHEAD,
+                })? as usize
+                + LOG_OVERHEAD;
+            let end = pos + len;
+            if end > bytes.len() {
+                return Err(BatchError::Truncated {
+                    have: bytes.len() - pos,
+                    need: len,
+                }
+                .into());
+            }
+            let h = batch::validate(&bytes[pos..end], usize::MAX)?;
+            if h.base_offset != inner.leo() {
+                return Err(LogError::Corrupt(
+                    self.dir.display().to_string(),
+                    format!(
+                        "rebuilt batch at {} does not continue log end {}",
+                        h.base_offset,
+                        inner.leo()
+                    ),
+                )
+                .into());
+            }
+            let active = inner.active();
+            if active.size > 0 && active.size + len as u64 > cfg.segment_bytes {
+                self.roll(&mut inner, now)?;
+            }
+            inner
+                .active_mut()
+                .append(&h, &bytes[pos..end], cfg.index_interval_bytes)?;
+            inner.producers.record(&h, h.base_offset);
+            pos = end;
+        }
+        Ok(())
+    }
+
+    /// Drop every local segment and start empty at `start` (the local copy
+    /// was lost or is behind object storage).
+    pub fn reset(&self, start: i64) -> Result<(), LogError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.inner.lock();
+        for seg in inner.segments.drain(..) {
+            seg.delete_files();
+        }
+        inner.unsynced.clear();
+        inner.segments.push(Segment::create(&self.dir, start, now)?);
+        inner.log_start = start;
+        inner.flushed = start;
+        Ok(())
+    }
+
+    /// Seal the active segment if it holds data older than `max_age_ms`, so
+    /// it can be uploaded even when the partition is idle.
+    pub fn roll_if_older(&self, max_age_ms: i64) -> Result<bool, LogError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.inner.lock();
+        let a = inner.active();
+        if a.size > 0 && now - a.created_ms >= max_age_ms {
+            self.roll(&mut inner, now)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Sealed segments (not the active one): base, end offset, size, file
+    /// and the encoded offset index, for upload.
+    pub fn sealed_segments(&self) -> Vec<SealedSegment> {
+        let inner = self.inner.lock();
+        let n = inner.segments.len();
+        inner.segments[..n.saturating_sub(1)]
+            .iter()
+            .filter(|s| s.size > 0)
+            .map(|s| SealedSegment {
+                base_offset: s.base_offset,
+                end_offset: s.next_offset,
+                size: s.size,
+                file: s.file.clone(),
+                index: s.offset_index.encode(),
+            })
+            .collect()
     }
 
     /// Seal the active segment and open a new one at the log end.
@@ -392,6 +510,18 @@ impl PartitionLog {
     /// Read whole batches starting with the one that holds `offset`. The
     /// lock is held only to snapshot segment views; file reads happen after.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadInfo, LogError> {
+        self.read_upto(offset, max_bytes, min_one, i64::MAX)
+    }
+
+    /// [`PartitionLog::read`] returning only batches that start below
+    /// `max_offset` (the high watermark: committed to object storage).
+    pub fn read_upto(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        max_offset: i64,
+    ) -> Result<ReadInfo, LogError> {
         let (views, leo, start) = {
             let inner = self.inner.lock();
             let (leo, start) = (inner.leo(), inner.log_start);
@@ -419,6 +549,19 @@ impl PartitionLog {
                     break;
                 }
             }
+        }
+        if max_offset != i64::MAX {
+            let mut end = 0usize;
+            while end + batch::HEADER_LEN <= out.len() {
+                let Ok(h) = BatchHeader::parse(&out[end..]) else {
+                    break;
+                };
+                if h.base_offset >= max_offset {
+                    break;
+                }
+                end += h.total_len();
+            }
+            out.truncate(end);
         }
         Ok(ReadInfo {
             records: Bytes::from(out),

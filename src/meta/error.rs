@@ -39,16 +39,34 @@ pub mod codes {
 pub enum MetaError {
     /// A broker wrote with an old incarnation epoch (it was restarted or fenced).
     #[error("stale broker epoch: broker={broker_id} epoch={epoch} current={current}")]
-    StaleBrokerEpoch { broker_id: i32, epoch: i64, current: i64 },
+    StaleBrokerEpoch {
+        broker_id: i32,
+        epoch: i64,
+        current: i64,
+    },
     /// The writer does not lead the partition.
     #[error("not leader of {name}-{partition}: leader is {leader}")]
-    NotLeader { name: String, partition: i32, leader: i32 },
+    NotLeader {
+        name: String,
+        partition: i32,
+        leader: i32,
+    },
     /// The writer's leader epoch is not the partition's current one.
     #[error("fenced leader epoch: partition={name}-{partition} epoch={epoch} current={current}")]
-    FencedLeaderEpoch { name: String, partition: i32, epoch: i32, current: i32 },
+    FencedLeaderEpoch {
+        name: String,
+        partition: i32,
+        epoch: i32,
+        current: i32,
+    },
     /// An extent does not continue the committed log.
     #[error("offset mismatch on {name}-{partition}: expected {expected}, got {got}")]
-    OffsetMismatch { name: String, partition: i32, expected: i64, got: i64 },
+    OffsetMismatch {
+        name: String,
+        partition: i32,
+        expected: i64,
+        got: i64,
+    },
     /// The topic name breaks Kafka's naming rules.
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopicName {

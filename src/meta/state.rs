@@ -402,7 +402,9 @@ impl MetaState {
                 extents,
                 ..
             } => super::tier::check_commit_wal(self, *broker_id, *broker_epoch, key, extents),
-            Command::CommitSegment { segment, .. } => super::tier::check_commit_segment(self, segment),
+            Command::CommitSegment { segment, .. } => {
+                super::tier::check_commit_segment(self, segment)
+            }
             Command::ForgetObjects { .. } => Ok(()),
         }
     }

@@ -101,8 +101,17 @@ fn refuse(reason: String) -> MetaError {
 }
 
 /// Checks of `Command::CommitWal`.
-pub fn check_commit_wal(s: &MetaState, broker_id: i32, broker_epoch: i64, key: &str, extents: &[WalExtent]) -> Result<(), MetaError> {
-    let b = s.brokers.get(&broker_id).ok_or(MetaError::BrokerNotAvailable { broker_id })?;
+pub fn check_commit_wal(
+    s: &MetaState,
+    broker_id: i32,
+    broker_epoch: i64,
+    key: &str,
+    extents: &[WalExtent],
+) -> Result<(), MetaError> {
+    let b = s
+        .brokers
+        .get(&broker_id)
+        .ok_or(MetaError::BrokerNotAvailable { broker_id })?;
     if b.epoch != broker_epoch {
         return Err(MetaError::StaleBrokerEpoch {
             broker_id,
@@ -116,14 +125,22 @@ pub fn check_commit_wal(s: &MetaState, broker_id: i32, broker_epoch: i64, key: &
     let mut expected: BTreeMap<(Uuid, i32), i64> = BTreeMap::new();
     for e in extents {
         if e.end_offset <= e.base_offset || e.byte_len == 0 {
-            return Err(refuse(format!("empty extent [{}, {}) in {key}", e.base_offset, e.end_offset)));
+            return Err(refuse(format!(
+                "empty extent [{}, {}) in {key}",
+                e.base_offset, e.end_offset
+            )));
         }
         // Extents of topics deleted meanwhile are dropped at apply.
-        let Some(t) = s.topic_by_id(&e.topic_id) else { continue };
-        let p = t.partitions.get(usize::try_from(e.partition).unwrap_or(usize::MAX)).ok_or(MetaError::UnknownPartition {
-            name: t.name.clone(),
-            partition: e.partition,
-        })?;
+        let Some(t) = s.topic_by_id(&e.topic_id) else {
+            continue;
+        };
+        let p = t
+            .partitions
+            .get(usize::try_from(e.partition).unwrap_or(usize::MAX))
+            .ok_or(MetaError::UnknownPartition {
+                name: t.name.clone(),
+                partition: e.partition,
+            })?;
         if p.leader != broker_id {
             return Err(MetaError::NotLeader {
                 name: t.name.clone(),
@@ -139,7 +156,9 @@ pub fn check_commit_wal(s: &MetaState, broker_id: i32, broker_epoch: i64, key: &
                 current: p.leader_epoch,
             });
         }
-        let want = expected.entry((e.topic_id, e.partition)).or_insert(p.committed_end);
+        let want = expected
+            .entry((e.topic_id, e.partition))
+            .or_insert(p.committed_end);
         if e.base_offset != *want {
             return Err(MetaError::OffsetMismatch {
                 name: t.name.clone(),
@@ -154,11 +173,23 @@ pub fn check_commit_wal(s: &MetaState, broker_id: i32, broker_epoch: i64, key: &
 }
 
 /// Apply a checked `CommitWal`. Returns the number of extents recorded.
-pub fn apply_commit_wal(s: &mut MetaState, key: String, size: u64, extents: Vec<WalExtent>, now_ms: i64) -> u32 {
+pub fn apply_commit_wal(
+    s: &mut MetaState,
+    key: String,
+    size: u64,
+    extents: Vec<WalExtent>,
+    now_ms: i64,
+) -> u32 {
     let mut live = 0u32;
     for e in extents {
-        let Some(name) = s.topic_ids.get(&e.topic_id).cloned() else { continue };
-        let Some(p) = s.topics.get_mut(&name).and_then(|t| t.partitions.get_mut(e.partition as usize)) else {
+        let Some(name) = s.topic_ids.get(&e.topic_id).cloned() else {
+            continue;
+        };
+        let Some(p) = s
+            .topics
+            .get_mut(&name)
+            .and_then(|t| t.partitions.get_mut(e.partition as usize))
+        else {
             continue;
         };
         p.committed_end = e.end_offset;
@@ -175,7 +206,13 @@ pub fn apply_commit_wal(s: &mut MetaState, key: String, size: u64, extents: Vec<
         live += 1;
     }
     if live > 0 {
-        s.tier.objects.insert(key, ObjectRef { live_extents: live, size });
+        s.tier.objects.insert(
+            key,
+            ObjectRef {
+                live_extents: live,
+                size,
+            },
+        );
     } else {
         s.tier.deletable.insert(key, now_ms);
     }
@@ -198,11 +235,18 @@ pub struct SegmentCommit {
 
 /// Checks of `Command::CommitSegment`.
 pub fn check_commit_segment(s: &MetaState, c: &SegmentCommit) -> Result<(), MetaError> {
-    let t = s.topic_by_id(&c.topic_id).ok_or(MetaError::UnknownTopicId { topic_id: c.topic_id })?;
-    let p = t.partitions.get(usize::try_from(c.partition).unwrap_or(usize::MAX)).ok_or(MetaError::UnknownPartition {
-        name: t.name.clone(),
-        partition: c.partition,
-    })?;
+    let t = s
+        .topic_by_id(&c.topic_id)
+        .ok_or(MetaError::UnknownTopicId {
+            topic_id: c.topic_id,
+        })?;
+    let p = t
+        .partitions
+        .get(usize::try_from(c.partition).unwrap_or(usize::MAX))
+        .ok_or(MetaError::UnknownPartition {
+            name: t.name.clone(),
+            partition: c.partition,
+        })?;
     if p.leader_epoch != c.leader_epoch {
         return Err(MetaError::FencedLeaderEpoch {
             name: t.name.clone(),
@@ -223,21 +267,33 @@ pub fn check_commit_segment(s: &MetaState, c: &SegmentCommit) -> Result<(), Meta
     let starts = p.extents.iter().any(|e| e.base_offset == c.base_offset);
     let ends = p.extents.iter().any(|e| e.end_offset == c.end_offset);
     if !starts || !ends {
-        return Err(refuse(format!("segment [{}, {}) does not align with extent boundaries", c.base_offset, c.end_offset)));
+        return Err(refuse(format!(
+            "segment [{}, {}) does not align with extent boundaries",
+            c.base_offset, c.end_offset
+        )));
     }
     Ok(())
 }
 
 /// Apply a checked `CommitSegment`: one manifest swap.
 pub fn apply_commit_segment(s: &mut MetaState, c: SegmentCommit, now_ms: i64) {
-    let Some(name) = s.topic_ids.get(&c.topic_id).cloned() else { return };
-    let Some(p) = s.topics.get_mut(&name).and_then(|t| t.partitions.get_mut(c.partition as usize)) else {
+    let Some(name) = s.topic_ids.get(&c.topic_id).cloned() else {
+        return;
+    };
+    let Some(p) = s
+        .topics
+        .get_mut(&name)
+        .and_then(|t| t.partitions.get_mut(c.partition as usize))
+    else {
         return;
     };
     let (gone, keep): (Vec<Extent>, Vec<Extent>) = std::mem::take(&mut p.extents)
         .into_iter()
         .partition(|e| e.base_offset >= c.base_offset && e.end_offset <= c.end_offset);
-    let at = keep.iter().position(|e| e.base_offset >= c.end_offset).unwrap_or(keep.len());
+    let at = keep
+        .iter()
+        .position(|e| e.base_offset >= c.end_offset)
+        .unwrap_or(keep.len());
     let mut extents = keep;
     extents.insert(
         at,
@@ -253,8 +309,20 @@ pub fn apply_commit_segment(s: &mut MetaState, c: SegmentCommit, now_ms: i64) {
         },
     );
     p.extents = extents;
-    s.tier.objects.insert(c.key, ObjectRef { live_extents: 1, size: c.size });
-    s.tier.objects.insert(c.index_key, ObjectRef { live_extents: 1, size: c.index_size });
+    s.tier.objects.insert(
+        c.key,
+        ObjectRef {
+            live_extents: 1,
+            size: c.size,
+        },
+    );
+    s.tier.objects.insert(
+        c.index_key,
+        ObjectRef {
+            live_extents: 1,
+            size: c.index_size,
+        },
+    );
     for e in &gone {
         s.tier.release_extent(e, now_ms);
     }
@@ -262,10 +330,16 @@ pub fn apply_commit_segment(s: &mut MetaState, c: SegmentCommit, now_ms: i64) {
 
 /// Drop extents wholly below `start` (retention, DeleteRecords).
 pub fn trim_below(s: &mut MetaState, name: &str, partition: usize, start: i64, now_ms: i64) {
-    let Some(p) = s.topics.get_mut(name).and_then(|t| t.partitions.get_mut(partition)) else {
+    let Some(p) = s
+        .topics
+        .get_mut(name)
+        .and_then(|t| t.partitions.get_mut(partition))
+    else {
         return;
     };
-    let (gone, keep): (Vec<Extent>, Vec<Extent>) = std::mem::take(&mut p.extents).into_iter().partition(|e| e.end_offset <= start);
+    let (gone, keep): (Vec<Extent>, Vec<Extent>) = std::mem::take(&mut p.extents)
+        .into_iter()
+        .partition(|e| e.end_offset <= start);
     p.extents = keep;
     for e in &gone {
         s.tier.release_extent(e, now_ms);
@@ -333,12 +407,21 @@ mod tests {
     #[test]
     fn commit_wal_advances_committed_end_and_counts_refs() {
         let (mut s, id) = state();
-        let out = s.apply(wal("w1", vec![ext(id, 0, 0, 10, 16), ext(id, 1, 0, 3, 116)])).unwrap();
+        let out = s
+            .apply(wal(
+                "w1",
+                vec![ext(id, 0, 0, 10, 16), ext(id, 1, 0, 3, 116)],
+            ))
+            .unwrap();
         assert_eq!(out, CommandOutput::WalCommitted { extents: 2 });
         assert_eq!(s.partition("t", 0).unwrap().committed_end, 10);
         assert_eq!(s.partition("t", 1).unwrap().committed_end, 3);
         assert_eq!(s.tier.objects["w1"].live_extents, 2);
-        s.apply(wal("w2", vec![ext(id, 0, 10, 20, 16), ext(id, 0, 20, 25, 116)])).unwrap();
+        s.apply(wal(
+            "w2",
+            vec![ext(id, 0, 10, 20, 16), ext(id, 0, 20, 25, 116)],
+        ))
+        .unwrap();
         assert_eq!(s.partition("t", 0).unwrap().committed_end, 25);
         assert_eq!(s.partition("t", 0).unwrap().extents.len(), 3);
     }
@@ -347,22 +430,47 @@ mod tests {
     fn commit_wal_refusals() {
         let (mut s, id) = state();
         let gap = s.apply(wal("w", vec![ext(id, 0, 5, 10, 0)])).unwrap_err();
-        assert!(matches!(gap, MetaError::OffsetMismatch { expected: 0, got: 5, .. }), "{gap}");
+        assert!(
+            matches!(
+                gap,
+                MetaError::OffsetMismatch {
+                    expected: 0,
+                    got: 5,
+                    ..
+                }
+            ),
+            "{gap}"
+        );
         let mut stale = wal("w", vec![ext(id, 0, 0, 10, 0)]);
         if let Command::CommitWal { broker_epoch, .. } = &mut stale {
             *broker_epoch = 0;
         }
-        assert!(matches!(s.apply(stale).unwrap_err(), MetaError::StaleBrokerEpoch { .. }));
+        assert!(matches!(
+            s.apply(stale).unwrap_err(),
+            MetaError::StaleBrokerEpoch { .. }
+        ));
         let mut e = ext(id, 0, 0, 10, 0);
         e.leader_epoch = 3;
-        assert!(matches!(s.apply(wal("w", vec![e])).unwrap_err(), MetaError::FencedLeaderEpoch { .. }));
-        assert!(matches!(s.apply(wal("w", vec![ext(id, 9, 0, 10, 0)])).unwrap_err(), MetaError::UnknownPartition { .. }));
-        assert!(matches!(s.apply(wal("w", vec![ext(id, 0, 3, 3, 0)])).unwrap_err(), MetaError::InvalidRequest { .. }));
+        assert!(matches!(
+            s.apply(wal("w", vec![e])).unwrap_err(),
+            MetaError::FencedLeaderEpoch { .. }
+        ));
+        assert!(matches!(
+            s.apply(wal("w", vec![ext(id, 9, 0, 10, 0)])).unwrap_err(),
+            MetaError::UnknownPartition { .. }
+        ));
+        assert!(matches!(
+            s.apply(wal("w", vec![ext(id, 0, 3, 3, 0)])).unwrap_err(),
+            MetaError::InvalidRequest { .. }
+        ));
         let mut other = wal("w", vec![ext(id, 0, 0, 10, 0)]);
         if let Command::CommitWal { broker_id, .. } = &mut other {
             *broker_id = 7;
         }
-        assert!(matches!(s.apply(other).unwrap_err(), MetaError::BrokerNotAvailable { .. }));
+        assert!(matches!(
+            s.apply(other).unwrap_err(),
+            MetaError::BrokerNotAvailable { .. }
+        ));
         s.apply(wal("w", vec![ext(id, 0, 0, 10, 0)])).unwrap();
         let dup = s.apply(wal("w", vec![ext(id, 0, 10, 20, 0)])).unwrap_err();
         assert!(matches!(dup, MetaError::InvalidRequest { .. }), "{dup}");
@@ -373,7 +481,9 @@ mod tests {
     #[test]
     fn deleted_topic_extents_make_the_object_deletable() {
         let (mut s, _) = state();
-        let out = s.apply(wal("w", vec![ext(Uuid::from_u128(9), 0, 0, 10, 0)])).unwrap();
+        let out = s
+            .apply(wal("w", vec![ext(Uuid::from_u128(9), 0, 0, 10, 0)]))
+            .unwrap();
         assert_eq!(out, CommandOutput::WalCommitted { extents: 0 });
         assert_eq!(s.tier.deletable.get("w"), Some(&5));
     }
@@ -398,7 +508,8 @@ mod tests {
     #[test]
     fn segment_swap_releases_wal_objects() {
         let (mut s, id) = state();
-        s.apply(wal("w1", vec![ext(id, 0, 0, 10, 0), ext(id, 1, 0, 5, 100)])).unwrap();
+        s.apply(wal("w1", vec![ext(id, 0, 0, 10, 0), ext(id, 1, 0, 5, 100)]))
+            .unwrap();
         s.apply(wal("w2", vec![ext(id, 0, 10, 20, 0)])).unwrap();
         s.apply(seg(id, 0, 20)).unwrap();
         let p = s.partition("t", 0).unwrap();
@@ -409,7 +520,13 @@ mod tests {
         assert_eq!(s.tier.deletable.get("w2"), Some(&9));
         assert!(s.tier.objects.contains_key("s0") && s.tier.objects.contains_key("s0.idx"));
         // Forget after GC.
-        assert_eq!(s.apply(Command::ForgetObjects { keys: vec!["w2".into(), "zz".into()] }).unwrap(), CommandOutput::ObjectsForgotten { count: 1 });
+        assert_eq!(
+            s.apply(Command::ForgetObjects {
+                keys: vec!["w2".into(), "zz".into()]
+            })
+            .unwrap(),
+            CommandOutput::ObjectsForgotten { count: 1 }
+        );
         assert!(s.tier.deletable.is_empty());
     }
 
@@ -421,12 +538,18 @@ mod tests {
         assert!(s.apply(seg(id, 0, 15)).is_err(), "misaligned end");
         assert!(s.apply(seg(id, 5, 20)).is_err(), "misaligned start");
         assert!(s.apply(seg(id, 0, 30)).is_err(), "beyond committed");
-        assert!(matches!(s.apply(seg(Uuid::from_u128(1), 0, 10)).unwrap_err(), MetaError::UnknownTopicId { .. }));
+        assert!(matches!(
+            s.apply(seg(Uuid::from_u128(1), 0, 10)).unwrap_err(),
+            MetaError::UnknownTopicId { .. }
+        ));
         let mut stale = seg(id, 0, 10);
         if let Command::CommitSegment { segment, .. } = &mut stale {
             segment.leader_epoch = 9;
         }
-        assert!(matches!(s.apply(stale).unwrap_err(), MetaError::FencedLeaderEpoch { .. }));
+        assert!(matches!(
+            s.apply(stale).unwrap_err(),
+            MetaError::FencedLeaderEpoch { .. }
+        ));
         s.apply(seg(id, 0, 10)).unwrap();
         assert!(s.apply(seg(id, 0, 10)).is_err(), "key already committed");
     }

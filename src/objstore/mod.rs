@@ -30,15 +30,26 @@ pub enum StoreError {
     #[error("object {key} not found")]
     NotFound { key: String },
     #[error("object store {op} {key} failed: {message}")]
-    Backend { op: &'static str, key: String, message: String },
+    Backend {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
     #[error("object store {op} {key} timed out after {after:?}")]
-    Timeout { op: &'static str, key: String, after: Duration },
+    Timeout {
+        op: &'static str,
+        key: String,
+        after: Duration,
+    },
 }
 
 impl StoreError {
     /// Worth retrying (never `AlreadyExists`, which is a precondition).
     pub fn is_retriable(&self) -> bool {
-        matches!(self, StoreError::Backend { .. } | StoreError::Timeout { .. })
+        matches!(
+            self,
+            StoreError::Backend { .. } | StoreError::Timeout { .. }
+        )
     }
 }
 
@@ -99,8 +110,16 @@ impl StoreMetrics {
         use std::fmt::Write;
         let _ = writeln!(out, "# HELP strata_object_store_requests_total Object store requests by operation and status.\n# TYPE strata_object_store_requests_total counter");
         for (i, op) in OPS.iter().enumerate() {
-            let _ = writeln!(out, "strata_object_store_requests_total{{operation=\"{op}\",status=\"ok\"}} {}", self.ops[i].ok.load(Relaxed));
-            let _ = writeln!(out, "strata_object_store_requests_total{{operation=\"{op}\",status=\"error\"}} {}", self.ops[i].err.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "strata_object_store_requests_total{{operation=\"{op}\",status=\"ok\"}} {}",
+                self.ops[i].ok.load(Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "strata_object_store_requests_total{{operation=\"{op}\",status=\"error\"}} {}",
+                self.ops[i].err.load(Relaxed)
+            );
         }
         let _ = writeln!(out, "# HELP strata_object_store_request_duration_seconds Object store request latency.\n# TYPE strata_object_store_request_duration_seconds histogram");
         for (i, op) in OPS.iter().enumerate() {
@@ -110,8 +129,15 @@ impl StoreMetrics {
                 let _ = writeln!(out, "strata_object_store_request_duration_seconds_bucket{{operation=\"{op}\",le=\"{b}\"}} {}", s.buckets[j].load(Relaxed));
             }
             let _ = writeln!(out, "strata_object_store_request_duration_seconds_bucket{{operation=\"{op}\",le=\"+Inf\"}} {n}");
-            let _ = writeln!(out, "strata_object_store_request_duration_seconds_sum{{operation=\"{op}\"}} {}", s.sum_micros.load(Relaxed) as f64 / 1e6);
-            let _ = writeln!(out, "strata_object_store_request_duration_seconds_count{{operation=\"{op}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "strata_object_store_request_duration_seconds_sum{{operation=\"{op}\"}} {}",
+                s.sum_micros.load(Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "strata_object_store_request_duration_seconds_count{{operation=\"{op}\"}} {n}"
+            );
         }
         let _ = writeln!(
             out,
@@ -154,10 +180,14 @@ impl object_store::CredentialProvider for AwsChain {
     type Credential = object_store::aws::AwsCredential;
     async fn get_credential(&self) -> object_store::Result<Arc<Self::Credential>> {
         use aws_credential_types::provider::ProvideCredentials;
-        let c = self.0.provide_credentials().await.map_err(|e| object_store::Error::Generic {
-            store: "S3",
-            source: Box::new(e),
-        })?;
+        let c = self
+            .0
+            .provide_credentials()
+            .await
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            })?;
         Ok(Arc::new(object_store::aws::AwsCredential {
             key_id: c.access_key_id().to_string(),
             secret_key: c.secret_access_key().to_string(),
@@ -173,14 +203,23 @@ impl Store {
             url: cfg.url.clone(),
             reason: reason.to_string(),
         };
-        let (scheme, rest) = cfg.url.split_once("://").ok_or_else(|| bad("expected scheme://"))?;
+        let (scheme, rest) = cfg
+            .url
+            .split_once("://")
+            .ok_or_else(|| bad("expected scheme://"))?;
         let (inner, prefix): (Arc<dyn ObjectStore>, String) = match scheme {
-            "memory" => (Arc::new(object_store::memory::InMemory::new()), rest.trim_matches('/').to_string()),
+            "memory" => (
+                Arc::new(object_store::memory::InMemory::new()),
+                rest.trim_matches('/').to_string(),
+            ),
             "file" => {
                 if rest.is_empty() || !rest.starts_with('/') {
-                    return Err(bad("file:// needs an absolute path, e.g. file:///var/lib/strata/objects"));
+                    return Err(bad(
+                        "file:// needs an absolute path, e.g. file:///var/lib/strata/objects",
+                    ));
                 }
-                std::fs::create_dir_all(rest).map_err(|e| bad(&format!("cannot create {rest}: {e}")))?;
+                std::fs::create_dir_all(rest)
+                    .map_err(|e| bad(&format!("cannot create {rest}: {e}")))?;
                 // fsync on: an acknowledged WAL object must survive power loss.
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(rest)
                     .map_err(|e| bad(&e.to_string()))?
@@ -193,7 +232,9 @@ impl Store {
                 if bucket.is_empty() {
                     return Err(bad("missing bucket name"));
                 }
-                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .load()
+                    .await;
                 let region = cfg
                     .region
                     .clone()
@@ -203,17 +244,27 @@ impl Store {
                     .with_bucket_name(bucket)
                     .with_region(region)
                     .with_virtual_hosted_style_request(!cfg.path_style)
-                    .with_client_options(object_store::ClientOptions::new().with_timeout(cfg.request_timeout).with_allow_http(true));
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_timeout(cfg.request_timeout)
+                            .with_allow_http(true),
+                    );
                 if let Some(creds) = sdk.credentials_provider() {
                     b = b.with_credentials(Arc::new(AwsChain(creds)));
                 }
                 if let Some(ep) = &cfg.endpoint {
-                    b = b.with_endpoint(ep.clone()).with_allow_http(ep.starts_with("http://"));
+                    b = b
+                        .with_endpoint(ep.clone())
+                        .with_allow_http(ep.starts_with("http://"));
                 }
                 let s3 = b.build().map_err(|e| bad(&e.to_string()))?;
                 (Arc::new(s3), prefix.trim_matches('/').to_string())
             }
-            other => return Err(bad(&format!("unsupported scheme {other}; use file://, s3:// or memory://"))),
+            other => {
+                return Err(bad(&format!(
+                    "unsupported scheme {other}; use file://, s3:// or memory://"
+                )))
+            }
         };
         Ok(Store {
             inner,
@@ -232,7 +283,12 @@ impl Store {
         }
     }
 
-    async fn timed<T>(&self, op: usize, key: &str, f: impl std::future::Future<Output = object_store::Result<T>>) -> Result<T, StoreError> {
+    async fn timed<T>(
+        &self,
+        op: usize,
+        key: &str,
+        f: impl std::future::Future<Output = object_store::Result<T>>,
+    ) -> Result<T, StoreError> {
         let started = Instant::now();
         let r = tokio::time::timeout(self.timeout, f).await;
         let secs = started.elapsed().as_secs_f64();
@@ -243,10 +299,13 @@ impl Store {
                 after: self.timeout,
             }),
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(object_store::Error::AlreadyExists { .. })) | Ok(Err(object_store::Error::Precondition { .. })) => {
-                Err(StoreError::AlreadyExists { key: key.to_string() })
-            }
-            Ok(Err(object_store::Error::NotFound { .. })) => Err(StoreError::NotFound { key: key.to_string() }),
+            Ok(Err(object_store::Error::AlreadyExists { .. }))
+            | Ok(Err(object_store::Error::Precondition { .. })) => Err(StoreError::AlreadyExists {
+                key: key.to_string(),
+            }),
+            Ok(Err(object_store::Error::NotFound { .. })) => Err(StoreError::NotFound {
+                key: key.to_string(),
+            }),
             Ok(Err(e)) => Err(StoreError::Backend {
                 op: OPS[op],
                 key: key.to_string(),
@@ -265,14 +324,26 @@ impl Store {
             mode: PutMode::Create,
             ..Default::default()
         };
-        self.timed(0, key, self.inner.put_opts(&self.path(key), PutPayload::from(data), opts)).await?;
+        self.timed(
+            0,
+            key,
+            self.inner
+                .put_opts(&self.path(key), PutPayload::from(data), opts),
+        )
+        .await?;
         self.metrics.bytes_up.fetch_add(len, Relaxed);
         Ok(())
     }
 
     /// Read a byte range.
-    pub async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes, StoreError> {
-        let b = self.timed(1, key, self.inner.get_range(&self.path(key), range)).await?;
+    pub async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StoreError> {
+        let b = self
+            .timed(1, key, self.inner.get_range(&self.path(key), range))
+            .await?;
         self.metrics.bytes_down.fetch_add(b.len() as u64, Relaxed);
         Ok(b)
     }
@@ -292,7 +363,10 @@ impl Store {
 
     /// Size of an object.
     pub async fn head(&self, key: &str) -> Result<u64, StoreError> {
-        Ok(self.timed(4, key, self.inner.head(&self.path(key))).await?.size)
+        Ok(self
+            .timed(4, key, self.inner.head(&self.path(key)))
+            .await?
+            .size)
     }
 
     /// Delete (missing objects are not an error).
@@ -307,12 +381,23 @@ impl Store {
     pub async fn list(&self, sub: &str) -> Result<Vec<Listed>, StoreError> {
         use futures_util::TryStreamExt;
         let p = self.path(sub);
-        let strip = if self.prefix.as_ref().is_empty() { 0 } else { self.prefix.as_ref().len() + 1 };
-        let items: Vec<object_store::ObjectMeta> = self.timed(3, sub, self.inner.list(Some(&p)).try_collect()).await?;
+        let strip = if self.prefix.as_ref().is_empty() {
+            0
+        } else {
+            self.prefix.as_ref().len() + 1
+        };
+        let items: Vec<object_store::ObjectMeta> = self
+            .timed(3, sub, self.inner.list(Some(&p)).try_collect())
+            .await?;
         Ok(items
             .into_iter()
             .map(|m| Listed {
-                key: m.location.as_ref().get(strip..).unwrap_or_default().to_string(),
+                key: m
+                    .location
+                    .as_ref()
+                    .get(strip..)
+                    .unwrap_or_default()
+                    .to_string(),
                 size: m.size,
                 last_modified_ms: m.last_modified.timestamp_millis(),
             })
@@ -336,18 +421,45 @@ mod tests {
 
     /// The conformance checks every backend must pass.
     async fn conformance(s: &Store) {
-        s.put_create("wal/1/1/00000000000000000001.wal", Bytes::from_static(b"hello world")).await.unwrap();
-        let again = s.put_create("wal/1/1/00000000000000000001.wal", Bytes::from_static(b"other")).await;
-        assert!(matches!(again, Err(StoreError::AlreadyExists { .. })), "{again:?}");
-        assert_eq!(&s.get_range("wal/1/1/00000000000000000001.wal", 6..11).await.unwrap()[..], b"world");
-        assert_eq!(&s.get("wal/1/1/00000000000000000001.wal").await.unwrap()[..], b"hello world");
-        assert_eq!(s.head("wal/1/1/00000000000000000001.wal").await.unwrap(), 11);
+        s.put_create(
+            "wal/1/1/00000000000000000001.wal",
+            Bytes::from_static(b"hello world"),
+        )
+        .await
+        .unwrap();
+        let again = s
+            .put_create(
+                "wal/1/1/00000000000000000001.wal",
+                Bytes::from_static(b"other"),
+            )
+            .await;
+        assert!(
+            matches!(again, Err(StoreError::AlreadyExists { .. })),
+            "{again:?}"
+        );
+        assert_eq!(
+            &s.get_range("wal/1/1/00000000000000000001.wal", 6..11)
+                .await
+                .unwrap()[..],
+            b"world"
+        );
+        assert_eq!(
+            &s.get("wal/1/1/00000000000000000001.wal").await.unwrap()[..],
+            b"hello world"
+        );
+        assert_eq!(
+            s.head("wal/1/1/00000000000000000001.wal").await.unwrap(),
+            11
+        );
         let listed = s.list("wal").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].key, "wal/1/1/00000000000000000001.wal");
         s.delete("wal/1/1/00000000000000000001.wal").await.unwrap();
         s.delete("wal/1/1/00000000000000000001.wal").await.unwrap();
-        assert!(matches!(s.get("wal/1/1/00000000000000000001.wal").await, Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            s.get("wal/1/1/00000000000000000001.wal").await,
+            Err(StoreError::NotFound { .. })
+        ));
         assert!(s.list("wal").await.unwrap().is_empty());
     }
 
@@ -359,7 +471,9 @@ mod tests {
     #[tokio::test]
     async fn file_conformance() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&cfg(&format!("file://{}", dir.path().display()))).await.unwrap();
+        let s = Store::open(&cfg(&format!("file://{}", dir.path().display())))
+            .await
+            .unwrap();
         conformance(&s).await;
     }
 

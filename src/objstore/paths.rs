@@ -27,7 +27,10 @@ pub fn topic_segments(topic_id: Uuid) -> String {
 
 /// Key of a segment's data object.
 pub fn segment(topic_id: Uuid, partition: i32, base_offset: i64, leader_epoch: i32) -> String {
-    format!("{}/{partition}/{base_offset:020}-{leader_epoch}.log", topic_segments(topic_id))
+    format!(
+        "{}/{partition}/{base_offset:020}-{leader_epoch}.log",
+        topic_segments(topic_id)
+    )
 }
 
 /// Key of a segment's offset index object.
@@ -47,6 +50,9 @@ mod tests {
         assert!(wal(1, 2, 9) < wal(1, 2, 10));
         let t = Uuid::from_u128(7);
         assert!(segment(t, 0, 99, 1) < segment(t, 0, 100, 1));
-        assert_eq!(segment_index(&segment(t, 3, 5, 2)), format!("segments/{}/3/00000000000000000005-2.idx", t.simple()));
+        assert_eq!(
+            segment_index(&segment(t, 3, 5, 2)),
+            format!("segments/{}/3/00000000000000000005-2.idx", t.simple())
+        );
     }
 }

@@ -1,8 +1,12 @@
-//! Fetch: whole batches from each requested partition within `max_bytes`
-//! and `partition_max_bytes` (the first batch always, so consumers progress),
-//! long-polling up to `max_wait_ms` until `min_bytes` are available.
-//! Incremental fetch sessions (KIP-227) are declined cleanly: every response
-//! carries session id 0, which tells clients to keep sending full requests.
+//! Fetch: whole batches below the high watermark (the offset up to which
+//! data is committed to object storage) from each requested partition,
+//! within `max_bytes` and `partition_max_bytes` (the first batch always, so
+//! consumers progress), long-polling up to `max_wait_ms` until `min_bytes`
+//! are available. Offsets no longer on local disk are read from object
+//! storage through the block cache, off every lock, so cold reads never
+//! block produce. Incremental fetch sessions (KIP-227) are declined
+//! cleanly: every response carries session id 0, which tells clients to
+//! keep sending full requests.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -16,7 +20,7 @@ use uuid::Uuid;
 use super::sb;
 use crate::broker::{Broker, TopicHandle};
 use crate::kafka::{code, Ctx, Reply};
-use crate::log::LogError;
+use crate::meta::tier::Extent;
 
 /// Longest long-poll honoured, whatever the client asks.
 const MAX_WAIT_CAP_MS: i32 = 30_000;
@@ -26,6 +30,16 @@ struct Want {
     name: TopicName,
     topic_id: Uuid,
     partitions: Vec<(i32, i64, i32, i32)>, // (partition, offset, partition_max_bytes, current_leader_epoch)
+}
+
+/// A read that must go to object storage.
+struct Remote {
+    topic: usize,
+    part: usize,
+    extent: Extent,
+    offset: i64,
+    limit: usize,
+    hw: i64,
 }
 
 /// Leader-epoch check of KIP-320 shared by Fetch, ListOffsets and
@@ -86,14 +100,23 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
     let max_wait = req.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS);
     let read_committed = req.isolation_level == 1;
     let mut rx = b.subscribe_appends();
-    let (resp, bytes, errors) = gather(&b, &wants, max_bytes, use_ids, read_committed);
+    let (resp, bytes, errors, remotes) = gather(&b, &wants, max_bytes, use_ids, read_committed);
+    if !remotes.is_empty() {
+        return Reply::Later(Box::pin(async move {
+            ResponseKind::Fetch(read_remote(&b, resp, remotes).await)
+        }));
+    }
     if bytes >= min_bytes.max(1) || errors || max_wait == 0 || wants.is_empty() {
         return Reply::Now(ResponseKind::Fetch(resp));
     }
     Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(max_wait as u64);
         while let Ok(Ok(())) = tokio::time::timeout_at(deadline, rx.changed()).await {
-            let (resp, bytes, errors) = gather(&b, &wants, max_bytes, use_ids, read_committed);
+            let (resp, bytes, errors, remotes) =
+                gather(&b, &wants, max_bytes, use_ids, read_committed);
+            if !remotes.is_empty() {
+                return ResponseKind::Fetch(read_remote(&b, resp, remotes).await);
+            }
             if bytes >= min_bytes.max(1) || errors {
                 return ResponseKind::Fetch(resp);
             }
@@ -102,22 +125,47 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
     }))
 }
 
-/// Read what is available now. Returns the response, the record bytes in it
-/// and whether any partition carries an error (which ends a long-poll).
+/// Fill in the partitions whose data must come from object storage.
+async fn read_remote(
+    b: &Arc<Broker>,
+    mut resp: FetchResponse,
+    remotes: Vec<Remote>,
+) -> FetchResponse {
+    for r in remotes {
+        let pd = &mut resp.responses[r.topic].partitions[r.part];
+        match b.reader().read(&r.extent, r.offset, r.limit, r.hw).await {
+            Ok(bytes) => {
+                b.metrics.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
+                pd.records = Some(bytes);
+            }
+            Err(e) => {
+                tracing::warn!(key = r.extent.key, error = %e, "read from object storage failed");
+                pd.error_code = code::KAFKA_STORAGE_ERROR;
+            }
+        }
+    }
+    resp
+}
+
+/// Read what is available now. Returns the response, the record bytes in it,
+/// whether any partition carries an error (which ends a long-poll), and the
+/// reads that must go to object storage.
 fn gather(
     b: &Broker,
     wants: &[Want],
     max_bytes: usize,
     use_ids: bool,
     read_committed: bool,
-) -> (FetchResponse, usize, bool) {
+) -> (FetchResponse, usize, bool, Vec<Remote>) {
     let mut total = 0usize;
     let mut errors = false;
+    let mut remotes = Vec::new();
     let mut responses = Vec::with_capacity(wants.len());
-    for w in wants {
+    let meta = b.meta();
+    for (wi, w) in wants.iter().enumerate() {
         let mut parts = Vec::with_capacity(w.partitions.len());
-        for &(p, offset, pmax, epoch) in &w.partitions {
-            let mut pd = PartitionData::default()
+        for (pi, &(p, offset, pmax, epoch)) in w.partitions.iter().enumerate() {
+            let pd = PartitionData::default()
                 .with_partition_index(p)
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
@@ -125,7 +173,13 @@ fn gather(
                 .with_preferred_read_replica(BrokerId(-1))
                 .with_aborted_transactions(read_committed.then(Vec::new))
                 .with_records(Some(Bytes::new()));
-            let Some(ph) = w.topic.as_ref().and_then(|t| t.partition(p)) else {
+            let found = w.topic.as_ref().and_then(|t| {
+                Some((
+                    t.partition(p)?,
+                    meta.topic_by_id(&t.id)?.partitions.get(p as usize)?,
+                ))
+            });
+            let Some((ph, pm)) = found else {
                 errors = true;
                 let c = if use_ids && w.topic.is_none() {
                     code::UNKNOWN_TOPIC_ID
@@ -141,42 +195,63 @@ fn gather(
                 parts.push(pd.with_error_code(ec));
                 continue;
             }
+            let (start, hw) = (pm.log_start_offset, pm.committed_end);
+            let leo = ph.log.log_end_offset().max(hw);
+            let pd = pd
+                .with_high_watermark(hw)
+                .with_last_stable_offset(hw)
+                .with_log_start_offset(start);
+            if offset < start || offset > leo {
+                errors = true;
+                parts.push(pd.with_error_code(code::OFFSET_OUT_OF_RANGE));
+                continue;
+            }
             let room = max_bytes.saturating_sub(total);
             let limit = (pmax.max(0) as usize).min(room);
             let min_one = total == 0;
-            if limit == 0 && !min_one {
-                let (hw, ls) = (ph.log.log_end_offset(), ph.log.log_start_offset());
-                parts.push(
-                    pd.with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
-                        .with_log_start_offset(ls),
-                );
+            if offset >= hw || (limit == 0 && !min_one) {
+                parts.push(pd);
                 continue;
             }
-            match ph.log.read(offset, limit, min_one) {
+            if offset < ph.log.log_start_offset() {
+                // Not on local disk: read from object storage.
+                match pm
+                    .extents
+                    .iter()
+                    .find(|e| e.base_offset <= offset && offset < e.end_offset)
+                {
+                    Some(e) => {
+                        total += limit.max(1);
+                        remotes.push(Remote {
+                            topic: wi,
+                            part: pi,
+                            extent: e.clone(),
+                            offset,
+                            limit: limit.max(1),
+                            hw,
+                        });
+                        parts.push(pd);
+                    }
+                    None => {
+                        errors = true;
+                        parts.push(pd.with_error_code(code::OFFSET_OUT_OF_RANGE));
+                    }
+                }
+                continue;
+            }
+            match ph.log.read_upto(offset, limit, min_one, hw) {
                 Ok(r) => {
                     total += r.records.len();
                     b.metrics
                         .bytes_out
                         .fetch_add(r.records.len() as u64, Relaxed);
-                    pd = pd
-                        .with_high_watermark(r.high_watermark)
-                        .with_last_stable_offset(r.high_watermark)
-                        .with_log_start_offset(r.log_start_offset)
-                        .with_records(Some(r.records));
+                    parts.push(pd.with_records(Some(r.records)));
                 }
                 Err(e) => {
                     errors = true;
-                    if let LogError::OffsetOutOfRange { start, end, .. } = e {
-                        pd = pd
-                            .with_high_watermark(end)
-                            .with_last_stable_offset(end)
-                            .with_log_start_offset(start);
-                    }
-                    pd = pd.with_error_code(e.kafka_code());
+                    parts.push(pd.with_error_code(e.kafka_code()));
                 }
             }
-            parts.push(pd);
         }
         responses.push(
             FetchableTopicResponse::default()
@@ -191,5 +266,6 @@ fn gather(
             .with_responses(responses),
         total,
         errors,
+        remotes,
     )
 }

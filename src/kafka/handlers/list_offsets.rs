@@ -38,9 +38,16 @@ pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                     } else {
                         r
                     };
+                    // Latest is the high watermark (committed to object
+                    // storage); earliest the log start in the metadata.
+                    let (start, hw) = handle
+                        .as_ref()
+                        .and_then(|h| b.partition_bounds(&h.id, p.partition_index))
+                        .unwrap_or((0, 0));
                     let found = match p.timestamp {
-                        -1 => Ok(Some((ph.log.log_end_offset(), -1))),
-                        -2 | -4 => Ok(Some((ph.log.log_start_offset(), -1))),
+                        -1 => Ok(Some((hw, -1))),
+                        -2 => Ok(Some((start, -1))),
+                        -4 => Ok(Some((ph.log.log_start_offset().max(start), -1))),
                         -3 => ph.log.max_timestamp_offset(),
                         ts if ts >= 0 => ph.log.offset_for_timestamp(ts),
                         _ => return r.with_error_code(code::INVALID_REQUEST),

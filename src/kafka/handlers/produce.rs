@@ -1,24 +1,26 @@
 //! Produce: validate and append each partition's batches in request order,
-//! then answer by `acks`: 0 → no response, 1 → after the local append,
-//! all (-1) → after the appended bytes are fsynced (single node; the object
-//! storage tier later makes it "after the WAL object is committed").
+//! queueing them for the WAL, then answer by `acks`: 0 → no response,
+//! 1 → after the local append, all (-1) → after the WAL object holding the
+//! batches is uploaded and its extents are committed to the metadata.
+//! While the object store fails, acks=all requests end with a retriable
+//! REQUEST_TIMED_OUT, never with an ack.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use uuid::Uuid;
 
 use super::sb;
 use crate::kafka::{code, Ctx, Reply};
-use crate::log::PartitionLog;
+use crate::wal::WalError;
 
-pub fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
+pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
     let b = &ctx.broker;
     let acks = req.acks;
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    let mut to_sync: Vec<(usize, usize, Arc<PartitionLog>, i64)> = Vec::new();
-    let mut appended_any = false;
+    let mut to_wait: Vec<(usize, usize, Uuid, i32, i64)> = Vec::new();
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let name = topic.name.0.to_string();
         let handle = b.topic(&name).or_else(|| b.auto_create(&name));
@@ -48,7 +50,10 @@ pub fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                 ));
                 continue;
             }
-            let Some(p) = handle.as_ref().and_then(|h| h.partition(pd.index)) else {
+            let (Some(h), Some(p)) = (
+                handle.as_ref(),
+                handle.as_ref().and_then(|h| h.partition(pd.index)),
+            ) else {
                 parts.push(err(
                     r,
                     code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -60,12 +65,25 @@ pub fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                 parts.push(err(r, code::CORRUPT_MESSAGE, "no records".into()));
                 continue;
             };
-            let cfg = handle.as_ref().map(|h| h.log_config).unwrap_or_default();
             let mut bytes = records.to_vec();
-            match p.log.append(&mut bytes, p.leader_epoch, &cfg) {
+            // Back-pressure: wait for WAL buffer space before appending.
+            let mut permit = match b.wal().reserve(bytes.len()).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    parts.push(err(r, code::KAFKA_STORAGE_ERROR, e.to_string()));
+                    continue;
+                }
+            };
+            let (tid, idx, epoch) = (h.id, p.index, p.leader_epoch);
+            let wal = b.wal().clone();
+            let result = p
+                .log
+                .append_with(&mut bytes, epoch, &h.log_config, |bh, data, first| {
+                    wal.push(tid, idx, epoch, bh, data, first, permit.take());
+                });
+            match result {
                 Ok(info) => {
                     if !info.duplicate {
-                        appended_any = true;
                         b.metrics.bytes_in.fetch_add(info.bytes as u64, Relaxed);
                         b.metrics.records_in.fetch_add(
                             (info.last_offset - info.base_offset + 1).max(0) as u64,
@@ -75,9 +93,11 @@ pub fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                     r = r
                         .with_base_offset(info.base_offset)
                         .with_log_append_time_ms(info.log_append_time)
-                        .with_log_start_offset(p.log.log_start_offset());
+                        .with_log_start_offset(
+                            b.partition_bounds(&tid, idx).map(|x| x.0).unwrap_or(0),
+                        );
                     if acks == -1 {
-                        to_sync.push((ti, pi, p.log.clone(), info.last_offset + 1));
+                        to_wait.push((ti, pi, tid, idx, info.last_offset + 1));
                     }
                 }
                 Err(e) => {
@@ -94,23 +114,28 @@ pub fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                 .with_partition_responses(parts),
         );
     }
-    if appended_any {
-        b.notify_appended();
-    }
     match acks {
         0 => Reply::NoResponse,
-        -1 if !to_sync.is_empty() => Reply::Later(Box::pin(async move {
-            for (ti, pi, log, upto) in to_sync {
-                if let Err(e) = log.sync_to(upto).await {
-                    tracing::error!(error = %e, "fsync failed; acks=all produce not acknowledged");
-                    let r = &mut responses[ti].partition_responses[pi];
-                    r.error_code = e.kafka_code();
-                    r.error_message = Some(sb(e.to_string()));
-                    r.base_offset = -1;
+        -1 if !to_wait.is_empty() => {
+            let b = b.clone();
+            let timeout = Duration::from_millis(req.timeout_ms.clamp(1_000, 120_000) as u64);
+            Reply::Later(Box::pin(async move {
+                for (ti, pi, tid, idx, upto) in to_wait {
+                    if let Err(e) = b.wal().wait_committed(&b, tid, idx, upto, timeout).await {
+                        let c = match e {
+                            WalError::Timeout(_) => code::REQUEST_TIMED_OUT,
+                            WalError::Closed => code::NOT_LEADER_OR_FOLLOWER,
+                        };
+                        tracing::warn!(error = %e, "acks=all produce not acknowledged");
+                        let r = &mut responses[ti].partition_responses[pi];
+                        r.error_code = c;
+                        r.error_message = Some(sb(e.to_string()));
+                        r.base_offset = -1;
+                    }
                 }
-            }
-            ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
-        })),
+                ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
+            }))
+        }
         _ => Reply::Now(ResponseKind::Produce(
             ProduceResponse::default().with_responses(responses),
         )),

@@ -1,0 +1,301 @@
+//! The object-storage tier beyond the WAL: uploading sealed segments (one
+//! manifest swap replaces their WAL extents), reads of offsets that are not
+//! on local disk, and garbage collection of unreferenced objects.
+//!
+//! Each job is a struct with `tick()`, driven by an interval until shutdown;
+//! every tick is idempotent, so a crash between steps only repeats work.
+
+pub mod reader;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+use crate::meta::tier::{ExtentKind, SegmentCommit};
+use crate::meta::Command;
+use crate::objstore::{paths, StoreError};
+
+/// Tier job settings.
+#[derive(Debug, Clone)]
+pub struct TierConfig {
+    /// Seal and upload a partition's active segment once its oldest data is
+    /// this old, so WAL objects can be deleted. Lower = fewer WAL bytes kept
+    /// and less metadata, more (smaller) segment objects.
+    pub upload_interval_ms: i64,
+    /// How often the uploader and GC look for work.
+    pub tick_ms: u64,
+    /// Unreferenced objects (and orphans of crashed writers) are deleted
+    /// after this grace period, so in-flight readers and uploads finish.
+    pub gc_grace_ms: i64,
+    /// Largest segment read into memory for upload at once.
+    pub max_upload_bytes: u64,
+}
+
+/// Job metrics.
+#[derive(Default)]
+pub struct TierMetrics {
+    pub segments_uploaded: AtomicU64,
+    pub segment_bytes_uploaded: AtomicU64,
+    pub upload_errors: AtomicU64,
+    pub gc_deleted: AtomicU64,
+    pub gc_errors: AtomicU64,
+    pub gc_last_success_ms: AtomicI64,
+}
+
+impl TierMetrics {
+    /// Render in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP strata_segments_uploaded_total Segments uploaded to object storage.\n# TYPE strata_segments_uploaded_total counter\nstrata_segments_uploaded_total {}\n\
+             # HELP strata_segment_upload_bytes_total Segment bytes uploaded.\n# TYPE strata_segment_upload_bytes_total counter\nstrata_segment_upload_bytes_total {}\n\
+             # HELP strata_segment_upload_errors_total Failed segment uploads or commits.\n# TYPE strata_segment_upload_errors_total counter\nstrata_segment_upload_errors_total {}\n\
+             # HELP strata_gc_deleted_objects_total Objects deleted by GC.\n# TYPE strata_gc_deleted_objects_total counter\nstrata_gc_deleted_objects_total {}\n\
+             # HELP strata_gc_errors_total GC deletions that failed.\n# TYPE strata_gc_errors_total counter\nstrata_gc_errors_total {}\n\
+             # HELP strata_gc_last_success_timestamp_ms Last completed GC pass.\n# TYPE strata_gc_last_success_timestamp_ms gauge\nstrata_gc_last_success_timestamp_ms {}",
+            self.segments_uploaded.load(Relaxed),
+            self.segment_bytes_uploaded.load(Relaxed),
+            self.upload_errors.load(Relaxed),
+            self.gc_deleted.load(Relaxed),
+            self.gc_errors.load(Relaxed),
+            self.gc_last_success_ms.load(Relaxed),
+        );
+    }
+}
+
+/// Uploads sealed local segments whose offsets are all committed.
+pub struct SegmentUploader {
+    broker: Arc<Broker>,
+}
+
+impl SegmentUploader {
+    pub fn new(broker: Arc<Broker>) -> SegmentUploader {
+        SegmentUploader { broker }
+    }
+
+    /// One pass over every partition.
+    pub async fn tick(&self) {
+        let b = &self.broker;
+        let cfg = b.tier_config().clone();
+        for t in b.topic_handles() {
+            for p in &t.partitions {
+                if let Err(e) = p.log.roll_if_older(cfg.upload_interval_ms) {
+                    tracing::warn!(topic = %t.name, partition = p.index, error = %e, "cannot roll segment");
+                }
+                let meta = b.meta();
+                let Some(pm) = meta
+                    .topic_by_id(&t.id)
+                    .and_then(|mt| mt.partitions.get(p.index as usize))
+                else {
+                    continue;
+                };
+                for seg in p.log.sealed_segments() {
+                    if seg.end_offset > pm.committed_end {
+                        break;
+                    }
+                    let covered_by_segment = pm.extents.iter().any(|e| {
+                        e.kind == ExtentKind::Segment
+                            && e.base_offset <= seg.base_offset
+                            && e.end_offset >= seg.end_offset
+                    });
+                    let below_start = pm
+                        .extents
+                        .first()
+                        .is_none_or(|e| seg.end_offset <= e.base_offset);
+                    if covered_by_segment || below_start {
+                        continue;
+                    }
+                    let aligned = pm.extents.iter().any(|e| e.base_offset == seg.base_offset)
+                        && pm.extents.iter().any(|e| e.end_offset == seg.end_offset);
+                    if !aligned {
+                        tracing::debug!(topic = %t.name, partition = p.index, base = seg.base_offset, "segment does not align with extents; not uploaded");
+                        continue;
+                    }
+                    if seg.size > cfg.max_upload_bytes {
+                        tracing::warn!(topic = %t.name, partition = p.index, size = seg.size, "segment larger than max upload size; kept in WAL extents");
+                        continue;
+                    }
+                    if let Err(e) = self.upload(&t.id, p.index, p.leader_epoch, &seg).await {
+                        b.tier_metrics().upload_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(topic = %t.name, partition = p.index, base = seg.base_offset, error = %e, "segment upload failed; will retry");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn upload(
+        &self,
+        topic_id: &uuid::Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        seg: &crate::log::SealedSegment,
+    ) -> Result<(), String> {
+        let b = &self.broker;
+        let file = seg.file.clone();
+        let size = seg.size;
+        let data = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; size as usize];
+            file.read_exact_at(&mut buf, 0).map(|_| buf)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let key = paths::segment(*topic_id, partition, seg.base_offset, leader_epoch);
+        let index_key = paths::segment_index(&key);
+        let store = b.store();
+        for (k, bytes) in [
+            (&key, Bytes::from(data)),
+            (&index_key, Bytes::from(seg.index.clone())),
+        ] {
+            match store.put_create(k, bytes).await {
+                Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let cmd = Command::CommitSegment {
+            segment: SegmentCommit {
+                topic_id: *topic_id,
+                partition,
+                leader_epoch,
+                key,
+                index_key,
+                size,
+                index_size: seg.index.len() as u64,
+                base_offset: seg.base_offset,
+                end_offset: seg.end_offset,
+            },
+            committed_at_ms: b.clock.now_ms(),
+        };
+        let b2 = b.clone();
+        tokio::task::spawn_blocking(move || b2.submit_quiet(cmd))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let m = b.tier_metrics();
+        m.segments_uploaded.fetch_add(1, Relaxed);
+        m.segment_bytes_uploaded.fetch_add(size, Relaxed);
+        Ok(())
+    }
+}
+
+/// Deletes objects nothing references: first the metadata says they are
+/// gone (`deletable`), then after the grace period they are deleted and
+/// forgotten. Objects the metadata never knew (orphans of fenced or crashed
+/// writers) are deleted once older than the grace period.
+pub struct Gc {
+    broker: Arc<Broker>,
+}
+
+impl Gc {
+    pub fn new(broker: Arc<Broker>) -> Gc {
+        Gc { broker }
+    }
+
+    pub async fn tick(&self) {
+        let b = &self.broker;
+        let grace = b.tier_config().gc_grace_ms;
+        let now = b.clock.now_ms();
+        let store = b.store();
+        let due: Vec<String> = b
+            .meta()
+            .tier
+            .deletable
+            .iter()
+            .filter(|(_, t)| now - **t >= grace)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut forgotten = Vec::new();
+        let mut ok = true;
+        for key in due {
+            match store.delete(&key).await {
+                Ok(()) => {
+                    b.tier_metrics().gc_deleted.fetch_add(1, Relaxed);
+                    forgotten.push(key);
+                }
+                Err(e) => {
+                    ok = false;
+                    b.tier_metrics().gc_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(key, error = %e, "GC delete failed; will retry");
+                }
+            }
+        }
+        if !forgotten.is_empty() {
+            let b2 = b.clone();
+            let n = forgotten.len();
+            match tokio::task::spawn_blocking(move || {
+                b2.submit_quiet(Command::ForgetObjects { keys: forgotten })
+            })
+            .await
+            {
+                Ok(Ok(_)) => tracing::debug!(count = n, "GC forgot deleted objects"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "GC forget failed"),
+                Err(e) => tracing::warn!(error = %e, "GC forget task failed"),
+            }
+        }
+        // Orphans: objects under our prefixes the metadata does not know.
+        for prefix in [paths::WAL_PREFIX, paths::SEGMENT_PREFIX] {
+            let listed = match store.list(prefix).await {
+                Ok(l) => l,
+                Err(e) => {
+                    ok = false;
+                    tracing::warn!(prefix, error = %e, "GC list failed");
+                    continue;
+                }
+            };
+            for o in listed {
+                if now - o.last_modified_ms < grace || b.meta().tier.knows(&o.key) {
+                    continue;
+                }
+                match store.delete(&o.key).await {
+                    Ok(()) => {
+                        b.tier_metrics().gc_deleted.fetch_add(1, Relaxed);
+                        tracing::info!(key = o.key, "GC deleted orphan object");
+                    }
+                    Err(e) => {
+                        ok = false;
+                        b.tier_metrics().gc_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(key = o.key, error = %e, "GC orphan delete failed");
+                    }
+                }
+            }
+        }
+        if ok {
+            b.tier_metrics().gc_last_success_ms.store(now, Relaxed);
+        }
+    }
+}
+
+/// Drive the uploader and GC until shutdown.
+pub fn start_jobs(
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let uploader = SegmentUploader::new(broker.clone());
+        let gc = Gc::new(broker.clone());
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(broker.tier_config().tick_ms.max(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n = 0u64;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            uploader.tick().await;
+            // GC lists the bucket: every 10th tick is plenty.
+            if n % 10 == 0 {
+                gc.tick().await;
+            }
+            n += 1;
+        }
+    })
+}
