@@ -129,9 +129,11 @@ impl Broker {
     ) -> Result<Arc<Broker>, BrokerError> {
         let data = config.data_dir.clone();
         std::fs::create_dir_all(&data)?;
-        let cluster_id = load_cluster_id(&data.join("cluster.id"))?;
+        let meta_dir = config.meta_dir();
+        std::fs::create_dir_all(&meta_dir)?;
+        let cluster_id = load_cluster_id(&meta_dir.join("cluster.id"))?;
         let objects = store;
-        let mut store = MetaStore::open(&data.join("meta"))?;
+        let mut store = MetaStore::open(&meta_dir)?;
         let broker_id = config.broker_id;
         let broker_epoch = match store.submit(Command::RegisterBroker {
             broker_id,

@@ -33,6 +33,11 @@ pub struct Config {
     /// Where logs, metadata and the cluster id live. Local disk holds the
     /// hot segments; losing it loses unflushed acks=1 data only.
     pub data_dir: PathBuf,
+    /// Where the metadata (controller state: command log, snapshots, cluster
+    /// id) lives. Default: `<data-dir>/meta`. The broker's own data
+    /// directory is a cache: it can be wiped without losing acked data as
+    /// long as this directory and the object store survive.
+    pub meta_dir: Option<PathBuf>,
     /// This broker's node id (Kafka `node.id`).
     pub broker_id: i32,
     /// Rack / zone reported to clients.
@@ -107,6 +112,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./strata-data"),
+            meta_dir: None,
             broker_id: 1,
             rack: None,
             kafka_listen: "0.0.0.0:9092".parse().expect("static addr"),
@@ -158,6 +164,11 @@ impl Config {
     /// Port advertised to clients.
     pub fn advertised_port(&self) -> u16 {
         self.advertised_port.unwrap_or(self.kafka_listen.port())
+    }
+
+    /// The metadata directory.
+    pub fn meta_dir(&self) -> PathBuf {
+        self.meta_dir.clone().unwrap_or_else(|| self.data_dir.join("meta"))
     }
 
     /// The object store URL, defaulting to a directory under the data dir.
@@ -337,6 +348,9 @@ pub struct ServeArgs {
     /// Data directory for logs and metadata [default: ./strata-data].
     #[arg(long, env = "STRATA_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Metadata (controller state) directory [default: <data-dir>/meta].
+    #[arg(long, env = "STRATA_META_DIR", value_name = "DIR")]
+    pub meta_dir: Option<PathBuf>,
     /// Node id of this broker [default: 1].
     #[arg(long, env = "STRATA_BROKER_ID", value_name = "N")]
     pub broker_id: Option<i32>,
@@ -477,6 +491,11 @@ impl ServeArgs {
             (&mut c.s3_endpoint, &self.s3_endpoint),
             (&mut c.s3_region, &self.s3_region),
         ] {
+            if src.is_some() {
+                *dst = src.clone();
+            }
+        }
+        for (dst, src) in [(&mut c.meta_dir, &self.meta_dir)] {
             if src.is_some() {
                 *dst = src.clone();
             }
