@@ -352,9 +352,11 @@ impl Broker {
                         let end = pos + bh.total_len();
                         if bh.base_offset >= off {
                             self.wal.push(
-                                t.topic_id,
-                                i as i32,
-                                ph.leader_epoch,
+                                crate::wal::Target {
+                                    topic_id: t.topic_id,
+                                    partition: i as i32,
+                                    leader_epoch: ph.leader_epoch,
+                                },
                                 &bh,
                                 &bytes[pos..end],
                                 bh.base_offset == off && off == pm.committed_end,

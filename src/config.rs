@@ -168,7 +168,9 @@ impl Config {
 
     /// The metadata directory.
     pub fn meta_dir(&self) -> PathBuf {
-        self.meta_dir.clone().unwrap_or_else(|| self.data_dir.join("meta"))
+        self.meta_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("meta"))
     }
 
     /// The object store URL, defaulting to a directory under the data dir.

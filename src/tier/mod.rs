@@ -292,7 +292,7 @@ pub fn start_jobs(
             }
             uploader.tick().await;
             // GC lists the bucket: every 10th tick is plenty.
-            if n % 10 == 0 {
+            if n.is_multiple_of(10) {
                 gc.tick().await;
             }
             n += 1;

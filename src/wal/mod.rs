@@ -55,6 +55,14 @@ pub enum WalError {
     Closed,
 }
 
+/// The partition (and leader epoch) a queued batch belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+}
+
 struct Entry {
     topic_id: Uuid,
     partition: i32,
@@ -180,14 +188,17 @@ impl Wal {
     /// partition's batches arrive in offset order.
     pub fn push(
         &self,
-        topic_id: Uuid,
-        partition: i32,
-        leader_epoch: i32,
+        to: Target,
         h: &BatchHeader,
         bytes: &[u8],
         first_in_segment: bool,
         permit: Option<OwnedSemaphorePermit>,
     ) {
+        let Target {
+            topic_id,
+            partition,
+            leader_epoch,
+        } = to;
         let kick = {
             let mut b = self.buf.lock();
             b.bytes += bytes.len();

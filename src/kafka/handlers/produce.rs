@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::sb;
 use crate::kafka::{code, Ctx, Reply};
-use crate::wal::WalError;
+use crate::wal::{Target, WalError};
 
 pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
     let b = &ctx.broker;
@@ -79,7 +79,17 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
             let result = p
                 .log
                 .append_with(&mut bytes, epoch, &h.log_config, |bh, data, first| {
-                    wal.push(tid, idx, epoch, bh, data, first, permit.take());
+                    wal.push(
+                        Target {
+                            topic_id: tid,
+                            partition: idx,
+                            leader_epoch: epoch,
+                        },
+                        bh,
+                        data,
+                        first,
+                        permit.take(),
+                    );
                 });
             match result {
                 Ok(info) => {
