@@ -96,8 +96,10 @@ pub struct Broker {
     logs: LogManager,
     topics: RwLock<HashMap<String, Arc<TopicHandle>>>,
     topics_by_id: RwLock<HashMap<Uuid, Arc<TopicHandle>>>,
-    /// Bumped on every append; long-polling fetches wait on it.
+    /// Bumped when the high watermark moves; long-polling fetches wait on it.
     appended: watch::Sender<u64>,
+    /// Set once shutdown starts: long-polls answer at once.
+    shutting_down: std::sync::atomic::AtomicBool,
     broker_defaults: BTreeMap<String, String>,
 }
 
@@ -186,6 +188,7 @@ impl Broker {
             topics: RwLock::new(HashMap::new()),
             topics_by_id: RwLock::new(HashMap::new()),
             appended,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             broker_defaults,
         });
         broker.rebuild_handles()?;
@@ -519,6 +522,19 @@ impl Broker {
             }
         }
         self.topic(name)
+    }
+
+    /// Start shutting down: wake every long-poll so it answers now.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.notify_appended();
+    }
+
+    /// Has shutdown started?
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Tell long-polling fetchers that data arrived.

@@ -219,22 +219,36 @@ pub async fn run_topic(cmd: TopicCmd) -> Result<(), CliError> {
         TopicCmd::Describe { name, conn } => describe(&name, &conn).await,
         TopicCmd::Delete { name, conn } => {
             let mut c = conn.client().await?;
-            let req = DeleteTopicsRequest::default()
-                .with_topic_names(vec![TopicName(sb(name.clone()))])
-                .with_timeout_ms(30_000);
+            // v6 names topics in `topics` (by name or id), older versions in `topic_names`.
+            let req = if c.version(ApiKey::DeleteTopics)? >= 6 {
+                DeleteTopicsRequest::default().with_topics(vec![
+                    kafka_protocol::messages::delete_topics_request::DeleteTopicState::default()
+                        .with_name(Some(TopicName(sb(name.clone())))),
+                ])
+            } else {
+                DeleteTopicsRequest::default().with_topic_names(vec![TopicName(sb(name.clone()))])
+            }
+            .with_timeout_ms(30_000);
             let ResponseKind::DeleteTopics(r) = c
                 .send(ApiKey::DeleteTopics, RequestKind::DeleteTopics(req))
                 .await?
             else {
                 return Err(CliError::Kafka("unexpected response".into()));
             };
-            for t in &r.responses {
-                check(
-                    t.error_code,
-                    t.error_message.as_ref(),
-                    &format!("delete topic {name}"),
-                )?;
-            }
+            let mine = r
+                .responses
+                .iter()
+                .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name));
+            let Some(t) = mine else {
+                return Err(CliError::Kafka(format!(
+                    "delete topic {name} failed: the broker did not answer for it"
+                )));
+            };
+            check(
+                t.error_code,
+                t.error_message.as_ref(),
+                &format!("delete topic {name}"),
+            )?;
             println!("deleted topic {name}");
             Ok(())
         }
@@ -320,9 +334,12 @@ pub async fn run_topic(cmd: TopicCmd) -> Result<(), CliError> {
 
 async fn describe(name: &str, conn: &Conn) -> Result<(), CliError> {
     let mut c = conn.client().await?;
-    let req = MetadataRequest::default().with_topics(Some(vec![
-        MetadataRequestTopic::default().with_name(Some(TopicName(sb(name))))
-    ]));
+    // Describing must never create the topic, whatever the broker's auto-create.
+    let req = MetadataRequest::default()
+        .with_allow_auto_topic_creation(false)
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(TopicName(sb(name))))
+        ]));
     let ResponseKind::Metadata(md) = c.send(ApiKey::Metadata, RequestKind::Metadata(req)).await?
     else {
         return Err(CliError::Kafka("unexpected response".into()));

@@ -25,7 +25,15 @@ enum Command {
     Topic(strata::cli::TopicCmd),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    // Errors are printed once, with their causes, without a backtrace.
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -105,6 +105,7 @@ pub async fn run(
     stop.await;
     tracing::info!("shutting down");
     ready.store(false, Ordering::Release);
+    broker.begin_shutdown();
     let _ = sd_tx.send(true);
     let _ = kafka_task.await;
     // Connections stop reading at shutdown and finish writing the responses

@@ -73,6 +73,23 @@ impl Client {
         Ok(c)
     }
 
+    /// The version [`Client::send`] will use for `key` (requests whose
+    /// fields differ across versions are built for it).
+    pub fn version(&self, key: ApiKey) -> Result<i16, ClientError> {
+        let ours = key.valid_versions();
+        let (_, lo, hi) = self
+            .versions
+            .iter()
+            .find(|(k, _, _)| *k == key as i16)
+            .copied()
+            .ok_or(ClientError::Unsupported(key))?;
+        let v = hi.min(ours.max);
+        if v < lo.max(ours.min) {
+            return Err(ClientError::Unsupported(key));
+        }
+        Ok(v)
+    }
+
     /// Send a request at the highest version both sides speak.
     pub async fn send(
         &mut self,

@@ -106,12 +106,20 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
             ResponseKind::Fetch(read_remote(&b, resp, remotes).await)
         }));
     }
-    if bytes >= min_bytes.max(1) || errors || max_wait == 0 || wants.is_empty() {
+    if bytes >= min_bytes.max(1)
+        || errors
+        || max_wait == 0
+        || wants.is_empty()
+        || b.is_shutting_down()
+    {
         return Reply::Now(ResponseKind::Fetch(resp));
     }
     Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(max_wait as u64);
         while let Ok(Ok(())) = tokio::time::timeout_at(deadline, rx.changed()).await {
+            if b.is_shutting_down() {
+                break;
+            }
             let (resp, bytes, errors, remotes) =
                 gather(&b, &wants, max_bytes, use_ids, read_committed);
             if !remotes.is_empty() {
