@@ -90,6 +90,7 @@ pub struct Broker {
     reader: Arc<TierReader>,
     tier_config: crate::tier::TierConfig,
     tier_metrics: crate::tier::TierMetrics,
+    retention_metrics: crate::jobs::RetentionMetrics,
     meta: Mutex<MetaStore>,
     /// A copy of the metadata for readers (swapped after each command).
     view: RwLock<Arc<MetaState>>,
@@ -176,6 +177,7 @@ impl Broker {
             reader,
             tier_config,
             tier_metrics: crate::tier::TierMetrics::default(),
+            retention_metrics: crate::jobs::RetentionMetrics::default(),
             config,
             broker_id,
             cluster_id,
@@ -213,6 +215,10 @@ impl Broker {
 
     pub fn tier_metrics(&self) -> &crate::tier::TierMetrics {
         &self.tier_metrics
+    }
+
+    pub fn retention_metrics(&self) -> &crate::jobs::RetentionMetrics {
+        &self.retention_metrics
     }
 
     /// Every topic's hot-path handle.

@@ -62,6 +62,19 @@ pub enum TopicCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Delete records below an offset (DeleteRecords): the log start moves up.
+    Truncate {
+        /// Topic name.
+        name: String,
+        /// Only this partition (default: every partition).
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
+        /// New log start offset; -1 = everything up to the high watermark.
+        #[arg(long, allow_negative_numbers = true)]
+        before: i64,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Grow partitions and set or delete config overrides.
     Alter {
         /// Topic name.
@@ -217,6 +230,71 @@ pub async fn run_topic(cmd: TopicCmd) -> Result<(), CliError> {
             Ok(())
         }
         TopicCmd::Describe { name, conn } => describe(&name, &conn).await,
+        TopicCmd::Truncate {
+            name,
+            partition,
+            before,
+            conn,
+        } => {
+            let mut c = conn.client().await?;
+            let parts: Vec<i32> = match partition {
+                Some(p) => vec![p],
+                None => {
+                    let req = MetadataRequest::default()
+                        .with_allow_auto_topic_creation(false)
+                        .with_topics(Some(vec![MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(sb(name.clone()))))]));
+                    let ResponseKind::Metadata(md) =
+                        c.send(ApiKey::Metadata, RequestKind::Metadata(req)).await?
+                    else {
+                        return Err(CliError::Kafka("unexpected response".into()));
+                    };
+                    let t = md
+                        .topics
+                        .first()
+                        .ok_or_else(|| CliError::Kafka(format!("topic {name} not found")))?;
+                    check(t.error_code, None, &format!("truncate topic {name}"))?;
+                    t.partitions.iter().map(|p| p.partition_index).collect()
+                }
+            };
+            use kafka_protocol::messages::delete_records_request::{
+                DeleteRecordsPartition, DeleteRecordsTopic,
+            };
+            let req = DeleteRecordsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![DeleteRecordsTopic::default()
+                    .with_name(TopicName(sb(name.clone())))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .map(|p| {
+                                DeleteRecordsPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_offset(before)
+                            })
+                            .collect(),
+                    )]);
+            let ResponseKind::DeleteRecords(r) = c
+                .send(ApiKey::DeleteRecords, RequestKind::DeleteRecords(req))
+                .await?
+            else {
+                return Err(CliError::Kafka("unexpected response".into()));
+            };
+            for t in &r.topics {
+                for p in &t.partitions {
+                    check(
+                        p.error_code,
+                        None,
+                        &format!("truncate {name}-{}", p.partition_index),
+                    )?;
+                    println!(
+                        "{name}-{}: log start offset {}",
+                        p.partition_index, p.low_watermark
+                    );
+                }
+            }
+            Ok(())
+        }
         TopicCmd::Delete { name, conn } => {
             let mut c = conn.client().await?;
             // v6 names topics in `topics` (by name or id), older versions in `topic_names`.

@@ -11,6 +11,7 @@
 //! - [`kafka`]: the wire protocol: listener, framing, one handler per API, and
 //!   a small client for the CLI.
 //! - [`groups`]: consumer group coordinator.
+//! - [`jobs`]: time and size retention.
 //! - [`http`]: health, readiness and Prometheus metrics.
 //! - [`server`]: starts and stops everything (`strata serve`).
 //! - [`cli`]: `strata topic ...` admin commands.
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod groups;
 pub mod http;
+pub mod jobs;
 pub mod kafka;
 pub mod log;
 pub mod meta;

@@ -215,6 +215,7 @@ impl Metrics {
         broker.store().metrics.render(&mut o);
         broker.wal().metrics.render(&mut o);
         broker.tier_metrics().render(&mut o);
+        broker.retention_metrics().render(&mut o);
         let r = broker.reader();
         let (hits, misses) = (r.metrics.hits.load(Relaxed), r.metrics.misses.load(Relaxed));
         let _ = writeln!(

@@ -33,6 +33,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The advertised range of an API, if served.
@@ -133,6 +134,9 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::InitProducerId(r) => Reply::Now(ResponseKind::InitProducerId(
             init_producer_id::handle(ctx, r),
         )),
+        RequestKind::DeleteRecords(r) => {
+            Reply::Now(ResponseKind::DeleteRecords(delete_records::handle(ctx, r)))
+        }
         RequestKind::OffsetForLeaderEpoch(r) => Reply::Now(ResponseKind::OffsetForLeaderEpoch(
             offset_for_leader_epoch::handle(ctx, r),
         )),

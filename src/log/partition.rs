@@ -80,6 +80,7 @@ pub struct AppendInfo {
 pub struct SealedSegment {
     pub base_offset: i64,
     pub end_offset: i64,
+    pub max_timestamp: i64,
     pub size: u64,
     pub file: Arc<File>,
     pub index: Vec<u8>,
@@ -420,6 +421,7 @@ impl PartitionLog {
             .map(|s| SealedSegment {
                 base_offset: s.base_offset,
                 end_offset: s.next_offset,
+                max_timestamp: s.max_timestamp,
                 size: s.size,
                 file: s.file.clone(),
                 index: s.offset_index.encode(),

@@ -40,6 +40,13 @@ pub struct Extent {
     pub byte_offset: u64,
     pub byte_len: u64,
     pub leader_epoch: i32,
+    /// Largest record timestamp in the extent (-1 unknown): time retention.
+    #[serde(default = "no_ts")]
+    pub max_timestamp: i64,
+}
+
+fn no_ts() -> i64 {
+    -1
 }
 
 /// One partition's part of a WAL object.
@@ -52,6 +59,9 @@ pub struct WalExtent {
     pub end_offset: i64,
     pub byte_offset: u64,
     pub byte_len: u64,
+    /// Largest record timestamp in the extent.
+    #[serde(default = "no_ts")]
+    pub max_timestamp: i64,
 }
 
 /// Reference count of a live object.
@@ -202,6 +212,7 @@ pub fn apply_commit_wal(
             byte_offset: e.byte_offset,
             byte_len: e.byte_len,
             leader_epoch: e.leader_epoch,
+            max_timestamp: e.max_timestamp,
         });
         live += 1;
     }
@@ -231,6 +242,9 @@ pub struct SegmentCommit {
     pub index_size: u64,
     pub base_offset: i64,
     pub end_offset: i64,
+    /// Largest record timestamp in the segment.
+    #[serde(default = "no_ts")]
+    pub max_timestamp: i64,
 }
 
 /// Checks of `Command::CommitSegment`.
@@ -306,6 +320,7 @@ pub fn apply_commit_segment(s: &mut MetaState, c: SegmentCommit, now_ms: i64) {
             byte_offset: 0,
             byte_len: c.size,
             leader_epoch: c.leader_epoch,
+            max_timestamp: c.max_timestamp,
         },
     );
     p.extents = extents;
@@ -390,6 +405,7 @@ mod tests {
             end_offset: end,
             byte_offset: at,
             byte_len: 100,
+            max_timestamp: 1000 + base,
         }
     }
 
@@ -500,6 +516,7 @@ mod tests {
                 index_size: 8,
                 base_offset: base,
                 end_offset: end,
+                max_timestamp: 1000 + end,
             },
             committed_at_ms: 9,
         }

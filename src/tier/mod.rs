@@ -171,6 +171,7 @@ impl SegmentUploader {
                 index_size: seg.index.len() as u64,
                 base_offset: seg.base_offset,
                 end_offset: seg.end_offset,
+                max_timestamp: seg.max_timestamp,
             },
             committed_at_ms: b.clock.now_ms(),
         };
@@ -281,6 +282,7 @@ pub fn start_jobs(
     tokio::spawn(async move {
         let uploader = SegmentUploader::new(broker.clone());
         let gc = Gc::new(broker.clone());
+        let retention = crate::jobs::Retention::new(broker.clone());
         let mut tick =
             tokio::time::interval(Duration::from_millis(broker.tier_config().tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -291,6 +293,7 @@ pub fn start_jobs(
                 _ = shutdown.changed() => break,
             }
             uploader.tick().await;
+            retention.tick().await;
             // GC lists the bucket: every 10th tick is plenty.
             if n.is_multiple_of(10) {
                 gc.tick().await;

@@ -70,6 +70,7 @@ struct Entry {
     base: i64,
     end: i64,
     first_in_segment: bool,
+    max_timestamp: i64,
     data: Bytes,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -209,6 +210,7 @@ impl Wal {
                 base: h.base_offset,
                 end: h.last_offset() + 1,
                 first_in_segment,
+                max_timestamp: h.max_timestamp,
                 data: Bytes::copy_from_slice(bytes),
                 _permit: permit,
             });
@@ -282,6 +284,7 @@ impl Wal {
                     {
                         c.end_offset = e.end;
                         c.byte_len += len;
+                        c.max_timestamp = c.max_timestamp.max(e.max_timestamp);
                     }
                     _ => {
                         if let Some(c) = cur.take() {
@@ -295,6 +298,7 @@ impl Wal {
                             end_offset: e.end,
                             byte_offset: at,
                             byte_len: len,
+                            max_timestamp: e.max_timestamp,
                         });
                     }
                 }
@@ -476,6 +480,7 @@ mod tests {
             base,
             end: h.last_offset() + 1,
             first_in_segment: first,
+            max_timestamp: h.max_timestamp,
             data: b.freeze(),
             _permit: None,
         }
