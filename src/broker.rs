@@ -91,6 +91,7 @@ pub struct Broker {
     tier_config: crate::tier::TierConfig,
     tier_metrics: crate::tier::TierMetrics,
     retention_metrics: crate::jobs::RetentionMetrics,
+    compaction_metrics: crate::jobs::compaction::CompactionMetrics,
     meta: Mutex<MetaStore>,
     /// A copy of the metadata for readers (swapped after each command).
     view: RwLock<Arc<MetaState>>,
@@ -178,6 +179,7 @@ impl Broker {
             tier_config,
             tier_metrics: crate::tier::TierMetrics::default(),
             retention_metrics: crate::jobs::RetentionMetrics::default(),
+            compaction_metrics: Default::default(),
             config,
             broker_id,
             cluster_id,
@@ -219,6 +221,10 @@ impl Broker {
 
     pub fn retention_metrics(&self) -> &crate::jobs::RetentionMetrics {
         &self.retention_metrics
+    }
+
+    pub fn compaction_metrics(&self) -> &crate::jobs::compaction::CompactionMetrics {
+        &self.compaction_metrics
     }
 
     /// Every topic's hot-path handle.

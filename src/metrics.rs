@@ -216,6 +216,7 @@ impl Metrics {
         broker.wal().metrics.render(&mut o);
         broker.tier_metrics().render(&mut o);
         broker.retention_metrics().render(&mut o);
+        broker.compaction_metrics().render(&mut o);
         let r = broker.reader();
         let (hits, misses) = (r.metrics.hits.load(Relaxed), r.metrics.misses.load(Relaxed));
         let _ = writeln!(

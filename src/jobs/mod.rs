@@ -1,4 +1,5 @@
-//! Background jobs run by the partition leader: time and size retention.
+//! Background jobs run by the partition leader: time and size retention
+//! (here) and log compaction ([`compaction`]).
 //! (Segment upload and garbage collection live in [`crate::tier`].)
 //!
 //! Retention is two-phase: first the log start offset advances through the
@@ -7,6 +8,8 @@
 //! removed and the released objects are deleted by GC after its grace
 //! period. Each tick recomputes from the metadata, so it is idempotent and
 //! resumes after a restart or a leadership change.
+
+pub mod compaction;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -199,6 +202,8 @@ mod tests {
             byte_len: bytes,
             leader_epoch: 0,
             max_timestamp: ts,
+            compacted: false,
+            tombstone_ts: -1,
         }
     }
 

@@ -276,6 +276,17 @@ pub fn assign(b: &mut [u8], base_offset: i64, leader_epoch: i32, log_append_time
     }
 }
 
+/// Set the base sequence of a batch without a producer id back to -1 and
+/// fix its CRC (see compaction: the encoder needs sequences to group records).
+pub fn clear_sequence_if_anonymous(b: &mut [u8]) {
+    if b.len() < HEADER_LEN || be_i64(b, OFF_PRODUCER_ID) >= 0 {
+        return;
+    }
+    b[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// `(key, value, timestamp)` of one record given to [`build`].
 pub type SimpleRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i64);
 

@@ -109,6 +109,15 @@ pub enum Command {
     },
     /// GC deleted these unreferenced objects: forget them.
     ForgetObjects { keys: Vec<String> },
+    /// Compaction: swap a contiguous run of extents for rewritten segments.
+    ReplaceSegments {
+        topic_id: uuid::Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        replaced: Vec<String>,
+        segments: Vec<super::tier::SegmentCommit>,
+        committed_at_ms: i64,
+    },
 }
 
 /// What a successfully applied [`Command`] produced.
@@ -161,6 +170,8 @@ pub enum CommandOutput {
     SegmentCommitted,
     /// Objects forgotten after deletion.
     ObjectsForgotten { count: usize },
+    /// Compaction's segments replaced the old extents.
+    SegmentsReplaced,
 }
 
 #[cfg(test)]

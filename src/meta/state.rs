@@ -406,6 +406,21 @@ impl MetaState {
                 super::tier::check_commit_segment(self, segment)
             }
             Command::ForgetObjects { .. } => Ok(()),
+            Command::ReplaceSegments {
+                topic_id,
+                partition,
+                leader_epoch,
+                replaced,
+                segments,
+                ..
+            } => super::tier::check_replace_segments(
+                self,
+                *topic_id,
+                *partition,
+                *leader_epoch,
+                replaced,
+                segments,
+            ),
         }
     }
 
@@ -613,6 +628,21 @@ impl MetaState {
                     }
                 }
                 CommandOutput::ObjectsForgotten { count }
+            }
+            Command::ReplaceSegments {
+                topic_id,
+                partition,
+                replaced,
+                segments,
+                committed_at_ms,
+                ..
+            } => {
+                self.clock_ms = self.clock_ms.max(committed_at_ms);
+                let now = self.clock_ms;
+                super::tier::apply_replace_segments(
+                    self, topic_id, partition, replaced, segments, now,
+                );
+                CommandOutput::SegmentsReplaced
             }
         }
     }

@@ -43,6 +43,13 @@ pub struct Extent {
     /// Largest record timestamp in the extent (-1 unknown): time retention.
     #[serde(default = "no_ts")]
     pub max_timestamp: i64,
+    /// Written by compaction (latest record per key only).
+    #[serde(default)]
+    pub compacted: bool,
+    /// Newest timestamp of a tombstone compaction kept (-1 none): once it
+    /// is older than `delete.retention.ms` the extent is compacted again.
+    #[serde(default = "no_ts")]
+    pub tombstone_ts: i64,
 }
 
 fn no_ts() -> i64 {
@@ -213,6 +220,8 @@ pub fn apply_commit_wal(
             byte_len: e.byte_len,
             leader_epoch: e.leader_epoch,
             max_timestamp: e.max_timestamp,
+            compacted: false,
+            tombstone_ts: -1,
         });
         live += 1;
     }
@@ -245,6 +254,9 @@ pub struct SegmentCommit {
     /// Largest record timestamp in the segment.
     #[serde(default = "no_ts")]
     pub max_timestamp: i64,
+    /// Newest tombstone kept by compaction (-1 none).
+    #[serde(default = "no_ts")]
+    pub tombstone_ts: i64,
 }
 
 /// Checks of `Command::CommitSegment`.
@@ -321,6 +333,8 @@ pub fn apply_commit_segment(s: &mut MetaState, c: SegmentCommit, now_ms: i64) {
             byte_len: c.size,
             leader_epoch: c.leader_epoch,
             max_timestamp: c.max_timestamp,
+            compacted: false,
+            tombstone_ts: -1,
         },
     );
     p.extents = extents;
@@ -338,6 +352,133 @@ pub fn apply_commit_segment(s: &mut MetaState, c: SegmentCommit, now_ms: i64) {
             size: c.index_size,
         },
     );
+    for e in &gone {
+        s.tier.release_extent(e, now_ms);
+    }
+}
+
+/// Checks of `Command::ReplaceSegments` (compaction): the replaced keys are
+/// a contiguous run of the partition's current extents and the new segments
+/// cover exactly the same offsets.
+pub fn check_replace_segments(
+    s: &MetaState,
+    topic_id: Uuid,
+    partition: i32,
+    leader_epoch: i32,
+    replaced: &[String],
+    segments: &[SegmentCommit],
+) -> Result<(), MetaError> {
+    let t = s
+        .topic_by_id(&topic_id)
+        .ok_or(MetaError::UnknownTopicId { topic_id })?;
+    let p = t
+        .partitions
+        .get(usize::try_from(partition).unwrap_or(usize::MAX))
+        .ok_or(MetaError::UnknownPartition {
+            name: t.name.clone(),
+            partition,
+        })?;
+    if p.leader_epoch != leader_epoch {
+        return Err(MetaError::FencedLeaderEpoch {
+            name: t.name.clone(),
+            partition,
+            epoch: leader_epoch,
+            current: p.leader_epoch,
+        });
+    }
+    let Some(first) = replaced.first() else {
+        return Err(refuse("nothing to replace".into()));
+    };
+    let at = p
+        .extents
+        .iter()
+        .position(|e| &e.key == first)
+        .ok_or_else(|| refuse(format!("{first} is not a current extent")))?;
+    let run = p
+        .extents
+        .get(at..at + replaced.len())
+        .ok_or_else(|| refuse("replaced extents run past the log".into()))?;
+    if run.iter().zip(replaced).any(|(e, k)| &e.key != k) {
+        return Err(refuse("replaced extents are not contiguous".into()));
+    }
+    let (base, end) = (run[0].base_offset, run[run.len() - 1].end_offset);
+    let mut next = base;
+    for c in segments {
+        if c.base_offset != next
+            || c.end_offset <= c.base_offset
+            || s.tier.knows(&c.key)
+            || s.tier.knows(&c.index_key)
+        {
+            return Err(refuse(format!(
+                "replacement segment [{}, {}) does not continue {next} or is already known",
+                c.base_offset, c.end_offset
+            )));
+        }
+        next = c.end_offset;
+    }
+    if next != end {
+        return Err(refuse(format!(
+            "replacement covers up to {next}, replaced up to {end}"
+        )));
+    }
+    Ok(())
+}
+
+/// Apply a checked `ReplaceSegments`: one manifest swap.
+pub fn apply_replace_segments(
+    s: &mut MetaState,
+    topic_id: Uuid,
+    partition: i32,
+    replaced: Vec<String>,
+    segments: Vec<SegmentCommit>,
+    now_ms: i64,
+) {
+    let Some(name) = s.topic_ids.get(&topic_id).cloned() else {
+        return;
+    };
+    let Some(p) = s
+        .topics
+        .get_mut(&name)
+        .and_then(|t| t.partitions.get_mut(partition as usize))
+    else {
+        return;
+    };
+    let Some(at) = p.extents.iter().position(|e| e.key == replaced[0]) else {
+        return;
+    };
+    let new: Vec<Extent> = segments
+        .iter()
+        .map(|c| Extent {
+            kind: ExtentKind::Segment,
+            key: c.key.clone(),
+            index_key: Some(c.index_key.clone()),
+            base_offset: c.base_offset,
+            end_offset: c.end_offset,
+            byte_offset: 0,
+            byte_len: c.size,
+            leader_epoch: c.leader_epoch,
+            max_timestamp: c.max_timestamp,
+            compacted: true,
+            tombstone_ts: c.tombstone_ts,
+        })
+        .collect();
+    let gone: Vec<Extent> = p.extents.splice(at..at + replaced.len(), new).collect();
+    for c in segments {
+        s.tier.objects.insert(
+            c.key,
+            ObjectRef {
+                live_extents: 1,
+                size: c.size,
+            },
+        );
+        s.tier.objects.insert(
+            c.index_key,
+            ObjectRef {
+                live_extents: 1,
+                size: c.index_size,
+            },
+        );
+    }
     for e in &gone {
         s.tier.release_extent(e, now_ms);
     }
@@ -517,6 +658,7 @@ mod tests {
                 base_offset: base,
                 end_offset: end,
                 max_timestamp: 1000 + end,
+                tombstone_ts: -1,
             },
             committed_at_ms: 9,
         }

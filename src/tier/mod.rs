@@ -172,6 +172,7 @@ impl SegmentUploader {
                 base_offset: seg.base_offset,
                 end_offset: seg.end_offset,
                 max_timestamp: seg.max_timestamp,
+                tombstone_ts: -1,
             },
             committed_at_ms: b.clock.now_ms(),
         };
@@ -283,6 +284,7 @@ pub fn start_jobs(
         let uploader = SegmentUploader::new(broker.clone());
         let gc = Gc::new(broker.clone());
         let retention = crate::jobs::Retention::new(broker.clone());
+        let compactor = crate::jobs::compaction::Compactor::new(broker.clone());
         let mut tick =
             tokio::time::interval(Duration::from_millis(broker.tier_config().tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -294,6 +296,9 @@ pub fn start_jobs(
             }
             uploader.tick().await;
             retention.tick().await;
+            if n.is_multiple_of(5) {
+                compactor.tick().await;
+            }
             // GC lists the bucket: every 10th tick is plenty.
             if n.is_multiple_of(10) {
                 gc.tick().await;

@@ -34,6 +34,8 @@ struct Want {
 
 /// A read that must go to object storage.
 struct Remote {
+    topic_id: Uuid,
+    partition: i32,
     topic: usize,
     part: usize,
     extent: Extent,
@@ -141,7 +143,46 @@ async fn read_remote(
 ) -> FetchResponse {
     for r in remotes {
         let pd = &mut resp.responses[r.topic].partitions[r.part];
-        match b.reader().read(&r.extent, r.offset, r.limit, r.hw).await {
+        // A compacted extent may hold no batch at or after the offset: move
+        // on to the next extent (bounded) so consumers skip the gap.
+        let mut extent = r.extent.clone();
+        let mut result = b.reader().read(&extent, r.offset, r.limit, r.hw).await;
+        for _ in 0..64 {
+            if !matches!(&result, Ok(bytes) if bytes.is_empty()) || extent.end_offset >= r.hw {
+                break;
+            }
+            let next_offset = extent.end_offset;
+            let local = b
+                .topic_by_id(&r.topic_id)
+                .and_then(|t| t.partition(r.partition).map(|p| p.log.clone()));
+            if let Some(log) = local.filter(|l| next_offset >= l.log_start_offset()) {
+                result = log
+                    .read_upto(next_offset, r.limit, true, r.hw)
+                    .map(|x| x.records)
+                    .map_err(|e| crate::objstore::StoreError::Backend {
+                        op: "read",
+                        key: "local".into(),
+                        message: e.to_string(),
+                    });
+                break;
+            }
+            let meta = b.meta();
+            let Some(n) = meta
+                .topic_by_id(&r.topic_id)
+                .and_then(|t| t.partitions.get(r.partition as usize))
+                .and_then(|p| {
+                    p.extents
+                        .iter()
+                        .find(|e| e.base_offset <= next_offset && next_offset < e.end_offset)
+                        .cloned()
+                })
+            else {
+                break;
+            };
+            extent = n;
+            result = b.reader().read(&extent, next_offset, r.limit, r.hw).await;
+        }
+        match result {
             Ok(bytes) => {
                 b.metrics.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
                 pd.records = Some(bytes);
@@ -204,6 +245,7 @@ fn gather(
                 continue;
             }
             let (start, hw) = (pm.log_start_offset, pm.committed_end);
+            let pm_topic_id = w.topic.as_ref().map(|t| t.id).unwrap_or_default();
             let leo = ph.log.log_end_offset().max(hw);
             let pd = pd
                 .with_high_watermark(hw)
@@ -231,6 +273,8 @@ fn gather(
                     Some(e) => {
                         total += limit.max(1);
                         remotes.push(Remote {
+                            topic_id: pm_topic_id,
+                            partition: p,
                             topic: wi,
                             part: pi,
                             extent: e.clone(),
