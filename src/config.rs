@@ -65,6 +65,11 @@ pub struct Config {
     pub retention_bytes: i64,
     /// Default `message.timestamp.type` (CreateTime or LogAppendTime).
     pub message_timestamp_type: String,
+    /// Default `cleanup.policy` (delete, compact or "compact,delete").
+    pub cleanup_policy: String,
+    /// Bytes per second background jobs (compaction) may read, so they
+    /// never starve produce and fetch. 0 = unlimited.
+    pub job_io_bytes_per_sec: u64,
     /// Largest request frame accepted (`socket.request.max.bytes`); a bigger
     /// length prefix closes the connection before anything is allocated.
     pub request_max_bytes: usize,
@@ -126,6 +131,8 @@ impl Default for Config {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             message_timestamp_type: "CreateTime".into(),
+            cleanup_policy: "delete".into(),
+            job_io_bytes_per_sec: 64 * 1024 * 1024,
             request_max_bytes: 100 * 1024 * 1024,
             max_connections: 4096,
             max_inflight_per_connection: 16,
@@ -335,6 +342,7 @@ impl Config {
             "message.timestamp.type".into(),
             self.message_timestamp_type.clone(),
         );
+        m.insert("cleanup.policy".into(), self.cleanup_policy.clone());
         m
     }
 }
@@ -393,6 +401,12 @@ pub struct ServeArgs {
     /// Default message.timestamp.type: CreateTime or LogAppendTime [default: CreateTime].
     #[arg(long, env = "STRATA_MESSAGE_TIMESTAMP_TYPE", value_name = "TYPE")]
     pub message_timestamp_type: Option<String>,
+    /// Default cleanup.policy of topics: delete, compact or compact,delete [default: delete].
+    #[arg(long, env = "STRATA_CLEANUP_POLICY", value_name = "POLICY")]
+    pub cleanup_policy: Option<String>,
+    /// Read rate limit of background jobs (compaction), bytes/s, 0 = unlimited [default: 67108864].
+    #[arg(long, env = "STRATA_JOB_IO_BYTES_PER_SEC", value_name = "BYTES")]
+    pub job_io_bytes_per_sec: Option<u64>,
     /// Largest request accepted (socket.request.max.bytes) [default: 104857600].
     #[arg(long, env = "STRATA_REQUEST_MAX_BYTES", value_name = "BYTES")]
     pub request_max_bytes: Option<usize>,
@@ -472,6 +486,8 @@ impl ServeArgs {
             retention_ms,
             retention_bytes,
             message_timestamp_type,
+            cleanup_policy,
+            job_io_bytes_per_sec,
             request_max_bytes,
             max_connections,
             max_inflight_per_connection,

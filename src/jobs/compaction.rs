@@ -215,6 +215,14 @@ impl Compactor {
         for e in run {
             let bytes = store.get(&e.key).await.map_err(|e| e.to_string())?;
             read += bytes.len() as u64;
+            // I/O budget: pace reads so compaction never starves clients.
+            let rate = b.config.job_io_bytes_per_sec;
+            if rate > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(
+                    bytes.len() as f64 / rate as f64,
+                ))
+                .await;
+            }
             let batches = tokio::task::spawn_blocking(move || decode_all(&bytes))
                 .await
                 .map_err(|e| e.to_string())??;
