@@ -36,6 +36,7 @@ pub fn broker_configs(ctx: &Ctx) -> Vec<(&'static str, String)> {
             "log.message.timestamp.type",
             c.message_timestamp_type.clone(),
         ),
+        ("log.cleanup.policy", c.cleanup_policy.clone()),
         ("socket.request.max.bytes", c.request_max_bytes.to_string()),
         ("fetch.max.bytes", c.fetch_max_bytes.to_string()),
         (
