@@ -429,6 +429,16 @@ impl Broker {
         Ok(())
     }
 
+    /// Submit `cmd`, or with `validate_only` only check it (Kafka's
+    /// validate_only admin requests).
+    pub fn submit_or_validate(&self, cmd: Command, validate_only: bool) -> Result<(), BrokerError> {
+        if validate_only {
+            self.validate(cmd)
+        } else {
+            self.submit(cmd).map(|_| ())
+        }
+    }
+
     /// `validate_only` variant of [`Broker::create_topic`].
     pub fn validate_create_topic(
         &self,

@@ -40,22 +40,53 @@ pub struct CompactionMetrics {
 
 impl CompactionMetrics {
     pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        let _ = writeln!(
+        crate::metrics::write_metric(
             out,
-            "# HELP strata_compaction_runs_total Compaction runs that rewrote segments.\n# TYPE strata_compaction_runs_total counter\nstrata_compaction_runs_total {}\n\
-             # HELP strata_compaction_errors_total Compaction runs that failed.\n# TYPE strata_compaction_errors_total counter\nstrata_compaction_errors_total {}\n\
-             # HELP strata_compaction_bytes_read_total Segment bytes read by compaction.\n# TYPE strata_compaction_bytes_read_total counter\nstrata_compaction_bytes_read_total {}\n\
-             # HELP strata_compaction_bytes_written_total Segment bytes written by compaction.\n# TYPE strata_compaction_bytes_written_total counter\nstrata_compaction_bytes_written_total {}\n\
-             # HELP strata_compaction_records_removed_total Records removed by compaction.\n# TYPE strata_compaction_records_removed_total counter\nstrata_compaction_records_removed_total {}\n\
-             # HELP strata_compaction_last_success_timestamp_ms Last successful compaction.\n# TYPE strata_compaction_last_success_timestamp_ms gauge\nstrata_compaction_last_success_timestamp_ms {}\n\
-             # HELP strata_compaction_dirty_ratio Dirty ratio of the last partition examined.\n# TYPE strata_compaction_dirty_ratio gauge\nstrata_compaction_dirty_ratio {}",
+            "strata_compaction_runs_total",
+            "counter",
+            "Compaction runs that rewrote segments.",
             self.runs.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_compaction_errors_total",
+            "counter",
+            "Compaction runs that failed.",
             self.errors.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_compaction_bytes_read_total",
+            "counter",
+            "Segment bytes read by compaction.",
             self.bytes_in.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_compaction_bytes_written_total",
+            "counter",
+            "Segment bytes written by compaction.",
             self.bytes_out.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_compaction_records_removed_total",
+            "counter",
+            "Records removed by compaction.",
             self.records_removed.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_compaction_last_success_timestamp_ms",
+            "gauge",
+            "Last successful compaction.",
             self.last_success_ms.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_compaction_dirty_ratio",
+            "gauge",
+            "Dirty ratio of the last partition examined.",
             self.last_dirty_ratio_ppm.load(Relaxed) as f64 / 1e6,
         );
     }

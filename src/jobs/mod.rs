@@ -31,18 +31,39 @@ pub struct RetentionMetrics {
 impl RetentionMetrics {
     /// Render in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        let _ = writeln!(
+        crate::metrics::write_metric(
             out,
-            "# HELP strata_retention_runs_total Retention passes.\n# TYPE strata_retention_runs_total counter\nstrata_retention_runs_total {}\n\
-             # HELP strata_retention_errors_total Retention steps that failed.\n# TYPE strata_retention_errors_total counter\nstrata_retention_errors_total {}\n\
-             # HELP strata_retention_bytes_reclaimed_total Bytes of extents released by retention.\n# TYPE strata_retention_bytes_reclaimed_total counter\nstrata_retention_bytes_reclaimed_total {}\n\
-             # HELP strata_retention_offsets_reclaimed_total Offsets removed by retention and DeleteRecords.\n# TYPE strata_retention_offsets_reclaimed_total counter\nstrata_retention_offsets_reclaimed_total {}\n\
-             # HELP strata_retention_last_success_timestamp_ms Last completed retention pass.\n# TYPE strata_retention_last_success_timestamp_ms gauge\nstrata_retention_last_success_timestamp_ms {}",
+            "strata_retention_runs_total",
+            "counter",
+            "Retention passes.",
             self.runs.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_retention_errors_total",
+            "counter",
+            "Retention steps that failed.",
             self.errors.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_retention_bytes_reclaimed_total",
+            "counter",
+            "Bytes of extents released by retention.",
             self.bytes_reclaimed.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_retention_offsets_reclaimed_total",
+            "counter",
+            "Offsets removed by retention and DeleteRecords.",
             self.offsets_reclaimed.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_retention_last_success_timestamp_ms",
+            "gauge",
+            "Last completed retention pass.",
             self.last_success_ms.load(Relaxed),
         );
     }

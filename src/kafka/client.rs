@@ -96,17 +96,7 @@ impl Client {
         key: ApiKey,
         req: RequestKind,
     ) -> Result<ResponseKind, ClientError> {
-        let ours = key.valid_versions();
-        let (_, lo, hi) = self
-            .versions
-            .iter()
-            .find(|(k, _, _)| *k == key as i16)
-            .copied()
-            .ok_or(ClientError::Unsupported(key))?;
-        let v = hi.min(ours.max);
-        if v < lo.max(ours.min) {
-            return Err(ClientError::Unsupported(key));
-        }
+        let v = self.version(key)?;
         self.send_version(key, v, req).await
     }
 

@@ -259,28 +259,56 @@ pub struct SegmentCommit {
     pub tombstone_ts: i64,
 }
 
-/// Checks of `Command::CommitSegment`.
-pub fn check_commit_segment(s: &MetaState, c: &SegmentCommit) -> Result<(), MetaError> {
+/// The partition a leader writes to, refused if the id or index is unknown
+/// or the writer's leader epoch is not the current one.
+fn current_partition(
+    s: &MetaState,
+    topic_id: Uuid,
+    partition: i32,
+    leader_epoch: i32,
+) -> Result<&super::state::PartitionMeta, MetaError> {
     let t = s
-        .topic_by_id(&c.topic_id)
-        .ok_or(MetaError::UnknownTopicId {
-            topic_id: c.topic_id,
-        })?;
+        .topic_by_id(&topic_id)
+        .ok_or(MetaError::UnknownTopicId { topic_id })?;
     let p = t
         .partitions
-        .get(usize::try_from(c.partition).unwrap_or(usize::MAX))
+        .get(usize::try_from(partition).unwrap_or(usize::MAX))
         .ok_or(MetaError::UnknownPartition {
             name: t.name.clone(),
-            partition: c.partition,
+            partition,
         })?;
-    if p.leader_epoch != c.leader_epoch {
+    if p.leader_epoch != leader_epoch {
         return Err(MetaError::FencedLeaderEpoch {
             name: t.name.clone(),
-            partition: c.partition,
-            epoch: c.leader_epoch,
+            partition,
+            epoch: leader_epoch,
             current: p.leader_epoch,
         });
     }
+    Ok(p)
+}
+
+/// Record a new segment's data and index objects as live.
+fn insert_segment_objects(s: &mut MetaState, c: &SegmentCommit) {
+    s.tier.objects.insert(
+        c.key.clone(),
+        ObjectRef {
+            live_extents: 1,
+            size: c.size,
+        },
+    );
+    s.tier.objects.insert(
+        c.index_key.clone(),
+        ObjectRef {
+            live_extents: 1,
+            size: c.index_size,
+        },
+    );
+}
+
+/// Checks of `Command::CommitSegment`.
+pub fn check_commit_segment(s: &MetaState, c: &SegmentCommit) -> Result<(), MetaError> {
+    let p = current_partition(s, c.topic_id, c.partition, c.leader_epoch)?;
     if s.tier.knows(&c.key) || s.tier.knows(&c.index_key) {
         return Err(refuse(format!("object {} is already committed", c.key)));
     }
@@ -338,20 +366,7 @@ pub fn apply_commit_segment(s: &mut MetaState, c: SegmentCommit, now_ms: i64) {
         },
     );
     p.extents = extents;
-    s.tier.objects.insert(
-        c.key,
-        ObjectRef {
-            live_extents: 1,
-            size: c.size,
-        },
-    );
-    s.tier.objects.insert(
-        c.index_key,
-        ObjectRef {
-            live_extents: 1,
-            size: c.index_size,
-        },
-    );
+    insert_segment_objects(s, &c);
     for e in &gone {
         s.tier.release_extent(e, now_ms);
     }
@@ -368,24 +383,7 @@ pub fn check_replace_segments(
     replaced: &[String],
     segments: &[SegmentCommit],
 ) -> Result<(), MetaError> {
-    let t = s
-        .topic_by_id(&topic_id)
-        .ok_or(MetaError::UnknownTopicId { topic_id })?;
-    let p = t
-        .partitions
-        .get(usize::try_from(partition).unwrap_or(usize::MAX))
-        .ok_or(MetaError::UnknownPartition {
-            name: t.name.clone(),
-            partition,
-        })?;
-    if p.leader_epoch != leader_epoch {
-        return Err(MetaError::FencedLeaderEpoch {
-            name: t.name.clone(),
-            partition,
-            epoch: leader_epoch,
-            current: p.leader_epoch,
-        });
-    }
+    let p = current_partition(s, topic_id, partition, leader_epoch)?;
     let Some(first) = replaced.first() else {
         return Err(refuse("nothing to replace".into()));
     };
@@ -463,21 +461,8 @@ pub fn apply_replace_segments(
         })
         .collect();
     let gone: Vec<Extent> = p.extents.splice(at..at + replaced.len(), new).collect();
-    for c in segments {
-        s.tier.objects.insert(
-            c.key,
-            ObjectRef {
-                live_extents: 1,
-                size: c.size,
-            },
-        );
-        s.tier.objects.insert(
-            c.index_key,
-            ObjectRef {
-                live_extents: 1,
-                size: c.index_size,
-            },
-        );
+    for c in &segments {
+        insert_segment_objects(s, c);
     }
     for e in &gone {
         s.tier.release_extent(e, now_ms);

@@ -49,20 +49,46 @@ pub struct TierMetrics {
 impl TierMetrics {
     /// Render in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        let _ = writeln!(
+        crate::metrics::write_metric(
             out,
-            "# HELP strata_segments_uploaded_total Segments uploaded to object storage.\n# TYPE strata_segments_uploaded_total counter\nstrata_segments_uploaded_total {}\n\
-             # HELP strata_segment_upload_bytes_total Segment bytes uploaded.\n# TYPE strata_segment_upload_bytes_total counter\nstrata_segment_upload_bytes_total {}\n\
-             # HELP strata_segment_upload_errors_total Failed segment uploads or commits.\n# TYPE strata_segment_upload_errors_total counter\nstrata_segment_upload_errors_total {}\n\
-             # HELP strata_gc_deleted_objects_total Objects deleted by GC.\n# TYPE strata_gc_deleted_objects_total counter\nstrata_gc_deleted_objects_total {}\n\
-             # HELP strata_gc_errors_total GC deletions that failed.\n# TYPE strata_gc_errors_total counter\nstrata_gc_errors_total {}\n\
-             # HELP strata_gc_last_success_timestamp_ms Last completed GC pass.\n# TYPE strata_gc_last_success_timestamp_ms gauge\nstrata_gc_last_success_timestamp_ms {}",
+            "strata_segments_uploaded_total",
+            "counter",
+            "Segments uploaded to object storage.",
             self.segments_uploaded.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_segment_upload_bytes_total",
+            "counter",
+            "Segment bytes uploaded.",
             self.segment_bytes_uploaded.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_segment_upload_errors_total",
+            "counter",
+            "Failed segment uploads or commits.",
             self.upload_errors.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_gc_deleted_objects_total",
+            "counter",
+            "Objects deleted by GC.",
             self.gc_deleted.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_gc_errors_total",
+            "counter",
+            "GC deletions that failed.",
             self.gc_errors.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_gc_last_success_timestamp_ms",
+            "gauge",
+            "Last completed GC pass.",
             self.gc_last_success_ms.load(Relaxed),
         );
     }

@@ -96,23 +96,54 @@ pub struct WalMetrics {
 impl WalMetrics {
     /// Render in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let _ = writeln!(
+        crate::metrics::write_metric(
             out,
-            "# HELP strata_wal_flushes_total WAL objects committed.\n# TYPE strata_wal_flushes_total counter\nstrata_wal_flushes_total {}\n\
-             # HELP strata_wal_flush_bytes_total Bytes in committed WAL objects.\n# TYPE strata_wal_flush_bytes_total counter\nstrata_wal_flush_bytes_total {}\n\
-             # HELP strata_wal_flush_seconds_total Time from flush start to commit, summed.\n# TYPE strata_wal_flush_seconds_total counter\nstrata_wal_flush_seconds_total {}\n\
-             # HELP strata_wal_commit_failures_total WAL commits refused by the metadata state machine.\n# TYPE strata_wal_commit_failures_total counter\nstrata_wal_commit_failures_total {}\n\
-             # HELP strata_wal_upload_retries_total WAL uploads retried after a store error.\n# TYPE strata_wal_upload_retries_total counter\nstrata_wal_upload_retries_total {}\n\
-             # HELP strata_wal_upload_queue_depth WAL objects uploading or waiting to commit.\n# TYPE strata_wal_upload_queue_depth gauge\nstrata_wal_upload_queue_depth {}\n\
-             # HELP strata_wal_buffered_bytes Bytes queued or uploading.\n# TYPE strata_wal_buffered_bytes gauge\nstrata_wal_buffered_bytes {}",
+            "strata_wal_flushes_total",
+            "counter",
+            "WAL objects committed.",
             l(&self.flushes),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_wal_flush_bytes_total",
+            "counter",
+            "Bytes in committed WAL objects.",
             l(&self.flush_bytes),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_wal_flush_seconds_total",
+            "counter",
+            "Time from flush start to commit, summed.",
             l(&self.flush_micros) as f64 / 1e6,
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_wal_commit_failures_total",
+            "counter",
+            "WAL commits refused by the metadata state machine.",
             l(&self.commit_failures),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_wal_upload_retries_total",
+            "counter",
+            "WAL uploads retried after a store error.",
             l(&self.upload_retries),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_wal_upload_queue_depth",
+            "gauge",
+            "WAL objects uploading or waiting to commit.",
             l(&self.inflight_uploads),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_wal_buffered_bytes",
+            "gauge",
+            "Bytes queued or uploading.",
             l(&self.buffered_bytes),
         );
     }

@@ -34,11 +34,7 @@ pub fn handle(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
                             delete: Vec::new(),
                             replace_all: true,
                         };
-                        let outcome = if req.validate_only {
-                            b.validate(cmd)
-                        } else {
-                            b.submit(cmd).map(|_| ())
-                        };
+                        let outcome = b.submit_or_validate(cmd, req.validate_only);
                         match outcome {
                             Ok(()) => r,
                             Err(e) => r

@@ -24,11 +24,7 @@ pub fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsRespon
             new_total: t.count,
             leader: b.broker_id,
         };
-        let outcome = if req.validate_only {
-            b.validate(cmd)
-        } else {
-            b.submit(cmd).map(|_| ())
-        };
+        let outcome = b.submit_or_validate(cmd, req.validate_only);
         results.push(match outcome {
             Ok(()) => r,
             Err(e) => r

@@ -102,11 +102,7 @@ pub fn handle(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -> IncrementalAlte
                         delete,
                         replace_all: false,
                     };
-                    let outcome = if req.validate_only {
-                        b.validate(cmd)
-                    } else {
-                        b.submit(cmd).map(|_| ())
-                    };
+                    let outcome = b.submit_or_validate(cmd, req.validate_only);
                     match outcome {
                         Ok(()) => r,
                         Err(e) => fail(r, e.kafka_code(), e.to_string()),
