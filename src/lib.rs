@@ -14,12 +14,14 @@
 //! - [`http`]: health, readiness and Prometheus metrics.
 //! - [`server`]: starts and stops everything (`strata serve`).
 //! - [`cli`]: `strata topic ...` admin commands.
+//! - [`group_cli`]: `strata group ...` consumer group admin commands.
 //! - [`clock`], [`metrics`]: injected time and the metrics registry.
 
 pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod group_cli;
 pub mod groups;
 pub mod http;
 pub mod kafka;

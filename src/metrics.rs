@@ -216,6 +216,7 @@ impl Metrics {
         }
         let _ = writeln!(o, "# HELP kafka_topic_partition_oldest_offset Log start offset of a partition.\n# TYPE kafka_topic_partition_oldest_offset gauge");
         o.push_str(&oldest);
+        broker.groups.render_metrics(broker, &mut o);
         o
     }
 }
