@@ -414,10 +414,20 @@ impl Broker {
             *self.view.write() = Arc::new(store.state().clone());
             out
         };
-        if let CommandOutput::TopicDeleted { topic_id } = &out {
-            self.logs.delete_topic(*topic_id);
+        match &out {
+            CommandOutput::TopicDeleted { topic_id } => {
+                self.logs.delete_topic(*topic_id);
+                self.rebuild_handles()?;
+            }
+            // Only these change what the hot-path topic handles hold.
+            CommandOutput::TopicCreated { .. }
+            | CommandOutput::PartitionsCreated { .. }
+            | CommandOutput::ConfigsAltered
+            | CommandOutput::LeadersChanged { .. } => {
+                self.rebuild_handles()?;
+            }
+            _ => {}
         }
-        self.rebuild_handles()?;
         Ok(out)
     }
 

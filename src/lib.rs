@@ -18,12 +18,14 @@
 //! - [`objstore`]: object store by URL, create-only puts, metrics.
 //! - [`wal`]: the WAL in object storage (acks=all durability).
 //! - [`tier`]: segment upload, remote reads through the block cache, GC.
+//! - [`group_cli`]: `strata group ...` consumer group admin commands.
 //! - [`clock`], [`metrics`]: injected time and the metrics registry.
 
 pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod group_cli;
 pub mod groups;
 pub mod http;
 pub mod jobs;

@@ -23,6 +23,9 @@ enum Command {
     /// Manage topics on a running broker.
     #[command(subcommand)]
     Topic(strata::cli::TopicCmd),
+    /// Manage consumer groups on a running broker.
+    #[command(subcommand)]
+    Group(strata::group_cli::GroupCmd),
 }
 
 fn main() {
@@ -51,6 +54,7 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(strata::server::run(config, shutdown_signal()))?;
         }
         Command::Topic(cmd) => rt.block_on(strata::cli::run_topic(cmd))?,
+        Command::Group(cmd) => rt.block_on(strata::group_cli::run_group(cmd))?,
     }
     Ok(())
 }

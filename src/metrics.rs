@@ -242,6 +242,7 @@ impl Metrics {
             if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 },
             r.cached_bytes()
         );
+        broker.groups.render_metrics(broker, &mut o);
         o
     }
 }

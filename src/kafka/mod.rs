@@ -34,6 +34,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The advertised range of an API, if served.
@@ -140,6 +151,27 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::OffsetForLeaderEpoch(r) => Reply::Now(ResponseKind::OffsetForLeaderEpoch(
             offset_for_leader_epoch::handle(ctx, r),
         )),
+        RequestKind::FindCoordinator(r) => Reply::Now(ResponseKind::FindCoordinator(
+            find_coordinator::handle(ctx, r),
+        )),
+        RequestKind::JoinGroup(r) => join_group::handle(ctx, r),
+        RequestKind::SyncGroup(r) => sync_group::handle(ctx, r),
+        RequestKind::Heartbeat(r) => Reply::Now(ResponseKind::Heartbeat(heartbeat::handle(ctx, r))),
+        RequestKind::LeaveGroup(r) => {
+            Reply::Now(ResponseKind::LeaveGroup(leave_group::handle(ctx, r)))
+        }
+        RequestKind::OffsetCommit(r) => offset_commit::handle(ctx, r),
+        RequestKind::OffsetFetch(r) => {
+            Reply::Now(ResponseKind::OffsetFetch(offset_fetch::handle(ctx, r)))
+        }
+        RequestKind::ListGroups(r) => {
+            Reply::Now(ResponseKind::ListGroups(list_groups::handle(ctx, r)))
+        }
+        RequestKind::DescribeGroups(r) => Reply::Now(ResponseKind::DescribeGroups(
+            describe_groups::handle(ctx, r),
+        )),
+        RequestKind::DeleteGroups(r) => delete_groups::handle(ctx, r),
+        RequestKind::OffsetDelete(r) => offset_delete::handle(ctx, r),
         // Not advertised; the connection layer refuses these before decoding.
         _ => Reply::NoResponse,
     }

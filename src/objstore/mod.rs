@@ -275,6 +275,17 @@ impl Store {
         })
     }
 
+    /// An in-memory store (tests): nothing survives the process.
+    pub fn memory() -> Store {
+        Store {
+            inner: Arc::new(object_store::memory::InMemory::new()),
+            prefix: Path::from(""),
+            timeout: Duration::from_secs(30),
+            metrics: StoreMetrics::default(),
+            description: "memory://".into(),
+        }
+    }
+
     fn path(&self, key: &str) -> Path {
         if self.prefix.as_ref().is_empty() {
             Path::from(key)

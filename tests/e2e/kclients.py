@@ -1,6 +1,6 @@
 """Helpers around confluent-kafka (librdkafka) and kafka-python used by the
 end-to-end tests: topic setup, producing with delivery tracking, consuming
-whole partitions with assign() (no consumer groups), and comparing records
+whole partitions with assign() (exact offsets, no group), and comparing records
 without letting pytest diff 100,000-element lists."""
 
 from __future__ import annotations
