@@ -387,6 +387,63 @@ impl Broker {
         Ok(())
     }
 
+    /// Append record batches to a partition: wait for WAL buffer space
+    /// (back-pressure), validate and append under the partition lock, and
+    /// queue the stored batches for the WAL. Used by Kafka produce and the
+    /// HTTP API alike; `wait_durable` then gives acks=all.
+    pub async fn append(
+        &self,
+        topic: &TopicHandle,
+        partition: &PartitionHandle,
+        mut records: Vec<u8>,
+    ) -> Result<crate::log::AppendInfo, crate::log::AppendError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut permit = Some(self.wal.reserve(records.len()).await.map_err(|e| {
+            crate::log::AppendError::Log(LogError::Corrupt(topic.name.clone(), e.to_string()))
+        })?);
+        let target = crate::wal::Target {
+            topic_id: topic.id,
+            partition: partition.index,
+            leader_epoch: partition.leader_epoch,
+        };
+        let wal = &self.wal;
+        let result = partition.log.append_with(
+            &mut records,
+            partition.leader_epoch,
+            &topic.log_config,
+            |bh, data, first| {
+                wal.push(target, bh, data, first, permit.take());
+            },
+        );
+        match &result {
+            Ok(info) if !info.duplicate => {
+                self.metrics.bytes_in.fetch_add(info.bytes as u64, Relaxed);
+                self.metrics.records_in.fetch_add(
+                    (info.last_offset - info.base_offset + 1).max(0) as u64,
+                    Relaxed,
+                );
+            }
+            Ok(_) => {}
+            Err(_) => {
+                self.metrics.produce_errors.fetch_add(1, Relaxed);
+            }
+        }
+        result
+    }
+
+    /// Wait until offsets below `upto` are committed to object storage.
+    pub async fn wait_durable(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        upto: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), crate::wal::WalError> {
+        self.wal
+            .wait_committed(self, topic_id, partition, upto, timeout)
+            .await
+    }
+
     /// Broker-level defaults for topic configs (`log.*` equivalents).
     pub fn broker_defaults(&self) -> &BTreeMap<String, String> {
         &self.broker_defaults

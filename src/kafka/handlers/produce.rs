@@ -5,7 +5,6 @@
 //! While the object store fails, acks=all requests end with a retriable
 //! REQUEST_TIMED_OUT, never with an ack.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -14,7 +13,7 @@ use uuid::Uuid;
 
 use super::sb;
 use crate::kafka::{code, Ctx, Reply};
-use crate::wal::{Target, WalError};
+use crate::wal::WalError;
 
 pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
     let b = &ctx.broker;
@@ -65,41 +64,9 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                 parts.push(err(r, code::CORRUPT_MESSAGE, "no records".into()));
                 continue;
             };
-            let mut bytes = records.to_vec();
-            // Back-pressure: wait for WAL buffer space before appending.
-            let mut permit = match b.wal().reserve(bytes.len()).await {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    parts.push(err(r, code::KAFKA_STORAGE_ERROR, e.to_string()));
-                    continue;
-                }
-            };
-            let (tid, idx, epoch) = (h.id, p.index, p.leader_epoch);
-            let wal = b.wal().clone();
-            let result = p
-                .log
-                .append_with(&mut bytes, epoch, &h.log_config, |bh, data, first| {
-                    wal.push(
-                        Target {
-                            topic_id: tid,
-                            partition: idx,
-                            leader_epoch: epoch,
-                        },
-                        bh,
-                        data,
-                        first,
-                        permit.take(),
-                    );
-                });
-            match result {
+            let (tid, idx) = (h.id, p.index);
+            match b.append(h, p, records.to_vec()).await {
                 Ok(info) => {
-                    if !info.duplicate {
-                        b.metrics.bytes_in.fetch_add(info.bytes as u64, Relaxed);
-                        b.metrics.records_in.fetch_add(
-                            (info.last_offset - info.base_offset + 1).max(0) as u64,
-                            Relaxed,
-                        );
-                    }
                     r = r
                         .with_base_offset(info.base_offset)
                         .with_log_append_time_ms(info.log_append_time)
@@ -111,7 +78,6 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                     }
                 }
                 Err(e) => {
-                    b.metrics.produce_errors.fetch_add(1, Relaxed);
                     tracing::debug!(topic = %name, partition = pd.index, error = %e, "append refused");
                     r = err(r, e.kafka_code(), e.to_string());
                 }
@@ -131,7 +97,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
             let timeout = Duration::from_millis(req.timeout_ms.clamp(1_000, 120_000) as u64);
             Reply::Later(Box::pin(async move {
                 for (ti, pi, tid, idx, upto) in to_wait {
-                    if let Err(e) = b.wal().wait_committed(&b, tid, idx, upto, timeout).await {
+                    if let Err(e) = b.wait_durable(tid, idx, upto, timeout).await {
                         let c = match e {
                             WalError::Timeout(_) => code::REQUEST_TIMED_OUT,
                             WalError::Closed => code::NOT_LEADER_OR_FOLLOWER,
