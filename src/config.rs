@@ -111,6 +111,9 @@ pub struct Config {
     pub gc_grace_ms: i64,
     /// How often tier jobs (segment upload, GC) run.
     pub tier_tick_ms: u64,
+    /// Uploaded sealed segments kept on local disk per partition, in bytes
+    /// (-1 keeps everything). Older reads come from object storage.
+    pub local_retention_bytes: i64,
 }
 
 impl Default for Config {
@@ -151,6 +154,7 @@ impl Default for Config {
             upload_interval_ms: 60_000,
             gc_grace_ms: 300_000,
             tier_tick_ms: 1_000,
+            local_retention_bytes: 1 << 30,
         }
     }
 }
@@ -220,6 +224,7 @@ impl Config {
             tick_ms: self.tier_tick_ms,
             gc_grace_ms: self.gc_grace_ms,
             max_upload_bytes: (self.segment_bytes * 2).max(1 << 30),
+            local_retention_bytes: self.local_retention_bytes,
         }
     }
 
@@ -362,7 +367,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_META_DIR", value_name = "DIR")]
     pub meta_dir: Option<PathBuf>,
     /// Node id of this broker [default: 1].
-    #[arg(long, env = "STRATA_BROKER_ID", value_name = "N")]
+    #[arg(
+        long,
+        env = "STRATA_BROKER_ID",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub broker_id: Option<i32>,
     /// Rack / availability zone reported in metadata.
     #[arg(long, env = "STRATA_RACK", value_name = "RACK")]
@@ -384,19 +394,39 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", value_name = "BOOL")]
     pub auto_create_topics: Option<bool>,
     /// Partitions of auto-created topics (Kafka's num.partitions) [default: 1].
-    #[arg(long, env = "STRATA_NUM_PARTITIONS", value_name = "N")]
+    #[arg(
+        long,
+        env = "STRATA_NUM_PARTITIONS",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub num_partitions: Option<i32>,
     /// Default segment.bytes: roll the active segment past this size [default: 1073741824].
     #[arg(long, env = "STRATA_SEGMENT_BYTES", value_name = "BYTES")]
     pub segment_bytes: Option<u64>,
     /// Default segment.ms: roll the active segment after this age [default: 604800000].
-    #[arg(long, env = "STRATA_SEGMENT_MS", value_name = "MS")]
+    #[arg(
+        long,
+        env = "STRATA_SEGMENT_MS",
+        value_name = "MS",
+        allow_negative_numbers = true
+    )]
     pub segment_ms: Option<i64>,
     /// Default retention.ms of topics, -1 = forever [default: 604800000].
-    #[arg(long, env = "STRATA_RETENTION_MS", value_name = "MS")]
+    #[arg(
+        long,
+        env = "STRATA_RETENTION_MS",
+        value_name = "MS",
+        allow_negative_numbers = true
+    )]
     pub retention_ms: Option<i64>,
     /// Default retention.bytes per partition, -1 = unlimited [default: -1].
-    #[arg(long, env = "STRATA_RETENTION_BYTES", value_name = "BYTES")]
+    #[arg(
+        long,
+        env = "STRATA_RETENTION_BYTES",
+        value_name = "BYTES",
+        allow_negative_numbers = true
+    )]
     pub retention_bytes: Option<i64>,
     /// Default message.timestamp.type: CreateTime or LogAppendTime [default: CreateTime].
     #[arg(long, env = "STRATA_MESSAGE_TIMESTAMP_TYPE", value_name = "TYPE")]
@@ -453,11 +483,29 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_CACHE_BYTES", value_name = "BYTES")]
     pub cache_bytes: Option<u64>,
     /// Upload a partition's active segment once its oldest data is this old [default: 60000].
-    #[arg(long, env = "STRATA_UPLOAD_INTERVAL_MS", value_name = "MS")]
+    #[arg(
+        long,
+        env = "STRATA_UPLOAD_INTERVAL_MS",
+        value_name = "MS",
+        allow_negative_numbers = true
+    )]
     pub upload_interval_ms: Option<i64>,
     /// Grace period before unreferenced objects are deleted [default: 300000].
-    #[arg(long, env = "STRATA_GC_GRACE_MS", value_name = "MS")]
+    #[arg(
+        long,
+        env = "STRATA_GC_GRACE_MS",
+        value_name = "MS",
+        allow_negative_numbers = true
+    )]
     pub gc_grace_ms: Option<i64>,
+    /// Uploaded segments kept on local disk per partition, bytes; -1 keeps all [default: 1073741824].
+    #[arg(
+        long,
+        env = "STRATA_LOCAL_RETENTION_BYTES",
+        value_name = "BYTES",
+        allow_negative_numbers = true
+    )]
+    pub local_retention_bytes: Option<i64>,
     /// How often segment upload and GC run [default: 1000].
     #[arg(long, env = "STRATA_TIER_TICK_MS", value_name = "MS")]
     pub tier_tick_ms: Option<u64>,
@@ -502,7 +550,8 @@ impl ServeArgs {
             cache_bytes,
             upload_interval_ms,
             gc_grace_ms,
-            tier_tick_ms
+            tier_tick_ms,
+            local_retention_bytes
         );
         for (dst, src) in [
             (&mut c.object_store, &self.object_store),

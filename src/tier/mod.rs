@@ -33,6 +33,9 @@ pub struct TierConfig {
     pub gc_grace_ms: i64,
     /// Largest segment read into memory for upload at once.
     pub max_upload_bytes: u64,
+    /// Sealed, uploaded local segments kept per partition (bytes; -1 keeps
+    /// all): the local disk is a read cache of object storage.
+    pub local_retention_bytes: i64,
 }
 
 /// Job metrics.
@@ -152,7 +155,47 @@ impl SegmentUploader {
                         break;
                     }
                 }
+                self.trim_local(&t.id, p, cfg.local_retention_bytes);
             }
+        }
+    }
+
+    /// Local disk is a cache: once the sealed segments that are safely in
+    /// object storage exceed `limit` bytes, drop the oldest local copies
+    /// (reads below fall through to object storage).
+    fn trim_local(&self, topic_id: &uuid::Uuid, p: &crate::broker::PartitionHandle, limit: i64) {
+        if limit < 0 {
+            return;
+        }
+        let meta = self.broker.meta();
+        let Some(pm) = meta
+            .topic_by_id(topic_id)
+            .and_then(|t| t.partitions.get(p.index as usize))
+        else {
+            return;
+        };
+        let uploaded = |base: i64, end: i64| {
+            pm.extents.iter().any(|e| {
+                e.kind == ExtentKind::Segment && e.base_offset <= base && e.end_offset >= end
+            })
+        };
+        let sealed = p.log.sealed_segments();
+        let mut total: i64 = sealed.iter().map(|s| s.size as i64).sum();
+        let mut cut = None;
+        for s in &sealed {
+            if total <= limit || !uploaded(s.base_offset, s.end_offset) {
+                break;
+            }
+            total -= s.size as i64;
+            cut = Some(s.end_offset);
+        }
+        if let Some(end) = cut {
+            p.log.advance_start(end);
+            tracing::debug!(
+                partition = p.index,
+                local_start = end,
+                "dropped local copies of uploaded segments"
+            );
         }
     }
 

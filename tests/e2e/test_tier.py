@@ -276,3 +276,24 @@ def test_superseded_wal_objects_are_garbage_collected(broker_factory, moto, tmp_
     assert any(k.endswith(".log") for k in segs) and any(k.endswith(".idx") for k in segs)
     got = consume_all(b, topic, 3, 3000)
     assert sum(len(v) for v in got.values()) == 3000
+
+
+def test_local_disk_is_trimmed_to_the_cache_limit(broker_factory, moto, tmp_path):
+    b = tier_broker(broker_factory, moto, tmp_path, "file", ["--upload-interval-ms", "300", "--segment-bytes", "65536", "--local-retention-bytes", "0", "--tier-tick-ms", "100"])
+    topic = "trimmed"
+    create(b, topic, 1)
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5})
+    sent = []
+    for i in range(3000):
+        v = os.urandom(400) + str(i).encode()
+        p.produce(topic, value=v, partition=0)
+        sent.append(v)
+    assert p.flush(60) == 0
+    logs = lambda: [f for f in (b.data_dir / "logs").rglob("*.log")]  # noqa: E731
+    deadline = time.monotonic() + 30
+    while len(logs()) > 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(logs()) <= 2, f"local segments not trimmed: {len(logs())}"
+    got = consume_all(b, topic, 1, 3000)
+    assert [v for _, _, v in got[0]] == sent
+    assert metric(b, "strata_cache_misses_total") > 0
