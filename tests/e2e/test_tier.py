@@ -282,7 +282,8 @@ def test_local_disk_is_trimmed_to_the_cache_limit(broker_factory, moto, tmp_path
     b = tier_broker(broker_factory, moto, tmp_path, "file", ["--upload-interval-ms", "300", "--segment-bytes", "65536", "--local-retention-bytes", "0", "--tier-tick-ms", "100"])
     topic = "trimmed"
     create(b, topic, 1)
-    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5})
+    # Small batches: many 64 KiB segments.
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 1, "batch.num.messages": 20})
     sent = []
     for i in range(3000):
         v = os.urandom(400) + str(i).encode()
@@ -291,8 +292,9 @@ def test_local_disk_is_trimmed_to_the_cache_limit(broker_factory, moto, tmp_path
     assert p.flush(60) == 0
     logs = lambda: [f for f in (b.data_dir / "logs").rglob("*.log")]  # noqa: E731
     deadline = time.monotonic() + 30
-    while len(logs()) > 2 and time.monotonic() < deadline:
+    while (len(logs()) > 2 or metric(b, "strata_segments_uploaded_total") < 10) and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert metric(b, "strata_segments_uploaded_total") >= 10, "many segments were uploaded"
     assert len(logs()) <= 2, f"local segments not trimmed: {len(logs())}"
     got = consume_all(b, topic, 1, 3000)
     assert [v for _, _, v in got[0]] == sent
