@@ -111,6 +111,15 @@ pub struct Config {
     pub gc_grace_ms: i64,
     /// How often tier jobs (segment upload, GC) run.
     pub tier_tick_ms: u64,
+    /// Largest JSON body of the HTTP API, and largest single record of a
+    /// streamed produce: bigger ones are refused with 413 before they are
+    /// buffered, so a request can make the server hold at most about this.
+    pub http_max_body_bytes: usize,
+    /// HTTP (REST Proxy v2) consumer instances unused this long are closed
+    /// and leave their group; each live instance keeps a heartbeat task.
+    pub http_consumer_idle_timeout_ms: u64,
+    /// HTTP consumer instances at most (more are refused with 429).
+    pub http_max_consumer_instances: usize,
     /// Uploaded sealed segments kept on local disk per partition, in bytes
     /// (-1 keeps everything). Older reads come from object storage.
     pub local_retention_bytes: i64,
@@ -154,6 +163,9 @@ impl Default for Config {
             upload_interval_ms: 60_000,
             gc_grace_ms: 300_000,
             tier_tick_ms: 1_000,
+            http_max_body_bytes: 16 * 1024 * 1024,
+            http_consumer_idle_timeout_ms: 300_000,
+            http_max_consumer_instances: 1_000,
             local_retention_bytes: 1 << 30,
         }
     }
@@ -312,6 +324,33 @@ impl Config {
             return bad(
                 "--object-store-timeout-ms",
                 format!("must be >= 100, got {}", self.object_store_timeout_ms),
+            );
+        }
+        if !(1024..=1 << 30).contains(&self.http_max_body_bytes) {
+            return bad(
+                "--http-max-body-bytes",
+                format!(
+                    "must be 1024..=1073741824, got {}",
+                    self.http_max_body_bytes
+                ),
+            );
+        }
+        if self.http_consumer_idle_timeout_ms < 1000 {
+            return bad(
+                "--http-consumer-idle-timeout-ms",
+                format!(
+                    "must be >= 1000, got {}",
+                    self.http_consumer_idle_timeout_ms
+                ),
+            );
+        }
+        if !(1..=100_000).contains(&self.http_max_consumer_instances) {
+            return bad(
+                "--http-max-consumer-instances",
+                format!(
+                    "must be 1..=100000, got {}",
+                    self.http_max_consumer_instances
+                ),
             );
         }
         let url = self.object_store_url();
@@ -509,6 +548,15 @@ pub struct ServeArgs {
     /// How often segment upload and GC run [default: 1000].
     #[arg(long, env = "STRATA_TIER_TICK_MS", value_name = "MS")]
     pub tier_tick_ms: Option<u64>,
+    /// Largest HTTP API body, and largest record of a streamed produce [default: 16777216].
+    #[arg(long, env = "STRATA_HTTP_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub http_max_body_bytes: Option<usize>,
+    /// Close HTTP consumer instances idle this long (they leave their group) [default: 300000].
+    #[arg(long, env = "STRATA_HTTP_CONSUMER_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub http_consumer_idle_timeout_ms: Option<u64>,
+    /// HTTP consumer instances at most [default: 1000].
+    #[arg(long, env = "STRATA_HTTP_MAX_CONSUMER_INSTANCES", value_name = "N")]
+    pub http_max_consumer_instances: Option<usize>,
 }
 
 impl ServeArgs {
@@ -551,6 +599,9 @@ impl ServeArgs {
             upload_interval_ms,
             gc_grace_ms,
             tier_tick_ms,
+            http_max_body_bytes,
+            http_consumer_idle_timeout_ms,
+            http_max_consumer_instances,
             local_retention_bytes
         );
         for (dst, src) in [

@@ -1,11 +1,29 @@
 //! HTTP interface: health (`/healthz`), readiness (`/readyz`, 200 once the
-//! Kafka listener serves) and Prometheus metrics (`/metrics`). The REST
-//! produce/consume API joins these routes in a later milestone.
+//! Kafka listener serves), Prometheus metrics (`/metrics`), and the REST
+//! produce/consume API on Confluent REST Proxy's shapes (see docs/http.md):
+//!
+//! - `produce`: v3 produce, single or streamed records, acks selectable;
+//! - `admin`: v3 clusters, brokers, topics, configs, partitions, groups;
+//! - `consumer`: v2 consumer instances on the real group coordinator, and a
+//!   stateless partition read (Strata extension);
+//! - `openapi`: the OpenAPI 3.1 document (`/openapi.json`), generated from
+//!   the handlers' annotations, and an offline `/docs` page;
+//! - `error`: every error as `{error_code, message}` with its HTTP status.
+//!
+//! Everything Kafka-side goes through `Broker::append` or
+//! `kafka::dispatch`, exactly the paths Kafka clients take.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+pub mod admin;
+pub mod codec;
+pub mod consumer;
+pub mod error;
+pub mod openapi;
+pub mod produce;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -13,6 +31,10 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::broker::Broker;
+use error::{ApiError, ApiResult, BodyLimit};
+
+/// Concurrent REST API requests (streams included); more get 429.
+const MAX_CONCURRENT_REQUESTS: usize = 1024;
 
 /// Shared state of the HTTP server.
 #[derive(Clone)]
@@ -21,14 +43,82 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
 }
 
+/// State of the REST API routes.
+pub struct Rest {
+    pub broker: Arc<Broker>,
+    pub ready: Arc<AtomicBool>,
+    /// Largest JSON body (and largest record of a streamed produce).
+    pub body_limit: usize,
+    /// Round-robin partition of null-key records.
+    pub round_robin: AtomicU32,
+    pub consumers: consumer::Consumers,
+    inflight: Arc<tokio::sync::Semaphore>,
+}
+
+impl Rest {
+    pub fn new(broker: Arc<Broker>, ready: Arc<AtomicBool>) -> Arc<Rest> {
+        let c = &broker.config;
+        let rest = Arc::new(Rest {
+            body_limit: c.http_max_body_bytes,
+            consumers: consumer::Consumers::new(
+                std::time::Duration::from_millis(c.http_consumer_idle_timeout_ms),
+                c.http_max_consumer_instances,
+            ),
+            round_robin: AtomicU32::new(0),
+            inflight: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS)),
+            broker,
+            ready,
+        });
+        consumer::start_reaper(&rest);
+        rest
+    }
+
+    /// 404 unless `id` is this cluster's id.
+    pub fn check_cluster(&self, id: &str) -> ApiResult<()> {
+        if id == self.broker.cluster_id {
+            Ok(())
+        } else {
+            Err(ApiError::with_code(
+                StatusCode::NOT_FOUND,
+                error::rest_code::CLUSTER_NOT_FOUND,
+                format!("cluster not found: {id}"),
+            ))
+        }
+    }
+
+    /// A slot among the concurrent requests: 429 when all are taken, 503
+    /// while starting or shutting down.
+    pub fn permit(&self) -> ApiResult<tokio::sync::OwnedSemaphorePermit> {
+        if !self.ready.load(Ordering::Acquire) || self.broker.is_shutting_down() {
+            return Err(ApiError::unavailable("broker is starting or shutting down"));
+        }
+        self.inflight.clone().try_acquire_owned().map_err(|_| {
+            ApiError::too_many(format!(
+                "more than {MAX_CONCURRENT_REQUESTS} concurrent requests"
+            ))
+        })
+    }
+}
+
 /// The router.
 pub fn router(state: HttpState) -> Router {
+    let rest = Rest::new(state.broker.clone(), state.ready.clone());
+    let limit = rest.body_limit;
+    let (api, doc) = openapi::api_router().split_for_parts();
+    let doc = Arc::new(doc);
+    let api = api
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::Extension(BodyLimit(limit)))
+        .with_state(rest);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
         .with_state(state)
+        .merge(openapi::doc_routes(doc))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -61,5 +151,12 @@ async fn not_found() -> impl IntoResponse {
     (
         StatusCode::NOT_FOUND,
         Json(json!({"error_code": 404, "message": "not found"})),
+    )
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error_code": 405, "message": "method not allowed"})),
     )
 }
