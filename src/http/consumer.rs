@@ -336,7 +336,7 @@ fn decode_subscription(mut b: Bytes) -> Vec<String> {
         return Vec::new();
     }
     let v = i16::from_be_bytes([b[0], b[1]]).clamp(0, 3);
-    let _ = bytes::Buf::advance(&mut b, 2);
+    bytes::Buf::advance(&mut b, 2);
     km::ConsumerProtocolSubscription::decode(&mut b, v)
         .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
         .unwrap_or_default()
@@ -368,7 +368,7 @@ fn decode_assignment(mut b: Bytes) -> Vec<(String, i32)> {
         return Vec::new();
     }
     let v = i16::from_be_bytes([b[0], b[1]]).clamp(0, 3);
-    let _ = bytes::Buf::advance(&mut b, 2);
+    bytes::Buf::advance(&mut b, 2);
     km::ConsumerProtocolAssignment::decode(&mut b, v)
         .map(|a| {
             a.assigned_partitions

@@ -126,13 +126,8 @@ struct Prepared {
     size: usize,
 }
 
-fn prepare(
-    rest: &Rest,
-    topic: &TopicHandle,
-    v: serde_json::Value,
-    now: i64,
-) -> Result<Prepared, ApiError> {
-    let r: ProduceRecord = serde_json::from_value(v)
+fn prepare(rest: &Rest, topic: &TopicHandle, raw: &[u8], now: i64) -> Result<Prepared, ApiError> {
+    let r: ProduceRecord = serde_json::from_slice(raw)
         .map_err(|e| ApiError::bad_request(format!("invalid record: {e}")))?;
     let key = match &r.key {
         Some(d) => d.to_bytes("key").map_err(ApiError::bad_request)?,
@@ -252,7 +247,8 @@ async fn append_group(
         for chunk in chunks {
             let records: Vec<Record> = chunk
                 .iter()
-                .map(|&i| {
+                .enumerate()
+                .map(|(j, &i)| {
                     let r = prepared[i].as_ref().expect("prepared");
                     Record {
                         transactional: false,
@@ -262,7 +258,8 @@ async fn append_group(
                         producer_id: -1,
                         producer_epoch: -1,
                         timestamp_type: TimestampType::Creation,
-                        offset: 0,
+                        // Relative: the encoder derives offset deltas from it.
+                        offset: j as i64,
                         sequence: -1,
                         timestamp: r.timestamp,
                         key: r.key.clone(),
@@ -427,39 +424,57 @@ impl ValueReader {
         }
     }
 
-    /// Parse the complete values buffered, at most `max`.
-    fn parse(&mut self, out: &mut Vec<serde_json::Value>, max: usize) -> Result<(), ReadError> {
+    /// Split off the complete values buffered, at most `max`, as raw JSON
+    /// (found with a non-allocating scan; each is parsed once later).
+    fn parse(&mut self, out: &mut Vec<Bytes>, max: usize) -> Result<(), ReadError> {
         let mut consumed = 0;
+        let mut ends = Vec::new();
         let mut incomplete = false;
+        let mut oversized = false;
         {
-            let mut it =
-                serde_json::Deserializer::from_slice(&self.buf).into_iter::<serde_json::Value>();
-            while out.len() < max {
+            let mut it = serde_json::Deserializer::from_slice(&self.buf)
+                .into_iter::<serde::de::IgnoredAny>();
+            while out.len() + ends.len() < max {
                 match it.next() {
                     None => {
                         consumed = it.byte_offset();
                         break;
                     }
-                    Some(Ok(v)) => {
+                    Some(Ok(_)) => {
                         let end = it.byte_offset();
                         if end - consumed > self.limit {
                             // Complete but too big: answer what came before first.
                             self.failed = Some(ReadError::TooLarge(self.limit));
+                            oversized = true;
                             consumed = end;
                             break;
                         }
-                        out.push(v);
+                        ends.push(end);
                         consumed = end;
                     }
                     Some(Err(e)) if e.is_eof() => {
                         incomplete = true;
                         break;
                     }
-                    Some(Err(e)) => return Err(ReadError::Syntax(e.to_string())),
+                    Some(Err(e)) => {
+                        if ends.is_empty() {
+                            return Err(ReadError::Syntax(e.to_string()));
+                        }
+                        // Answer the good values first, then the error.
+                        self.failed = Some(ReadError::Syntax(e.to_string()));
+                        break;
+                    }
                 }
             }
         }
-        self.buf.advance(consumed);
+        let mut taken = 0;
+        for end in ends {
+            out.push(self.buf.split_to(end - taken).freeze());
+            taken = end;
+        }
+        if oversized || self.failed.is_none() {
+            self.buf.advance(consumed.saturating_sub(taken));
+        }
         if incomplete {
             if self.buf.len() > self.limit {
                 return Err(ReadError::TooLarge(self.limit));
@@ -499,7 +514,7 @@ impl ValueReader {
     }
 
     /// The next values: at least one unless the body ended, at most `max`.
-    async fn next_values(&mut self, max: usize) -> Result<Vec<serde_json::Value>, ReadError> {
+    async fn next_values(&mut self, max: usize) -> Result<Vec<Bytes>, ReadError> {
         let mut out = Vec::new();
         loop {
             if let Some(e) = self.failed.take() {
@@ -615,7 +630,7 @@ async fn produce_inner(
         let now = rest.broker.clock.now_ms();
         let recs = first
             .into_iter()
-            .map(|v| prepare(&rest, &topic, v, now))
+            .map(|v| prepare(&rest, &topic, &v, now))
             .collect();
         let (slots, waits) = append_group(&rest, &topic, recs).await;
         let mut slots = finish_group(&rest, topic.id, acks, slots, waits).await;
@@ -650,7 +665,7 @@ async fn produce_inner(
             let now = r2.broker.clock.now_ms();
             let recs = values
                 .into_iter()
-                .map(|v| prepare(&r2, &topic, v, now))
+                .map(|v| prepare(&r2, &topic, &v, now))
                 .collect();
             let (slots, waits) = append_group(&r2, &topic, recs).await;
             let r3 = r2.clone();

@@ -182,6 +182,11 @@ def test_streamed_produce_one_line_per_record(broker):
     got = consume_range(broker.bootstrap, topic, ends)
     values = sorted(json.loads(g.value)["i"] for gs in got.values() for g in gs)
     assert values == list(range(n))
+    # Large chunks: many records of a partition in one batch.
+    blob = b"".join((json.dumps({"key": {"type": "STRING", "data": f"k{i % 9}"}, "value": {"type": "BINARY", "data": b64(bytes([i % 256]) * 1024)}}) + "\n").encode() for i in range(500))
+    r = requests.post(records_url(broker, topic), data=iter([blob, blob]), headers={"Content-Type": "application/json"}, timeout=120)
+    lines = [json.loads(x) for x in r.text.splitlines() if x.strip()]
+    assert len(lines) == 1000 and all(x["error_code"] == 200 for x in lines), [x for x in lines if x["error_code"] != 200][:3]
     # A streamed body with one bad record: its line carries the error, the others go on.
     bad = b'{"value":{"type":"STRING","data":"a"}}\n{"value":{"type":"BINARY","data":"!!"}}\n{"value":{"type":"STRING","data":"b"}}\n'
     r = requests.post(records_url(broker, topic), data=iter([bad]), headers={"Content-Type": "application/json"}, timeout=30)
