@@ -81,6 +81,9 @@ pub struct Config {
     pub connections_max_idle_ms: u64,
     /// Upper bound of one fetch response (`fetch.max.bytes`).
     pub fetch_max_bytes: usize,
+    /// HTTP connections idle (or slow to send request headers) this long
+    /// are closed.
+    pub http_idle_timeout_ms: u64,
     /// Where acknowledged data is durable: `file:///path`,
     /// `s3://bucket/prefix` or `memory://` (tests only: nothing survives a
     /// restart). Default: `file://<data-dir>/objects`.
@@ -150,6 +153,7 @@ impl Default for Config {
             max_inflight_per_connection: 16,
             connections_max_idle_ms: 600_000,
             fetch_max_bytes: 55 * 1024 * 1024,
+            http_idle_timeout_ms: 60_000,
             object_store: None,
             s3_endpoint: None,
             s3_region: None,
@@ -271,6 +275,12 @@ impl Config {
             return bad(
                 "--request-max-bytes",
                 format!("must be 1024..=1073741824, got {}", self.request_max_bytes),
+            );
+        }
+        if self.http_idle_timeout_ms < 100 {
+            return bad(
+                "--http-idle-timeout-ms",
+                format!("must be >= 100, got {}", self.http_idle_timeout_ms),
             );
         }
         if self.max_connections == 0 {
@@ -491,6 +501,9 @@ pub struct ServeArgs {
     /// Upper bound of one fetch response (fetch.max.bytes) [default: 57671680].
     #[arg(long, env = "STRATA_FETCH_MAX_BYTES", value_name = "BYTES")]
     pub fetch_max_bytes: Option<usize>,
+    /// Close HTTP connections idle or slow to send headers this long [default: 60000].
+    #[arg(long, env = "STRATA_HTTP_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub http_idle_timeout_ms: Option<u64>,
     /// Object store for durable data: file:///path, s3://bucket/prefix or memory:// [default: file://<data-dir>/objects].
     #[arg(long, env = "STRATA_OBJECT_STORE", value_name = "URL")]
     pub object_store: Option<String>,
@@ -589,6 +602,7 @@ impl ServeArgs {
             max_inflight_per_connection,
             connections_max_idle_ms,
             fetch_max_bytes,
+            http_idle_timeout_ms,
             s3_path_style,
             object_store_timeout_ms,
             wal_flush_ms,

@@ -72,14 +72,12 @@ pub async fn run(
         broker: broker.clone(),
         ready: ready.clone(),
     };
-    let mut http_sd = sd_rx.clone();
+    let http_sd = sd_rx.clone();
+    let http_idle = std::time::Duration::from_millis(config.http_idle_timeout_ms);
+    let http_max_conns = config.max_connections;
     let http_task = tokio::spawn(async move {
         let app = crate::http::router(http_state);
-        let _ = axum::serve(http, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_sd.changed().await;
-            })
-            .await;
+        crate::http::serve::serve(http, app, http_sd, http_idle, http_max_conns).await;
     });
     broker.groups.start(broker.clone(), sd_rx.clone());
     let kafka_task = tokio::spawn(crate::kafka::server::serve(

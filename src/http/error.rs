@@ -143,7 +143,23 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        // A refused body may not have been read to its end: close the
+        // connection explicitly so the client does not reuse it and race
+        // the server closing it.
+        let unread_body = matches!(
+            self.status,
+            StatusCode::PAYLOAD_TOO_LARGE
+                | StatusCode::UNSUPPORTED_MEDIA_TYPE
+                | StatusCode::REQUEST_TIMEOUT
+        );
+        let mut r = (self.status, Json(self.body())).into_response();
+        if unread_body {
+            r.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        r
     }
 }
 

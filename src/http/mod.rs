@@ -19,6 +19,7 @@ pub mod consumer;
 pub mod error;
 pub mod openapi;
 pub mod produce;
+pub mod serve;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;

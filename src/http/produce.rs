@@ -477,6 +477,13 @@ impl ValueReader {
         }
         if incomplete {
             if self.buf.len() > self.limit {
+                if !out.is_empty() {
+                    // Answer the complete values first, then the 413.
+                    self.failed = Some(ReadError::TooLarge(self.limit));
+                    self.buf.clear();
+                    self.retry_at = 0;
+                    return Ok(());
+                }
                 return Err(ReadError::TooLarge(self.limit));
             }
             self.retry_at = self.buf.len().saturating_mul(2).max(1);
@@ -535,6 +542,22 @@ impl ValueReader {
                     return Err(ReadError::Syntax("body ends inside a record".into()));
                 }
                 return Ok(out);
+            }
+        }
+    }
+
+    /// Discard the rest of the body, at most `cap` bytes (bounded by the
+    /// idle timeout per chunk).
+    async fn drain(&mut self, cap: usize) {
+        let mut seen = 0usize;
+        self.buf.clear();
+        while seen <= cap {
+            match self.read_chunk().await {
+                Ok(true) => {
+                    seen += self.buf.len();
+                    self.buf.clear();
+                }
+                _ => return,
             }
         }
     }
@@ -658,6 +681,9 @@ async fn produce_inner(
                     Err(e) => {
                         let err: Slot = Err(e.api());
                         let _ = group_tx.send(Box::pin(async move { vec![err] })).await;
+                        // Read (and drop) what the client still sends, up to a
+                        // bound, so the keep-alive connection stays usable.
+                        reader.drain(r2.body_limit.saturating_mul(4)).await;
                         break;
                     }
                 },

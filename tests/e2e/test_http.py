@@ -1,5 +1,7 @@
 """HTTP health, readiness and Prometheus metrics."""
 
+import time
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import http_get
@@ -33,3 +35,29 @@ def test_metrics_parse_and_have_strata_metrics(broker):
     assert strata, f"no strata_ metric among {names[:50]}"
     samples = [s for f in families if f.name.startswith("strata_") for s in f.samples]
     assert samples, "strata_ metric families have no samples"
+
+
+def test_idle_and_stalled_http_connections_are_closed(broker_factory):
+    """No client holds an HTTP connection forever: an idle keep-alive
+    connection and one that never finishes its request headers are closed."""
+    import socket
+
+    b = broker_factory(["--http-idle-timeout-ms", "800"])
+    idle = socket.create_connection(("127.0.0.1", b.http_port), timeout=10)
+    idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = idle.recv(4096)
+    assert first.startswith(b"HTTP/1.1 200"), first[:40]
+    stalled = socket.create_connection(("127.0.0.1", b.http_port), timeout=10)
+    stalled.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers never end
+    t0 = time.monotonic()
+    for s in (idle, stalled):
+        rest = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            rest += chunk
+        assert time.monotonic() - t0 < 8, "connection held open"
+        s.close()
+    status, _, _ = http_get(b.http_url + "/healthz")
+    assert status == 200
