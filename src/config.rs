@@ -161,7 +161,7 @@ impl Default for Config {
             object_store_timeout_ms: 30_000,
             wal_flush_ms: 100,
             wal_flush_bytes: 8 * 1024 * 1024,
-            wal_max_buffered_bytes: 256 * 1024 * 1024,
+            wal_max_buffered_bytes: 128 * 1024 * 1024,
             wal_max_inflight_uploads: 4,
             cache_bytes: 256 * 1024 * 1024,
             upload_interval_ms: 60_000,
@@ -525,7 +525,7 @@ pub struct ServeArgs {
     /// Flush the WAL early once this many bytes are queued [default: 8388608].
     #[arg(long, env = "STRATA_WAL_FLUSH_BYTES", value_name = "BYTES")]
     pub wal_flush_bytes: Option<usize>,
-    /// Queued + uploading WAL bytes before producers are slowed [default: 268435456].
+    /// Queued + uploading WAL bytes before producers are slowed [default: 134217728].
     #[arg(long, env = "STRATA_WAL_MAX_BUFFERED_BYTES", value_name = "BYTES")]
     pub wal_max_buffered_bytes: Option<usize>,
     /// Concurrent WAL uploads [default: 4].

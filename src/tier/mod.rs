@@ -207,27 +207,22 @@ impl SegmentUploader {
         seg: &crate::log::SealedSegment,
     ) -> Result<(), String> {
         let b = &self.broker;
-        let file = seg.file.clone();
         let size = seg.size;
-        let data = tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let mut buf = vec![0u8; size as usize];
-            file.read_exact_at(&mut buf, 0).map(|_| buf)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
         let key = paths::segment(*topic_id, partition, seg.base_offset, leader_epoch);
         let index_key = paths::segment_index(&key);
         let store = b.store();
-        for (k, bytes) in [
-            (&key, Bytes::from(data)),
-            (&index_key, Bytes::from(seg.index.clone())),
-        ] {
-            match store.put_create(k, bytes).await {
-                Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.to_string()),
-            }
+        // A retry after a crash may find the object already there: fine,
+        // the key is unique to this leader epoch and segment.
+        match store.put_file(&key, seg.file.clone(), size).await {
+            Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        match store
+            .put_create(&index_key, Bytes::from(seg.index.clone()))
+            .await
+        {
+            Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.to_string()),
         }
         let cmd = Command::CommitSegment {
             segment: SegmentCommit {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
@@ -286,26 +286,27 @@ impl Wal {
 
     /// Turn queued entries into one object: header, then each partition's
     /// batches contiguous, split where a new local segment starts so that
-    /// segment uploads align with extent boundaries.
-    fn build(entries: &[Entry]) -> (Bytes, Vec<WalExtent>) {
-        let total: usize = entries.iter().map(|e| e.data.len()).sum();
-        let mut out = BytesMut::with_capacity(WAL_MAGIC.len() + total);
-        out.put_slice(WAL_MAGIC);
-        let mut order: Vec<(Uuid, i32)> = Vec::new();
+    /// segment uploads align with extent boundaries. The object is a list of
+    /// the entries' own buffers (no copy); `size` is its length.
+    fn build(entries: &[Entry]) -> (Vec<Bytes>, Vec<WalExtent>, u64) {
+        // Group by partition in order of first appearance (linear time).
+        let mut index: std::collections::HashMap<(Uuid, i32), usize> =
+            std::collections::HashMap::new();
+        let mut groups: Vec<Vec<&Entry>> = Vec::new();
         for e in entries {
-            if !order.contains(&(e.topic_id, e.partition)) {
-                order.push((e.topic_id, e.partition));
-            }
+            let g = *index.entry((e.topic_id, e.partition)).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(e);
         }
+        let mut parts = Vec::with_capacity(entries.len() + 1);
+        parts.push(Bytes::from_static(WAL_MAGIC));
+        let mut at = WAL_MAGIC.len() as u64;
         let mut extents: Vec<WalExtent> = Vec::new();
-        for (t, p) in order {
+        for group in groups {
             let mut cur: Option<WalExtent> = None;
-            for e in entries
-                .iter()
-                .filter(|e| e.topic_id == t && e.partition == p)
-            {
-                let at = out.len() as u64;
-                out.put_slice(&e.data);
+            for e in group {
                 let len = e.data.len() as u64;
                 match &mut cur {
                     Some(c)
@@ -322,8 +323,8 @@ impl Wal {
                             extents.push(c);
                         }
                         cur = Some(WalExtent {
-                            topic_id: t,
-                            partition: p,
+                            topic_id: e.topic_id,
+                            partition: e.partition,
                             leader_epoch: e.leader_epoch,
                             base_offset: e.base,
                             end_offset: e.end,
@@ -333,12 +334,14 @@ impl Wal {
                         });
                     }
                 }
+                parts.push(e.data.clone());
+                at += len;
             }
             if let Some(c) = cur {
                 extents.push(c);
             }
         }
-        (out.freeze(), extents)
+        (parts, extents, at)
     }
 
     /// Upload with retries until it lands (or shutdown gives up after a
@@ -348,13 +351,13 @@ impl Wal {
         self: Arc<Self>,
         store: Arc<Store>,
         key: String,
-        data: Bytes,
+        data: Vec<Bytes>,
         mut shutdown: watch::Receiver<bool>,
     ) -> bool {
         let mut attempt = 0u32;
         let mut give_up_at: Option<Instant> = None;
         loop {
-            match store.put_create(&key, data.clone()).await {
+            match store.put_create_parts(&key, data.clone()).await {
                 Ok(()) => {
                     self.healthy.store(true, Ordering::Relaxed);
                     return true;
@@ -461,8 +464,7 @@ impl Wal {
                 if !entries.is_empty() {
                     seq += 1;
                     let key = paths::wal(broker_id, broker_epoch, seq);
-                    let (data, extents) = Wal::build(&entries);
-                    let size = data.len() as u64;
+                    let (data, extents, size) = Wal::build(&entries);
                     wal.metrics.inflight_uploads.fetch_add(1, Ordering::Relaxed);
                     let upload = tokio::spawn(wal.clone().upload(
                         store.clone(),
@@ -525,7 +527,9 @@ mod tests {
             entry(1, 0, 2, 3, false),
             entry(1, 0, 5, 1, true),
         ];
-        let (data, ext) = Wal::build(&entries);
+        let (parts, ext, size) = Wal::build(&entries);
+        let data: Vec<u8> = parts.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(size as usize, data.len());
         assert_eq!(&data[..16], WAL_MAGIC);
         assert_eq!(ext.len(), 3);
         assert_eq!(
