@@ -929,26 +929,13 @@ pub async fn get_group(
 }
 
 fn member_assignment(b: &bytes::Bytes) -> Vec<AssignedPartition> {
-    use kafka_protocol::protocol::Decodable;
-    let mut b = b.clone();
-    if b.len() < 2 {
-        return Vec::new();
-    }
-    let v = i16::from_be_bytes([b[0], b[1]]).clamp(0, 3);
-    bytes::Buf::advance(&mut b, 2);
-    km::ConsumerProtocolAssignment::decode(&mut b, v)
-        .map(|a| {
-            a.assigned_partitions
-                .iter()
-                .flat_map(|tp| {
-                    tp.partitions.iter().map(|p| AssignedPartition {
-                        topic_name: tp.topic.0.to_string(),
-                        partition_id: *p,
-                    })
-                })
-                .collect()
+    super::consumer::decode_assignment(b.clone())
+        .into_iter()
+        .map(|(topic_name, partition_id)| AssignedPartition {
+            topic_name,
+            partition_id,
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// List a group's members and their assignments.

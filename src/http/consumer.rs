@@ -363,7 +363,8 @@ fn encode_assignment(parts: &[(String, i32)]) -> Bytes {
     buf.freeze()
 }
 
-fn decode_assignment(mut b: Bytes) -> Vec<(String, i32)> {
+/// The (topic, partition) pairs of a consumer-protocol assignment.
+pub(crate) fn decode_assignment(mut b: Bytes) -> Vec<(String, i32)> {
     if b.len() < 2 {
         return Vec::new();
     }

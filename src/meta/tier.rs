@@ -199,14 +199,7 @@ pub fn apply_commit_wal(
 ) -> u32 {
     let mut live = 0u32;
     for e in extents {
-        let Some(name) = s.topic_ids.get(&e.topic_id).cloned() else {
-            continue;
-        };
-        let Some(p) = s
-            .topics
-            .get_mut(&name)
-            .and_then(|t| t.partitions.get_mut(e.partition as usize))
-        else {
+        let Some(p) = partition_mut(s, &e.topic_id, e.partition) else {
             continue;
         };
         p.committed_end = e.end_offset;
@@ -288,6 +281,19 @@ fn current_partition(
     Ok(p)
 }
 
+/// A partition by topic id, for applying a checked command.
+fn partition_mut<'a>(
+    s: &'a mut MetaState,
+    topic_id: &Uuid,
+    partition: i32,
+) -> Option<&'a mut super::state::PartitionMeta> {
+    let name = s.topic_ids.get(topic_id)?;
+    s.topics
+        .get_mut(name)?
+        .partitions
+        .get_mut(usize::try_from(partition).ok()?)
+}
+
 /// Record a new segment's data and index objects as live.
 fn insert_segment_objects(s: &mut MetaState, c: &SegmentCommit) {
     s.tier.objects.insert(
@@ -331,14 +337,7 @@ pub fn check_commit_segment(s: &MetaState, c: &SegmentCommit) -> Result<(), Meta
 
 /// Apply a checked `CommitSegment`: one manifest swap.
 pub fn apply_commit_segment(s: &mut MetaState, c: SegmentCommit, now_ms: i64) {
-    let Some(name) = s.topic_ids.get(&c.topic_id).cloned() else {
-        return;
-    };
-    let Some(p) = s
-        .topics
-        .get_mut(&name)
-        .and_then(|t| t.partitions.get_mut(c.partition as usize))
-    else {
+    let Some(p) = partition_mut(s, &c.topic_id, c.partition) else {
         return;
     };
     let (gone, keep): (Vec<Extent>, Vec<Extent>) = std::mem::take(&mut p.extents)
@@ -431,14 +430,7 @@ pub fn apply_replace_segments(
     segments: Vec<SegmentCommit>,
     now_ms: i64,
 ) {
-    let Some(name) = s.topic_ids.get(&topic_id).cloned() else {
-        return;
-    };
-    let Some(p) = s
-        .topics
-        .get_mut(&name)
-        .and_then(|t| t.partitions.get_mut(partition as usize))
-    else {
+    let Some(p) = partition_mut(s, &topic_id, partition) else {
         return;
     };
     let Some(at) = p.extents.iter().position(|e| e.key == replaced[0]) else {
