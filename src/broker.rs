@@ -269,6 +269,31 @@ impl Broker {
         Ok(())
     }
 
+    /// Every partition with both its metadata and its open log.
+    fn partitions_of<'a>(
+        &self,
+        meta: &'a MetaState,
+    ) -> Vec<(
+        &'a crate::meta::Topic,
+        usize,
+        &'a crate::meta::PartitionMeta,
+        PartitionHandle,
+        Arc<TopicHandle>,
+    )> {
+        let mut out = Vec::new();
+        for t in meta.topics.values() {
+            let Some(h) = self.topic_by_id(&t.topic_id) else {
+                continue;
+            };
+            for (i, pm) in t.partitions.iter().enumerate() {
+                if let Some(ph) = h.partition(i as i32) {
+                    out.push((t, i, pm, ph.clone(), h.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// Reconcile every local log with object storage, then take leadership
     /// with a new leader epoch. Local logs behind the committed end (disk
     /// lost or wiped) are rebuilt from the WAL extents after the last
@@ -278,54 +303,46 @@ impl Broker {
     pub async fn recover_tier(self: &Arc<Self>) -> Result<(), BrokerError> {
         let meta = self.meta();
         let mut takeover = Vec::new();
-        for t in meta.topics.values() {
-            let Some(h) = self.topic_by_id(&t.topic_id) else {
-                continue;
-            };
-            for (i, pm) in t.partitions.iter().enumerate() {
-                let Some(ph) = h.partition(i as i32) else {
-                    continue;
+        for (t, i, pm, ph, h) in self.partitions_of(&meta) {
+            let log = &ph.log;
+            let ce = pm.committed_end;
+            let leo = log.log_end_offset();
+            if leo < ce {
+                let tail_start = pm
+                    .extents
+                    .iter()
+                    .rposition(|e| e.kind == ExtentKind::Segment)
+                    .map(|i| pm.extents[i].end_offset)
+                    .unwrap_or_else(|| pm.extents.first().map(|e| e.base_offset).unwrap_or(ce));
+                let from = if leo >= tail_start && log.log_start_offset() <= leo {
+                    leo
+                } else {
+                    log.reset(tail_start)?;
+                    tail_start
                 };
-                let log = &ph.log;
-                let ce = pm.committed_end;
-                let leo = log.log_end_offset();
-                if leo < ce {
-                    let tail_start = pm
-                        .extents
-                        .iter()
-                        .rposition(|e| e.kind == ExtentKind::Segment)
-                        .map(|i| pm.extents[i].end_offset)
-                        .unwrap_or_else(|| pm.extents.first().map(|e| e.base_offset).unwrap_or(ce));
-                    let from = if leo >= tail_start && log.log_start_offset() <= leo {
-                        leo
-                    } else {
-                        log.reset(tail_start)?;
-                        tail_start
-                    };
-                    tracing::info!(topic = %t.name, partition = i, local_end = leo, committed_end = ce, rebuild_from = from, "rebuilding local log tail from object storage");
-                    for e in pm.extents.iter().filter(|e| e.end_offset > from) {
-                        let bytes =
-                            self.reader.extent_bytes(e).await.map_err(|e| {
-                                BrokerError::Io(std::io::Error::other(e.to_string()))
-                            })?;
-                        // Skip batches already present locally.
-                        let mut pos = 0usize;
-                        while pos + crate::log::batch::HEADER_LEN <= bytes.len() {
-                            let Ok(bh) = crate::log::batch::BatchHeader::parse(&bytes[pos..])
-                            else {
-                                break;
-                            };
-                            if bh.last_offset() >= from {
-                                break;
-                            }
-                            pos += bh.total_len();
+                tracing::info!(topic = %t.name, partition = i, local_end = leo, committed_end = ce, rebuild_from = from, "rebuilding local log tail from object storage");
+                for e in pm.extents.iter().filter(|e| e.end_offset > from) {
+                    let bytes = self
+                        .reader
+                        .extent_bytes(e)
+                        .await
+                        .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))?;
+                    // Skip batches already present locally.
+                    let mut pos = 0usize;
+                    while pos + crate::log::batch::HEADER_LEN <= bytes.len() {
+                        let Ok(bh) = crate::log::batch::BatchHeader::parse(&bytes[pos..]) else {
+                            break;
+                        };
+                        if bh.last_offset() >= from {
+                            break;
                         }
-                        log.append_committed(&bytes[pos..], &h.log_config)
-                            .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))?;
+                        pos += bh.total_len();
                     }
+                    log.append_committed(&bytes[pos..], &h.log_config)
+                        .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))?;
                 }
-                takeover.push((t.name.clone(), i as i32, log.log_end_offset().max(ce)));
             }
+            takeover.push((t.name.clone(), i as i32, log.log_end_offset().max(ce)));
         }
         if !takeover.is_empty() {
             let b = self.clone();
@@ -340,47 +357,39 @@ impl Broker {
         }
         // Re-queue local data the WAL never committed.
         let meta = self.meta();
-        for t in meta.topics.values() {
-            let Some(h) = self.topic_by_id(&t.topic_id) else {
-                continue;
-            };
-            for (i, pm) in t.partitions.iter().enumerate() {
-                let Some(ph) = h.partition(i as i32) else {
-                    continue;
-                };
-                let mut off = pm.committed_end;
-                let leo = ph.log.log_end_offset();
-                if off < leo {
-                    tracing::info!(topic = %t.name, partition = i, from = off, to = leo, "re-committing local data not yet in object storage");
+        for (t, i, pm, ph, _) in self.partitions_of(&meta) {
+            let mut off = pm.committed_end;
+            let leo = ph.log.log_end_offset();
+            if off < leo {
+                tracing::info!(topic = %t.name, partition = i, from = off, to = leo, "re-committing local data not yet in object storage");
+            }
+            while off < leo {
+                let r = ph.log.read(off, 1 << 20, true)?;
+                if r.records.is_empty() {
+                    break;
                 }
-                while off < leo {
-                    let r = ph.log.read(off, 1 << 20, true)?;
-                    if r.records.is_empty() {
+                let mut pos = 0usize;
+                let bytes = &r.records[..];
+                while pos + crate::log::batch::HEADER_LEN <= bytes.len() {
+                    let Ok(bh) = crate::log::batch::BatchHeader::parse(&bytes[pos..]) else {
                         break;
+                    };
+                    let end = pos + bh.total_len();
+                    if bh.base_offset >= off {
+                        self.wal.push(
+                            crate::wal::Target {
+                                topic_id: t.topic_id,
+                                partition: i as i32,
+                                leader_epoch: ph.leader_epoch,
+                            },
+                            &bh,
+                            &bytes[pos..end],
+                            bh.base_offset == off && off == pm.committed_end,
+                            None,
+                        );
                     }
-                    let mut pos = 0usize;
-                    let bytes = &r.records[..];
-                    while pos + crate::log::batch::HEADER_LEN <= bytes.len() {
-                        let Ok(bh) = crate::log::batch::BatchHeader::parse(&bytes[pos..]) else {
-                            break;
-                        };
-                        let end = pos + bh.total_len();
-                        if bh.base_offset >= off {
-                            self.wal.push(
-                                crate::wal::Target {
-                                    topic_id: t.topic_id,
-                                    partition: i as i32,
-                                    leader_epoch: ph.leader_epoch,
-                                },
-                                &bh,
-                                &bytes[pos..end],
-                                bh.base_offset == off && off == pm.committed_end,
-                                None,
-                            );
-                        }
-                        off = bh.last_offset() + 1;
-                        pos = end;
-                    }
+                    off = bh.last_offset() + 1;
+                    pos = end;
                 }
             }
         }

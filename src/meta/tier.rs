@@ -312,6 +312,25 @@ fn insert_segment_objects(s: &mut MetaState, c: &SegmentCommit) {
     );
 }
 
+impl SegmentCommit {
+    /// The manifest entry of this segment (`compacted`: written by compaction).
+    fn to_extent(&self, compacted: bool) -> Extent {
+        Extent {
+            kind: ExtentKind::Segment,
+            key: self.key.clone(),
+            index_key: Some(self.index_key.clone()),
+            base_offset: self.base_offset,
+            end_offset: self.end_offset,
+            byte_offset: 0,
+            byte_len: self.size,
+            leader_epoch: self.leader_epoch,
+            max_timestamp: self.max_timestamp,
+            compacted,
+            tombstone_ts: if compacted { self.tombstone_ts } else { -1 },
+        }
+    }
+}
+
 /// Checks of `Command::CommitSegment`.
 pub fn check_commit_segment(s: &MetaState, c: &SegmentCommit) -> Result<(), MetaError> {
     let p = current_partition(s, c.topic_id, c.partition, c.leader_epoch)?;
@@ -348,22 +367,7 @@ pub fn apply_commit_segment(s: &mut MetaState, c: SegmentCommit, now_ms: i64) {
         .position(|e| e.base_offset >= c.end_offset)
         .unwrap_or(keep.len());
     let mut extents = keep;
-    extents.insert(
-        at,
-        Extent {
-            kind: ExtentKind::Segment,
-            key: c.key.clone(),
-            index_key: Some(c.index_key.clone()),
-            base_offset: c.base_offset,
-            end_offset: c.end_offset,
-            byte_offset: 0,
-            byte_len: c.size,
-            leader_epoch: c.leader_epoch,
-            max_timestamp: c.max_timestamp,
-            compacted: false,
-            tombstone_ts: -1,
-        },
-    );
+    extents.insert(at, c.to_extent(false));
     p.extents = extents;
     insert_segment_objects(s, &c);
     for e in &gone {
@@ -436,22 +440,7 @@ pub fn apply_replace_segments(
     let Some(at) = p.extents.iter().position(|e| e.key == replaced[0]) else {
         return;
     };
-    let new: Vec<Extent> = segments
-        .iter()
-        .map(|c| Extent {
-            kind: ExtentKind::Segment,
-            key: c.key.clone(),
-            index_key: Some(c.index_key.clone()),
-            base_offset: c.base_offset,
-            end_offset: c.end_offset,
-            byte_offset: 0,
-            byte_len: c.size,
-            leader_epoch: c.leader_epoch,
-            max_timestamp: c.max_timestamp,
-            compacted: true,
-            tombstone_ts: c.tombstone_ts,
-        })
-        .collect();
+    let new: Vec<Extent> = segments.iter().map(|c| c.to_extent(true)).collect();
     let gone: Vec<Extent> = p.extents.splice(at..at + replaced.len(), new).collect();
     for c in &segments {
         insert_segment_objects(s, c);
