@@ -66,6 +66,8 @@ pub struct TopicHandle {
     pub config: TopicConfig,
     pub log_config: LogConfig,
     pub partitions: Vec<PartitionHandle>,
+    /// Traffic counters, carried over when the handle is rebuilt.
+    pub stats: Arc<crate::metrics::TopicStats>,
 }
 
 impl TopicHandle {
@@ -426,11 +428,14 @@ impl Broker {
         );
         match &result {
             Ok(info) if !info.duplicate => {
-                self.metrics.bytes_in.fetch_add(info.bytes as u64, Relaxed);
-                self.metrics.records_in.fetch_add(
-                    (info.last_offset - info.base_offset + 1).max(0) as u64,
-                    Relaxed,
-                );
+                let records = (info.last_offset - info.base_offset + 1).max(0) as u64;
+                for (bytes, recs) in [
+                    (&self.metrics.bytes_in, &self.metrics.records_in),
+                    (&topic.stats.bytes_in, &topic.stats.records_in),
+                ] {
+                    bytes.fetch_add(info.bytes as u64, Relaxed);
+                    recs.fetch_add(records, Relaxed);
+                }
             }
             Ok(_) => {}
             Err(_) => {
@@ -538,6 +543,7 @@ impl Broker {
     /// logs of new partitions.
     fn rebuild_handles(&self) -> Result<(), BrokerError> {
         let view = self.meta();
+        let old = self.topics_by_id.read().clone();
         let mut by_name = HashMap::with_capacity(view.topics.len());
         let mut by_id = HashMap::with_capacity(view.topics.len());
         for t in view.topics.values() {
@@ -560,6 +566,10 @@ impl Broker {
                 config,
                 log_config: lc,
                 partitions,
+                stats: old
+                    .get(&t.topic_id)
+                    .map(|h| h.stats.clone())
+                    .unwrap_or_default(),
             });
             by_id.insert(t.topic_id, h.clone());
             by_name.insert(t.name.clone(), h);

@@ -126,6 +126,11 @@ pub struct Config {
     /// Uploaded sealed segments kept on local disk per partition, in bytes
     /// (-1 keeps everything). Older reads come from object storage.
     pub local_retention_bytes: i64,
+    /// OTLP/HTTP collector base URL (e.g. `http://127.0.0.1:4318`); spans
+    /// are exported to `<url>/v1/traces` when set.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans.
+    pub otlp_service_name: String,
 }
 
 impl Default for Config {
@@ -171,6 +176,8 @@ impl Default for Config {
             http_consumer_idle_timeout_ms: 300_000,
             http_max_consumer_instances: 1_000,
             local_retention_bytes: 1 << 30,
+            otlp_endpoint: None,
+            otlp_service_name: "strata".into(),
         }
     }
 }
@@ -247,6 +254,17 @@ impl Config {
     /// Check cross-field rules once at start.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if let Some(u) = &self.otlp_endpoint {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
+                return bad(
+                    "--otlp-endpoint",
+                    format!("must be an http:// or https:// URL, got {u:?}"),
+                );
+            }
+        }
+        if self.otlp_service_name.is_empty() {
+            return bad("--otlp-service-name", "must not be empty".into());
+        }
         if self.broker_id < 0 {
             return bad(
                 "--broker-id",
@@ -438,6 +456,13 @@ pub struct ServeArgs {
     /// Port clients are told to connect to [default: the Kafka listener's port].
     #[arg(long, env = "STRATA_ADVERTISED_PORT", value_name = "PORT")]
     pub advertised_port: Option<u16>,
+    /// Export tracing spans over OTLP/HTTP (protobuf) to this collector base
+    /// URL, e.g. http://127.0.0.1:4318 [default: off].
+    #[arg(long, env = "STRATA_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// service.name attribute of exported spans [default: strata].
+    #[arg(long, env = "STRATA_OTLP_SERVICE_NAME", value_name = "NAME")]
+    pub otlp_service_name: Option<String>,
     /// Create unknown topics when a client first uses them (Kafka's
     /// auto.create.topics.enable) [default: true].
     #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", value_name = "BOOL")]
@@ -616,12 +641,14 @@ impl ServeArgs {
             http_max_body_bytes,
             http_consumer_idle_timeout_ms,
             http_max_consumer_instances,
-            local_retention_bytes
+            local_retention_bytes,
+            otlp_service_name
         );
         for (dst, src) in [
             (&mut c.object_store, &self.object_store),
             (&mut c.s3_endpoint, &self.s3_endpoint),
             (&mut c.s3_region, &self.s3_region),
+            (&mut c.otlp_endpoint, &self.otlp_endpoint),
         ] {
             if src.is_some() {
                 *dst = src.clone();

@@ -35,5 +35,6 @@ pub mod meta;
 pub mod metrics;
 pub mod objstore;
 pub mod server;
+pub mod telemetry;
 pub mod tier;
 pub mod wal;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use strata::telemetry;
 
 /// Strata: a Kafka-compatible streaming broker whose durable home is object storage.
 #[derive(Debug, Parser)]
@@ -39,24 +39,32 @@ fn main() {
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tune_allocator();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Configuration first: the OTLP exporter is one of its settings.
+    let (config, admin) = match cli.command {
+        Command::Serve(args) => (Some(args.resolve()?), None),
+        other => (None, Some(other)),
+    };
+    let otlp = config.as_ref().and_then(|c| {
+        c.otlp_endpoint.as_deref().map(|endpoint| telemetry::Otlp {
+            endpoint,
+            service_name: &c.otlp_service_name,
+        })
+    });
+    let _telemetry = telemetry::init(otlp)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    match cli.command {
-        Command::Serve(args) => {
-            let config = args.resolve()?;
-            rt.block_on(strata::server::run(config, shutdown_signal()))?;
-        }
-        Command::Topic(cmd) => rt.block_on(strata::cli::run_topic(cmd))?,
-        Command::Group(cmd) => rt.block_on(strata::group_cli::run_group(cmd))?,
+    if let Some(config) = config {
+        rt.block_on(strata::server::run(config, shutdown_signal()))?;
     }
+    match admin {
+        Some(Command::Topic(cmd)) => rt.block_on(strata::cli::run_topic(cmd))?,
+        Some(Command::Group(cmd)) => rt.block_on(strata::group_cli::run_group(cmd))?,
+        Some(Command::Serve(_)) | None => {}
+    }
+    // The runtime goes first so in-flight spans end before the exporter flushes.
+    drop(rt);
     Ok(())
 }
 

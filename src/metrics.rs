@@ -22,28 +22,105 @@ pub fn write_metric(
         "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
     );
 }
-/// Latency buckets in seconds.
-const BUCKETS: [f64; 12] = [
+/// Kafka request latency buckets, in seconds.
+pub const REQUEST_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
+/// Object store and WAL flush latency buckets, in seconds.
+pub const IO_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// A latency histogram in atomics: one relaxed add per bucket reached.
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Record one observation of `secs` seconds.
+    pub fn observe(&self, secs: f64) {
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
+        for (b, n) in self.bounds.iter().zip(self.buckets.iter()) {
+            if secs <= *b {
+                n.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    /// Write the `_bucket`, `_sum` and `_count` series of `name`; `labels`
+    /// is empty or `key="value",...` without braces.
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, n) in self.bounds.iter().zip(self.buckets.iter()) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let n = self.count();
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {n}");
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{braced} {}\n{name}_count{braced} {n}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
+    }
+}
+
+impl Default for Histogram {
+    /// A histogram with [`IO_BUCKETS`].
+    fn default() -> Self {
+        Histogram::new(&IO_BUCKETS)
+    }
+}
 
 /// Per-API request counters and a latency histogram.
 struct ApiStats {
-    count: AtomicU64,
     errors: AtomicU64,
-    sum_micros: AtomicU64,
-    buckets: [AtomicU64; BUCKETS.len()],
+    latency: Histogram,
 }
 
 impl Default for ApiStats {
     fn default() -> Self {
         ApiStats {
-            count: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-            buckets: Default::default(),
+            latency: Histogram::new(&REQUEST_BUCKETS),
         }
     }
+}
+
+/// Selects one counter of [`TopicStats`].
+type TopicField = fn(&TopicStats) -> &AtomicU64;
+
+/// Per-topic traffic, kept across rebuilds of the topic's handle.
+#[derive(Debug, Default)]
+pub struct TopicStats {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub records_in: AtomicU64,
 }
 
 /// Process-wide metrics.
@@ -81,16 +158,10 @@ impl Metrics {
         let Some(s) = usize::try_from(api_key).ok().and_then(|i| self.apis.get(i)) else {
             return;
         };
-        s.count.fetch_add(1, Relaxed);
         if error {
             s.errors.fetch_add(1, Relaxed);
         }
-        s.sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                s.buckets[i].fetch_add(1, Relaxed);
-            }
-        }
+        s.latency.observe(secs);
     }
 
     /// Render everything, including per-partition offsets from the broker.
@@ -98,7 +169,7 @@ impl Metrics {
         let mut o = String::with_capacity(8192);
         let _ = writeln!(o, "# HELP strata_requests_total Kafka requests handled, by API.\n# TYPE strata_requests_total counter");
         for (k, s) in self.apis.iter().enumerate() {
-            let n = s.count.load(Relaxed);
+            let n = s.latency.count();
             if n > 0 {
                 let _ = writeln!(
                     o,
@@ -109,7 +180,7 @@ impl Metrics {
         }
         let _ = writeln!(o, "# HELP strata_request_errors_total Kafka requests answered with an error, by API.\n# TYPE strata_request_errors_total counter");
         for (k, s) in self.apis.iter().enumerate() {
-            if s.count.load(Relaxed) > 0 {
+            if s.latency.count() > 0 {
                 let _ = writeln!(
                     o,
                     "strata_request_errors_total{{api=\"{}\"}} {}",
@@ -120,31 +191,11 @@ impl Metrics {
         }
         let _ = writeln!(o, "# HELP strata_request_duration_seconds Kafka request latency, by API.\n# TYPE strata_request_duration_seconds histogram");
         for (k, s) in self.apis.iter().enumerate() {
-            let n = s.count.load(Relaxed);
-            if n == 0 {
-                continue;
+            if s.latency.count() > 0 {
+                let labels = format!("api=\"{}\"", api_name(k as i16));
+                s.latency
+                    .render(&mut o, "strata_request_duration_seconds", &labels);
             }
-            let api = api_name(k as i16);
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "strata_request_duration_seconds_bucket{{api=\"{api}\",le=\"{b}\"}} {}",
-                    s.buckets[i].load(Relaxed)
-                );
-            }
-            let _ = writeln!(
-                o,
-                "strata_request_duration_seconds_bucket{{api=\"{api}\",le=\"+Inf\"}} {n}"
-            );
-            let _ = writeln!(
-                o,
-                "strata_request_duration_seconds_sum{{api=\"{api}\"}} {}",
-                s.sum_micros.load(Relaxed) as f64 / 1e6
-            );
-            let _ = writeln!(
-                o,
-                "strata_request_duration_seconds_count{{api=\"{api}\"}} {n}"
-            );
         }
         let counters: [(&str, &str, u64); 7] = [
             (
@@ -163,7 +214,7 @@ impl Metrics {
                 self.records_in.load(Relaxed),
             ),
             (
-                "strata_connections_total",
+                "strata_connections_accepted_total",
                 "Kafka connections accepted.",
                 self.connections_total.load(Relaxed),
             ),
@@ -192,11 +243,16 @@ impl Metrics {
             self.connections.load(Relaxed)
         );
         let _ = writeln!(o, "# HELP strata_partitions Partition logs open on this broker.\n# TYPE strata_partitions gauge\nstrata_partitions {}", broker.partition_count());
-        if let Some(rss) = rss_bytes() {
-            let _ = writeln!(o, "# HELP strata_process_resident_memory_bytes Resident set size.\n# TYPE strata_process_resident_memory_bytes gauge\nstrata_process_resident_memory_bytes {rss}");
-        }
+        render_process(&mut o);
         // kafka_exporter-compatible partition offsets.
         let meta = broker.meta();
+        write_metric(
+            &mut o,
+            "kafka_brokers",
+            "gauge",
+            "Number of brokers registered in the cluster.",
+            meta.brokers.len(),
+        );
         let _ = writeln!(o, "# HELP kafka_topic_partitions Number of partitions for this topic.\n# TYPE kafka_topic_partitions gauge");
         for t in meta.topics.values() {
             let _ = writeln!(
@@ -206,8 +262,39 @@ impl Metrics {
                 t.partitions.len()
             );
         }
+        let topic_counters: [(&str, &str, TopicField); 3] = [
+            (
+                "strata_topic_bytes_in_total",
+                "Record batch bytes appended, by topic.",
+                |s| &s.bytes_in,
+            ),
+            (
+                "strata_topic_bytes_out_total",
+                "Record batch bytes served to fetches, by topic.",
+                |s| &s.bytes_out,
+            ),
+            (
+                "strata_topic_records_in_total",
+                "Records appended, by topic.",
+                |s| &s.records_in,
+            ),
+        ];
+        for (name, help, field) in topic_counters {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
+            for t in meta.topics.values() {
+                if let Some(h) = broker.topic(&t.name) {
+                    let _ = writeln!(
+                        o,
+                        "{name}{{topic=\"{}\"}} {}",
+                        t.name,
+                        field(&h.stats).load(Relaxed)
+                    );
+                }
+            }
+        }
         let _ = writeln!(o, "# HELP kafka_topic_partition_current_offset Log end offset of a partition.\n# TYPE kafka_topic_partition_current_offset gauge");
         let mut oldest = String::new();
+        let mut leaders = String::new();
         for t in meta.topics.values() {
             if let Some(h) = broker.topic(&t.name) {
                 for (p, pm) in h.partitions.iter().zip(t.partitions.iter()) {
@@ -215,6 +302,11 @@ impl Metrics {
                         o,
                         "kafka_topic_partition_current_offset{{topic=\"{}\",partition=\"{}\"}} {}",
                         t.name, p.index, pm.committed_end
+                    );
+                    let _ = writeln!(
+                        leaders,
+                        "kafka_topic_partition_leader{{topic=\"{}\",partition=\"{}\"}} {}",
+                        t.name, p.index, pm.leader
                     );
                     let _ = writeln!(
                         oldest,
@@ -226,6 +318,8 @@ impl Metrics {
         }
         let _ = writeln!(o, "# HELP kafka_topic_partition_oldest_offset Log start offset of a partition.\n# TYPE kafka_topic_partition_oldest_offset gauge");
         o.push_str(&oldest);
+        let _ = writeln!(o, "# HELP kafka_topic_partition_leader Leader broker of a partition.\n# TYPE kafka_topic_partition_leader gauge");
+        o.push_str(&leaders);
         broker.store().metrics.render(&mut o);
         broker.wal().metrics.render(&mut o);
         broker.tier_metrics().render(&mut o);
@@ -254,8 +348,52 @@ fn api_name(k: i16) -> String {
     }
 }
 
-fn rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+/// Process gauges from /proc (Linux); absent elsewhere.
+fn render_process(o: &mut String) {
+    // SAFETY: sysconf only reads a system constant.
+    let (page, hz) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PAGESIZE),
+            libc::sysconf(libc::_SC_CLK_TCK),
+        )
+    };
+    let (page, hz) = (page.max(1) as u64, hz.max(1) as f64);
+    if let Some(pages) = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+    {
+        write_metric(
+            o,
+            "strata_process_resident_memory_bytes",
+            "gauge",
+            "Resident set size.",
+            pages * page,
+        );
+    }
+    // Fields after the command name: utime and stime are the 12th and 13th.
+    if let Some(cpu) = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.get(s.rfind(')')? + 2..)?.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?) as f64 / hz)
+        })
+    {
+        write_metric(
+            o,
+            "strata_process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time used.",
+            cpu,
+        );
+    }
+    if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
+        write_metric(
+            o,
+            "strata_process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            d.count(),
+        );
+    }
 }

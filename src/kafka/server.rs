@@ -221,7 +221,13 @@ async fn connection(
                 correlation_id,
                 client_id: header.client_id.as_ref().map(|s| s.to_string()),
             };
-            let span = tracing::debug_span!("request", api = ?api, version, correlation_id);
+            let span = tracing::info_span!(
+                "request",
+                api = ?api,
+                version,
+                correlation_id,
+                client_id = header.client_id.as_deref().unwrap_or("")
+            );
             let reply = dispatch(&ctx, req).instrument(span.clone()).await;
             let b = broker.clone();
             let slot = match reply {

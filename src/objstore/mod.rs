@@ -70,15 +70,12 @@ pub struct StoreConfig {
 }
 
 const OPS: [&str; 5] = ["put", "get", "delete", "list", "head"];
-const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
 /// Request counters of one operation.
 #[derive(Default)]
 struct OpStats {
     ok: AtomicU64,
     err: AtomicU64,
-    sum_micros: AtomicU64,
-    buckets: [AtomicU64; BUCKETS.len()],
+    latency: crate::metrics::Histogram,
 }
 
 /// Object store metrics (`strata_object_store_*`).
@@ -97,12 +94,7 @@ impl StoreMetrics {
         } else {
             s.err.fetch_add(1, Relaxed);
         }
-        s.sum_micros.fetch_add((secs * 1e6) as u64, Relaxed);
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                s.buckets[i].fetch_add(1, Relaxed);
-            }
-        }
+        s.latency.observe(secs);
     }
 
     /// Render in Prometheus text format.
@@ -123,20 +115,10 @@ impl StoreMetrics {
         }
         let _ = writeln!(out, "# HELP strata_object_store_request_duration_seconds Object store request latency.\n# TYPE strata_object_store_request_duration_seconds histogram");
         for (i, op) in OPS.iter().enumerate() {
-            let s = &self.ops[i];
-            let n = s.ok.load(Relaxed) + s.err.load(Relaxed);
-            for (j, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "strata_object_store_request_duration_seconds_bucket{{operation=\"{op}\",le=\"{b}\"}} {}", s.buckets[j].load(Relaxed));
-            }
-            let _ = writeln!(out, "strata_object_store_request_duration_seconds_bucket{{operation=\"{op}\",le=\"+Inf\"}} {n}");
-            let _ = writeln!(
+            self.ops[i].latency.render(
                 out,
-                "strata_object_store_request_duration_seconds_sum{{operation=\"{op}\"}} {}",
-                s.sum_micros.load(Relaxed) as f64 / 1e6
-            );
-            let _ = writeln!(
-                out,
-                "strata_object_store_request_duration_seconds_count{{operation=\"{op}\"}} {n}"
+                "strata_object_store_request_duration_seconds",
+                &format!("operation=\"{op}\""),
             );
         }
         let _ = writeln!(

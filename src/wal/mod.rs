@@ -86,7 +86,7 @@ struct Buffer {
 pub struct WalMetrics {
     pub flushes: AtomicU64,
     pub flush_bytes: AtomicU64,
-    pub flush_micros: AtomicU64,
+    pub flush_latency: crate::metrics::Histogram,
     pub commit_failures: AtomicU64,
     pub upload_retries: AtomicU64,
     pub inflight_uploads: AtomicU64,
@@ -111,13 +111,9 @@ impl WalMetrics {
             "Bytes in committed WAL objects.",
             l(&self.flush_bytes),
         );
-        crate::metrics::write_metric(
-            out,
-            "strata_wal_flush_seconds_total",
-            "counter",
-            "Time from flush start to commit, summed.",
-            l(&self.flush_micros) as f64 / 1e6,
-        );
+        out.push_str("# HELP strata_wal_flush_duration_seconds Time from a WAL flush's start to its commit.\n# TYPE strata_wal_flush_duration_seconds histogram\n");
+        self.flush_latency
+            .render(out, "strata_wal_flush_duration_seconds", "");
         crate::metrics::write_metric(
             out,
             "strata_wal_commit_failures_total",
@@ -416,10 +412,9 @@ impl Wal {
                         Ok(Ok(())) => {
                             w.metrics.flushes.fetch_add(1, Ordering::Relaxed);
                             w.metrics.flush_bytes.fetch_add(f.size, Ordering::Relaxed);
-                            w.metrics.flush_micros.fetch_add(
-                                f.started.elapsed().as_micros() as u64,
-                                Ordering::Relaxed,
-                            );
+                            w.metrics
+                                .flush_latency
+                                .observe(f.started.elapsed().as_secs_f64());
                             w.committed.send_modify(|v| *v += 1);
                             broker.notify_appended();
                         }

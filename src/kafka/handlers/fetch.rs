@@ -11,6 +11,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -142,58 +143,73 @@ async fn read_remote(
     remotes: Vec<Remote>,
 ) -> FetchResponse {
     for r in remotes {
+        let span = tracing::debug_span!(
+            "read_remote",
+            topic_id = %r.topic_id,
+            partition = r.partition,
+            offset = r.offset,
+            key = r.extent.key
+        );
         let pd = &mut resp.responses[r.topic].partitions[r.part];
-        // A compacted extent may hold no batch at or after the offset: move
-        // on to the next extent (bounded) so consumers skip the gap.
-        let mut extent = r.extent.clone();
-        let mut result = b.reader().read(&extent, r.offset, r.limit, r.hw).await;
-        for _ in 0..64 {
-            if !matches!(&result, Ok(bytes) if bytes.is_empty()) || extent.end_offset >= r.hw {
-                break;
-            }
-            let next_offset = extent.end_offset;
-            let local = b
-                .topic_by_id(&r.topic_id)
-                .and_then(|t| t.partition(r.partition).map(|p| p.log.clone()));
-            if let Some(log) = local.filter(|l| next_offset >= l.log_start_offset()) {
-                result = log
-                    .read_upto(next_offset, r.limit, true, r.hw)
-                    .map(|x| x.records)
-                    .map_err(|e| crate::objstore::StoreError::Backend {
-                        op: "read",
-                        key: "local".into(),
-                        message: e.to_string(),
-                    });
-                break;
-            }
-            let meta = b.meta();
-            let Some(n) = meta
-                .topic_by_id(&r.topic_id)
-                .and_then(|t| t.partitions.get(r.partition as usize))
-                .and_then(|p| {
-                    p.extents
-                        .iter()
-                        .find(|e| e.base_offset <= next_offset && next_offset < e.end_offset)
-                        .cloned()
-                })
-            else {
-                break;
-            };
-            extent = n;
-            result = b.reader().read(&extent, next_offset, r.limit, r.hw).await;
-        }
-        match result {
-            Ok(bytes) => {
-                b.metrics.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
-                pd.records = Some(bytes);
-            }
-            Err(e) => {
-                tracing::warn!(key = r.extent.key, error = %e, "read from object storage failed");
-                pd.error_code = code::KAFKA_STORAGE_ERROR;
-            }
-        }
+        read_one_remote(b, pd, r).instrument(span).await;
     }
     resp
+}
+
+/// One partition's read from object storage into `pd`.
+async fn read_one_remote(b: &Arc<Broker>, pd: &mut PartitionData, r: Remote) {
+    // A compacted extent may hold no batch at or after the offset: move
+    // on to the next extent (bounded) so consumers skip the gap.
+    let mut extent = r.extent.clone();
+    let mut result = b.reader().read(&extent, r.offset, r.limit, r.hw).await;
+    for _ in 0..64 {
+        if !matches!(&result, Ok(bytes) if bytes.is_empty()) || extent.end_offset >= r.hw {
+            break;
+        }
+        let next_offset = extent.end_offset;
+        let local = b
+            .topic_by_id(&r.topic_id)
+            .and_then(|t| t.partition(r.partition).map(|p| p.log.clone()));
+        if let Some(log) = local.filter(|l| next_offset >= l.log_start_offset()) {
+            result = log
+                .read_upto(next_offset, r.limit, true, r.hw)
+                .map(|x| x.records)
+                .map_err(|e| crate::objstore::StoreError::Backend {
+                    op: "read",
+                    key: "local".into(),
+                    message: e.to_string(),
+                });
+            break;
+        }
+        let meta = b.meta();
+        let Some(n) = meta
+            .topic_by_id(&r.topic_id)
+            .and_then(|t| t.partitions.get(r.partition as usize))
+            .and_then(|p| {
+                p.extents
+                    .iter()
+                    .find(|e| e.base_offset <= next_offset && next_offset < e.end_offset)
+                    .cloned()
+            })
+        else {
+            break;
+        };
+        extent = n;
+        result = b.reader().read(&extent, next_offset, r.limit, r.hw).await;
+    }
+    match result {
+        Ok(bytes) => {
+            b.metrics.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
+            if let Some(t) = b.topic_by_id(&r.topic_id) {
+                t.stats.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
+            }
+            pd.records = Some(bytes);
+        }
+        Err(e) => {
+            tracing::warn!(key = r.extent.key, error = %e, "read from object storage failed");
+            pd.error_code = code::KAFKA_STORAGE_ERROR;
+        }
+    }
 }
 
 /// Read what is available now. Returns the response, the record bytes in it,
@@ -291,12 +307,22 @@ fn gather(
                 }
                 continue;
             }
+            let _read = tracing::debug_span!(
+                "read",
+                topic = w.topic.as_ref().map(|t| t.name.as_str()),
+                partition = p,
+                offset
+            )
+            .entered();
             match ph.log.read_upto(offset, limit, min_one, hw) {
                 Ok(r) => {
                     total += r.records.len();
                     b.metrics
                         .bytes_out
                         .fetch_add(r.records.len() as u64, Relaxed);
+                    if let Some(t) = &w.topic {
+                        t.stats.bytes_out.fetch_add(r.records.len() as u64, Relaxed);
+                    }
                     parts.push(pd.with_records(Some(r.records)));
                 }
                 Err(e) => {

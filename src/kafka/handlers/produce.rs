@@ -6,6 +6,7 @@
 //! REQUEST_TIMED_OUT, never with an ack.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
@@ -65,7 +66,13 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                 continue;
             };
             let (tid, idx) = (h.id, p.index);
-            match b.append(h, p, records.to_vec()).await {
+            let span = tracing::debug_span!(
+                "append",
+                topic = %name,
+                partition = idx,
+                bytes = records.len()
+            );
+            match b.append(h, p, records.to_vec()).instrument(span).await {
                 Ok(info) => {
                     r = r
                         .with_base_offset(info.base_offset)
