@@ -385,7 +385,7 @@ impl Broker {
                                 leader_epoch: ph.leader_epoch,
                             },
                             &bh,
-                            &bytes[pos..end],
+                            r.records.slice(pos..end),
                             bh.base_offset == off && off == pm.committed_end,
                             None,
                         );

@@ -129,7 +129,9 @@ async fn read_frame(
     let deadline = tokio::time::Instant::now() + idle;
     while buf.len() < size {
         if buf.capacity() == buf.len() {
-            buf.reserve((size - buf.len()).min(buf.len().max(64 * 1024)));
+            // At most 4× what has arrived: few reallocations (each one a
+            // copy), and still no trust in the length prefix.
+            buf.reserve((size - buf.len()).min(buf.len().max(64 * 1024) * 3));
         }
         let want = (size - buf.len()).min(buf.capacity() - buf.len());
         let mut limited = (&mut *stream).take(want as u64);

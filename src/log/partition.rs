@@ -224,7 +224,7 @@ impl PartitionLog {
     /// All batches are validated before any is written.
     pub fn append(
         &self,
-        records: &mut [u8],
+        records: &mut Vec<u8>,
         leader_epoch: i32,
         cfg: &LogConfig,
     ) -> Result<AppendInfo, AppendError> {
@@ -236,10 +236,10 @@ impl PartitionLog {
     /// held, so a WAL sees every partition's batches in offset order.
     pub fn append_with(
         &self,
-        records: &mut [u8],
+        records: &mut Vec<u8>,
         leader_epoch: i32,
         cfg: &LogConfig,
-        mut on_batch: impl FnMut(&BatchHeader, &[u8], bool),
+        mut on_batch: impl FnMut(&BatchHeader, Bytes, bool),
     ) -> Result<AppendInfo, AppendError> {
         // Split and validate outside the lock.
         let mut spans: Vec<(usize, usize, BatchHeader)> = Vec::with_capacity(1);
@@ -300,6 +300,11 @@ impl PartitionLog {
         }
         let first_offset = inner.leo();
         let mut written = 0;
+        // Batches stored so far: handed to `on_batch` as slices of the
+        // request buffer (no copy) once every batch has its offsets, even
+        // when a later one fails.
+        let mut stored: Vec<(BatchHeader, usize, usize, bool)> = Vec::with_capacity(spans.len());
+        let mut failed = None;
         for (start, end, h) in spans {
             let len = (end - start) as u64;
             let active = inner.active();
@@ -319,12 +324,23 @@ impl PartitionLog {
                 h.max_timestamp = ts;
             }
             let first_in_segment = inner.active().size == 0;
-            inner
+            if let Err(e) = inner
                 .active_mut()
-                .append(&h, bytes, cfg.index_interval_bytes)?;
+                .append(&h, bytes, cfg.index_interval_bytes)
+            {
+                failed = Some(e);
+                break;
+            }
             inner.producers.record(&h, base);
-            on_batch(&h, bytes, first_in_segment);
+            stored.push((h, start, end, first_in_segment));
             written += len as usize;
+        }
+        let frozen = Bytes::from(std::mem::take(records));
+        for (h, start, end, first) in stored {
+            on_batch(&h, frozen.slice(start..end), first);
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
         }
         Ok(AppendInfo {
             base_offset: first_offset,

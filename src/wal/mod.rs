@@ -218,7 +218,7 @@ impl Wal {
         &self,
         to: Target,
         h: &BatchHeader,
-        bytes: &[u8],
+        bytes: Bytes,
         first_in_segment: bool,
         permit: Option<OwnedSemaphorePermit>,
     ) {
@@ -227,9 +227,10 @@ impl Wal {
             partition,
             leader_epoch,
         } = to;
+        let len = bytes.len();
         let kick = {
             let mut b = self.buf.lock();
-            b.bytes += bytes.len();
+            b.bytes += len;
             b.entries.push(Entry {
                 topic_id,
                 partition,
@@ -238,14 +239,14 @@ impl Wal {
                 end: h.last_offset() + 1,
                 first_in_segment,
                 max_timestamp: h.max_timestamp,
-                data: Bytes::copy_from_slice(bytes),
+                data: bytes,
                 _permit: permit,
             });
             b.bytes >= self.cfg.flush_bytes
         };
         self.metrics
             .buffered_bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            .fetch_add(len as u64, Ordering::Relaxed);
         if kick {
             self.kick.notify_one();
         }

@@ -64,6 +64,10 @@ pub struct ProducerOpts {
     /// Partitions when the topic is created.
     #[arg(long, short = 'p', default_value_t = 1)]
     pub partitions: i32,
+    /// Do not send CreateTopics: the topic must exist (for brokers whose
+    /// admin API the client cannot use; create it with the broker's tool).
+    #[arg(long)]
+    pub no_create: bool,
     /// Number of producer instances (each its own client, thread and
     /// connection).
     #[arg(long, default_value_t = 1)]
@@ -157,7 +161,7 @@ pub fn apply_sets(c: &mut ClientConfig, sets: &[String]) -> Result<()> {
 
 /// Create `topic` with `partitions` partitions unless it exists; return the
 /// partition count it has.
-pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<i32> {
+pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32, create: bool) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -165,6 +169,9 @@ pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<i32
         .set("bootstrap.servers", bootstrap)
         .create()
         .context("creating admin client")?;
+    if !create {
+        return Ok(topic_partitions(admin.inner(), topic)?.len() as i32);
+    }
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let res = rt
