@@ -155,7 +155,7 @@ impl Default for Config {
             job_io_bytes_per_sec: 64 * 1024 * 1024,
             request_max_bytes: 100 * 1024 * 1024,
             max_connections: 4096,
-            max_inflight_per_connection: 16,
+            max_inflight_per_connection: 128,
             connections_max_idle_ms: 600_000,
             fetch_max_bytes: 55 * 1024 * 1024,
             http_idle_timeout_ms: 60_000,
@@ -517,7 +517,7 @@ pub struct ServeArgs {
     /// Maximum concurrent client connections [default: 4096].
     #[arg(long, env = "STRATA_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
-    /// Requests processed ahead of their responses per connection [default: 16].
+    /// Requests processed ahead of their responses per connection [default: 128].
     #[arg(long, env = "STRATA_MAX_INFLIGHT_PER_CONNECTION", value_name = "N")]
     pub max_inflight_per_connection: Option<usize>,
     /// Close connections idle or stalled mid-request this long (connections.max.idle.ms) [default: 600000].

@@ -32,9 +32,9 @@ WORKLOADS = [
     ("produce", "Produce at max rate: acks=1, 1 KiB records, 16 partitions, linger.ms=5", "mb_per_s"),
     ("consume", "Consume the backlog from the beginning (page cache hot)", "mb_per_s"),
     ("catchup", "Catch-up read after a restart with local data and page cache dropped", "mb_per_s"),
-    ("fixed1", "Produce at 50% of the target's max rate, acks=1", "p99_ms"),
-    ("fixedall", "Produce at 50% of the target's max rate, acks=all", "p99_ms"),
-    ("e2e", "End to end at 50% of the target's max rate, acks=1 (produce → consumer)", "e2e_p99_ms"),
+    ("fixed1", "Produce at 50% of the target's max rate, acks=1, linger.ms=1", "p99_ms"),
+    ("fixedall", "Produce at 50% of the target's max rate, acks=all, linger.ms=1", "p99_ms"),
+    ("e2e", "End to end at 50% of the target's max rate, acks=1, linger.ms=1 (produce → consumer)", "e2e_p99_ms"),
     ("p10k", "10,000 partitions, 10,000 records/s round-robin, acks=1", "peak_rss_mib"),
 ]
 

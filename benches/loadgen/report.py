@@ -408,10 +408,7 @@ def main():
     # ------------------------------------------------------------ peer
     w("## Peer comparison (Tansu)")
     w("")
-    w("**Not yet part of the harness.** The numbers above are Strata alone; no peer broker was run "
-      "on this machine in this run, so there is no ratio to report yet. A later milestone adds a "
-      "Tansu run to `scripts/bench` (same machine, same pinning, same workloads) and reports "
-      "every number as a ratio to it.")
+    w("The tables above are Strata alone, measured by `scripts/bench` with Debian's librdkafka 2.0.2. Strata side by side with Tansu 0.6.0 (memory://, sqlite:// and S3), same machine, same client (librdkafka 2.16), same pinning and workloads, with every number as a ratio, is the section [Strata and Tansu side by side](#strata-and-tansu-side-by-side) below, written by `scripts/bench compare`.")
     w("")
 
     # ------------------------------------------------------------ reproduce

@@ -221,7 +221,9 @@ impl PartitionLog {
     }
 
     /// Append the batches of one produce request for this partition.
-    /// All batches are validated before any is written.
+    /// All batches are validated before any is written. The buffer is taken
+    /// (left empty) once its batches are stored: they are handed on without
+    /// a copy.
     pub fn append(
         &self,
         records: &mut Vec<u8>,
