@@ -83,12 +83,7 @@ pub fn run(common: &Common, args: &E2eArgs) -> Result<serde_json::Value> {
     let opts = &args.opts;
     opts.validate()?;
     anyhow::ensure!(args.rate > 0.0, "--rate must be > 0");
-    let nparts = crate::ensure_topic(
-        &common.bootstrap,
-        &opts.topic,
-        opts.partitions,
-        !opts.no_create,
-    )?;
+    let nparts = opts.topic_partitions(common)?;
 
     // Start the consumer at the current end of every partition.
     let c = crate::consume::consumer(common, "strata-loadgen-e2e", &args.consumer_set)?;

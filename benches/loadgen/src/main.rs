@@ -159,6 +159,19 @@ pub fn apply_sets(c: &mut ClientConfig, sets: &[String]) -> Result<()> {
     Ok(())
 }
 
+impl ProducerOpts {
+    /// The partition count of the topic to write, created first unless
+    /// `--no-create`.
+    pub fn topic_partitions(&self, common: &Common) -> Result<i32> {
+        ensure_topic(
+            &common.bootstrap,
+            &self.topic,
+            self.partitions,
+            !self.no_create,
+        )
+    }
+}
+
 /// Create `topic` with `partitions` partitions unless it exists; return the
 /// partition count it has.
 pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32, create: bool) -> Result<i32> {

@@ -399,12 +399,7 @@ pub fn run(common: &Common, args: &ProduceArgs) -> Result<Value> {
     if let Some(r) = args.rate {
         anyhow::ensure!(r > 0.0, "--rate must be > 0");
     }
-    let nparts = crate::ensure_topic(
-        &common.bootstrap,
-        &opts.topic,
-        opts.partitions,
-        !opts.no_create,
-    )?;
+    let nparts = opts.topic_partitions(common)?;
     let producers = connect(common, opts)?;
     let clock = Clock::new(opts.warmup_s, opts.duration_s);
     let broker_pid = common.broker_pid;
