@@ -225,3 +225,52 @@ pub mod anyhow_free {
     }
     pub type Result<T> = std::result::Result<T, Error>;
 }
+
+/// Whether a response carries an error code anywhere (top level, topic or
+/// partition), for `strata_request_errors_total`. APIs not listed count as
+/// answered without error.
+pub fn response_has_error(r: &ResponseKind) -> bool {
+    fn any<T>(v: &[T], f: impl Fn(&T) -> bool) -> bool {
+        v.iter().any(f)
+    }
+    match r {
+        ResponseKind::Produce(x) => any(&x.responses, |t| {
+            any(&t.partition_responses, |p| p.error_code != 0)
+        }),
+        ResponseKind::Fetch(x) => {
+            x.error_code != 0 || any(&x.responses, |t| any(&t.partitions, |p| p.error_code != 0))
+        }
+        ResponseKind::ListOffsets(x) => {
+            any(&x.topics, |t| any(&t.partitions, |p| p.error_code != 0))
+        }
+        ResponseKind::Metadata(x) => any(&x.topics, |t| t.error_code != 0),
+        ResponseKind::OffsetCommit(x) => {
+            any(&x.topics, |t| any(&t.partitions, |p| p.error_code != 0))
+        }
+        ResponseKind::OffsetFetch(x) => {
+            x.error_code != 0
+                || any(&x.topics, |t| any(&t.partitions, |p| p.error_code != 0))
+                || any(&x.groups, |g| {
+                    g.error_code != 0
+                        || any(&g.topics, |t| any(&t.partitions, |p| p.error_code != 0))
+                })
+        }
+        ResponseKind::FindCoordinator(x) => {
+            x.error_code != 0 || any(&x.coordinators, |c| c.error_code != 0)
+        }
+        ResponseKind::JoinGroup(x) => x.error_code != 0,
+        ResponseKind::SyncGroup(x) => x.error_code != 0,
+        ResponseKind::Heartbeat(x) => x.error_code != 0,
+        ResponseKind::LeaveGroup(x) => x.error_code != 0,
+        ResponseKind::ListGroups(x) => x.error_code != 0,
+        ResponseKind::DescribeGroups(x) => any(&x.groups, |g| g.error_code != 0),
+        ResponseKind::CreateTopics(x) => any(&x.topics, |t| t.error_code != 0),
+        ResponseKind::DeleteTopics(x) => any(&x.responses, |t| t.error_code != 0),
+        ResponseKind::DeleteRecords(x) => {
+            any(&x.topics, |t| any(&t.partitions, |p| p.error_code != 0))
+        }
+        ResponseKind::InitProducerId(x) => x.error_code != 0,
+        ResponseKind::ApiVersions(x) => x.error_code != 0,
+        _ => false,
+    }
+}

@@ -19,7 +19,10 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::{code, decode_request, dispatch, encode_response, supported_range, Ctx, Reply};
+use super::{
+    code, decode_request, dispatch, encode_response, response_has_error, supported_range, Ctx,
+    Reply,
+};
 use crate::broker::Broker;
 
 /// Why a connection was closed by the broker.
@@ -173,84 +176,96 @@ async fn connection(
         let _ = wr.shutdown().await;
         drop(writer_metrics);
     });
-    let result =
-        loop {
-            let frame = tokio::select! {
-                f = read_frame(&mut rd, max, idle) => f,
-                _ = shutdown.changed() => break Ok(()),
-            };
-            let mut frame = match frame {
-                Ok(Some(f)) => f,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            };
-            let started = Instant::now();
-            let key = i16::from_be_bytes([frame[0], frame[1]]);
-            let version = i16::from_be_bytes([frame[2], frame[3]]);
-            let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-            let Ok(api) = ApiKey::try_from(key) else {
-                break Err(ConnError::UnknownApi(key));
-            };
-            let Some((lo, hi)) = supported_range(api) else {
-                break Err(ConnError::UnknownApi(key));
-            };
-            if version < lo || version > hi {
-                if api == ApiKey::ApiVersions {
-                    // KIP-511: answer with v0 and UNSUPPORTED_VERSION so the
-                    // client can retry with a version we speak.
-                    let resp = super::handlers::api_versions::response(code::UNSUPPORTED_VERSION);
-                    let buf = encode_api_versions_v0(correlation_id, resp);
-                    if tx.send(Slot::Ready(buf)).await.is_err() {
-                        break Ok(());
-                    }
-                    continue;
+    let result = loop {
+        let frame = tokio::select! {
+            f = read_frame(&mut rd, max, idle) => f,
+            _ = shutdown.changed() => break Ok(()),
+        };
+        let mut frame = match frame {
+            Ok(Some(f)) => f,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let started = Instant::now();
+        let key = i16::from_be_bytes([frame[0], frame[1]]);
+        let version = i16::from_be_bytes([frame[2], frame[3]]);
+        let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        let Ok(api) = ApiKey::try_from(key) else {
+            break Err(ConnError::UnknownApi(key));
+        };
+        let Some((lo, hi)) = supported_range(api) else {
+            break Err(ConnError::UnknownApi(key));
+        };
+        if version < lo || version > hi {
+            if api == ApiKey::ApiVersions {
+                // KIP-511: answer with v0 and UNSUPPORTED_VERSION so the
+                // client can retry with a version we speak.
+                let resp = super::handlers::api_versions::response(code::UNSUPPORTED_VERSION);
+                let buf = encode_api_versions_v0(correlation_id, resp);
+                if tx.send(Slot::Ready(buf)).await.is_err() {
+                    break Ok(());
                 }
-                break Err(ConnError::UnsupportedVersion { api, version });
+                continue;
             }
-            let (header, req) = match decode_request(api, version, &mut frame) {
-                Ok(x) => x,
-                Err(e) => {
-                    break Err(ConnError::Malformed {
-                        api,
-                        version,
-                        message: e.0,
-                    })
-                }
-            };
-            let ctx = Ctx {
-                broker: broker.clone(),
-                version,
-                correlation_id,
-                client_id: header.client_id.as_ref().map(|s| s.to_string()),
-            };
-            let span = tracing::info_span!(
-                "request",
-                api = ?api,
-                version,
-                correlation_id,
-                client_id = header.client_id.as_deref().unwrap_or("")
-            );
-            let reply = dispatch(&ctx, req).instrument(span.clone()).await;
-            let b = broker.clone();
-            let slot = match reply {
+            break Err(ConnError::UnsupportedVersion { api, version });
+        }
+        let (header, req) = match decode_request(api, version, &mut frame) {
+            Ok(x) => x,
+            Err(e) => {
+                break Err(ConnError::Malformed {
+                    api,
+                    version,
+                    message: e.0,
+                })
+            }
+        };
+        let ctx = Ctx {
+            broker: broker.clone(),
+            version,
+            correlation_id,
+            client_id: header.client_id.as_ref().map(|s| s.to_string()),
+        };
+        let span = tracing::info_span!(
+            "request",
+            api = ?api,
+            version,
+            correlation_id,
+            client_id = header.client_id.as_deref().unwrap_or("")
+        );
+        let reply = dispatch(&ctx, req).instrument(span.clone()).await;
+        let b = broker.clone();
+        let slot = match reply {
             Reply::Now(resp) => {
-                b.metrics.observe_request(key, started.elapsed().as_secs_f64(), false);
+                b.metrics.observe_request(
+                    key,
+                    started.elapsed().as_secs_f64(),
+                    response_has_error(&resp),
+                );
                 match encode_response(api, version, correlation_id, &resp) {
                     Ok(buf) => Slot::Ready(buf),
                     Err(e) => {
                         tracing::error!(error = %e, ?api, version, "cannot encode response");
-                        break Err(ConnError::Malformed { api, version, message: e.0 });
+                        break Err(ConnError::Malformed {
+                            api,
+                            version,
+                            message: e.0,
+                        });
                     }
                 }
             }
             Reply::NoResponse => {
-                b.metrics.observe_request(key, started.elapsed().as_secs_f64(), false);
+                b.metrics
+                    .observe_request(key, started.elapsed().as_secs_f64(), false);
                 continue;
             }
             Reply::Later(fut) => Slot::Pending(tokio::spawn(
                 async move {
                     let resp = fut.await;
-                    b.metrics.observe_request(key, started.elapsed().as_secs_f64(), false);
+                    b.metrics.observe_request(
+                        key,
+                        started.elapsed().as_secs_f64(),
+                        response_has_error(&resp),
+                    );
                     match encode_response(api, version, correlation_id, &resp) {
                         Ok(buf) => Some(buf),
                         Err(e) => {
@@ -262,10 +277,10 @@ async fn connection(
                 .instrument(span),
             )),
         };
-            if tx.send(slot).await.is_err() {
-                break Ok(());
-            }
-        };
+        if tx.send(slot).await.is_err() {
+            break Ok(());
+        }
+    };
     drop(tx);
     let _ = writer.await;
     result

@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import http_get
-from kclients import Rec, consumer, create_topic, produce, producer, unique_topic
+from kclients import Rec, admin, consumer, create_topic, expect_admin_error, produce, producer, unique_topic
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 ROW = re.compile(r"^\| `([a-z_]+)` \| (counter|gauge|histogram) \| ([a-z_, —]+) \|")
@@ -66,6 +66,11 @@ def test_metrics_match_the_catalogue_and_the_traffic(broker):
     assert got == len(payload), f"consumed {got} of {len(payload)}"
     c.commit(asynchronous=False)
 
+    # One request answered with an error: creating the topic again.
+    from confluent_kafka.admin import NewTopic
+    a = admin(broker.bootstrap)
+    expect_admin_error(a.create_topics([NewTopic(topic, 3, 1)])[topic], 36, "CreateTopics of an existing topic")
+
     try:
         fams = scrape(broker)
         docs = catalogue()
@@ -104,6 +109,8 @@ def test_metrics_match_the_catalogue_and_the_traffic(broker):
         assert value(fams, "kafka_consumergroup_members", consumergroup="metrics-g") == 1
         assert value(fams, "kafka_brokers") == 1
 
+        assert value(fams, "strata_request_errors_total", api="CreateTopics") >= 1
+        assert value(fams, "strata_request_errors_total", api="Produce") == 0
         produce_count = value(fams, "strata_requests_total", api="Produce")
         assert produce_count >= 1
         hist = fams["strata_request_duration_seconds"]
