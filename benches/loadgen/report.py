@@ -419,6 +419,8 @@ def main():
     w("scripts/bench            # full run: ~11 min of runs, plus any wait for a quiet machine;")
     w("                         # rewrites its part of docs/benchmarks.md")
     w("scripts/bench --quick    # 1 repetition, 10 s runs; report goes to the results folder")
+    w("scripts/bench compare    # Strata and Tansu 0.6.0 side by side (~35 min; the first run also")
+    w("                         # builds Tansu, ~25 min); rewrites the compare section below")
     w("```")
     w("")
     w("`scripts/bench --help` lists the options (repetitions, durations, data directory). "
