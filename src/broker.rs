@@ -16,9 +16,9 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::log::{LogConfig, LogError, LogManager, PartitionLog};
 use crate::meta::tier::{ExtentKind, WalExtent};
-use crate::meta::{
-    topic_config::TopicConfig, Command, CommandOutput, MetaError, MetaState, MetaStore,
-};
+use crate::controller::Metadata;
+use crate::meta::command::LeadPartition;
+use crate::meta::{topic_config::TopicConfig, Command, CommandOutput, MetaError, MetaState};
 use crate::metrics::Metrics;
 use crate::objstore::Store;
 use crate::tier::reader::TierReader;
@@ -94,9 +94,13 @@ pub struct Broker {
     tier_metrics: crate::tier::TierMetrics,
     retention_metrics: crate::jobs::RetentionMetrics,
     compaction_metrics: crate::jobs::compaction::CompactionMetrics,
-    meta: Mutex<MetaStore>,
-    /// A copy of the metadata for readers (swapped after each command).
-    view: RwLock<Arc<MetaState>>,
+    /// The metadata seam (in-process controller or remote quorum).
+    metadata: Metadata,
+    /// The view whose side effects (handles, deleted data) have run.
+    handled_view: Mutex<Arc<MetaState>>,
+    /// Index of `handled_view`: a submitter waits for it before it relies
+    /// on the handles.
+    handled: watch::Sender<u64>,
     logs: LogManager,
     topics: RwLock<HashMap<String, Arc<TopicHandle>>>,
     topics_by_id: RwLock<HashMap<Uuid, Arc<TopicHandle>>>,
@@ -126,56 +130,78 @@ pub(crate) fn log_config(c: &TopicConfig) -> LogConfig {
 }
 
 impl Broker {
-    /// Open the data directory: metadata, then every partition log
-    /// (recovering it), then take leadership with a new leader epoch.
-    pub fn open(
+    /// Open the data directory: wait for the cluster's metadata, register
+    /// (a new incarnation epoch), open and recover every partition log,
+    /// then follow the metadata: every later change's side effects run
+    /// from what this process applied, whoever proposed it.
+    pub async fn open(
         config: Config,
         clock: SharedClock,
         store: Arc<Store>,
+        metadata: Metadata,
     ) -> Result<Arc<Broker>, BrokerError> {
         let data = config.data_dir.clone();
         std::fs::create_dir_all(&data)?;
-        let meta_dir = config.meta_dir();
-        std::fs::create_dir_all(&meta_dir)?;
-        let cluster_id = load_cluster_id(&meta_dir.join("cluster.id"))?;
-        let objects = store;
-        let mut store = MetaStore::open(&meta_dir)?;
+        let view = wait_for_cluster(&metadata).await;
+        let cluster_id = view.cluster_id.clone();
         let broker_id = config.broker_id;
-        let broker_epoch = match store.submit(Command::RegisterBroker {
+        let register = Command::RegisterBroker {
             broker_id,
             host: config.advertised_host.clone(),
             port: config.advertised_port() as i32,
             rack: config.rack.clone(),
-        })? {
-            CommandOutput::BrokerRegistered { epoch } => epoch,
-            _ => 0,
         };
-        let logs = LogManager::new(&data, clock.clone())?;
+        let broker_epoch = loop {
+            match metadata.apply(register.clone()).await {
+                Ok(CommandOutput::BrokerRegistered { epoch }) => break epoch,
+                Ok(other) => {
+                    return Err(BrokerError::Io(std::io::Error::other(format!(
+                        "unexpected output {other:?}"
+                    ))))
+                }
+                Err(MetaError::Unavailable { reason }) => {
+                    tracing::warn!(reason, "cannot register with the controllers yet; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let view = metadata.view();
         let broker_defaults = config.topic_defaults();
-        // Remove logs of topics deleted while we were down.
-        for id in logs.topic_dirs() {
-            if store.state().topic_by_id(&id).is_none() {
-                tracing::info!(topic_id = %id, "removing data of deleted topic");
-                logs.delete_topic(id);
-            }
-        }
-        // Recover every local log; `recover_tier` then reconciles them with
-        // object storage and takes leadership with a new epoch.
-        for t in store.state().topics.values() {
-            let tc = t.effective_config(&broker_defaults);
-            for (i, p) in t.partitions.iter().enumerate() {
-                logs.open(t.topic_id, i as i32, p.log_start_offset, &log_config(&tc))?;
-            }
-        }
-        let view = Arc::new(store.state().clone());
+        let (logs, view) = {
+            let clock = clock.clone();
+            let defaults = broker_defaults.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, BrokerError> {
+                let logs = LogManager::new(&data, clock)?;
+                // Remove logs of topics deleted while we were down.
+                for id in logs.topic_dirs() {
+                    if view.topic_by_id(&id).is_none() {
+                        tracing::info!(topic_id = %id, "removing data of deleted topic");
+                        logs.delete_topic(id);
+                    }
+                }
+                // Recover every local log; `recover_tier` then reconciles
+                // them with object storage and takes leadership.
+                for t in view.topics.values() {
+                    let tc = t.effective_config(&defaults);
+                    for (i, p) in t.partitions.iter().enumerate() {
+                        logs.open(t.topic_id, i as i32, p.log_start_offset, &log_config(&tc))?;
+                    }
+                }
+                Ok((logs, view))
+            })
+            .await
+            .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))??
+        };
         let (appended, _) = watch::channel(0u64);
+        let (handled, _) = watch::channel(view.applied_index);
         let groups = crate::groups::Coordinator::new(&config);
         let wal = Wal::new(config.wal_config());
-        let reader = TierReader::new(objects.clone(), config.cache_bytes);
+        let reader = TierReader::new(store.clone(), config.cache_bytes);
         let tier_config = config.tier_config();
         let broker = Arc::new(Broker {
             broker_epoch,
-            store: objects,
+            store,
             wal,
             reader,
             tier_config,
@@ -188,8 +214,9 @@ impl Broker {
             clock,
             metrics: Metrics::default(),
             groups,
-            meta: Mutex::new(store),
-            view: RwLock::new(view),
+            metadata,
+            handled_view: Mutex::new(view.clone()),
+            handled,
             logs,
             topics: RwLock::new(HashMap::new()),
             topics_by_id: RwLock::new(HashMap::new()),
@@ -197,8 +224,65 @@ impl Broker {
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             broker_defaults,
         });
-        broker.rebuild_handles()?;
+        broker.rebuild_handles(&view)?;
+        tokio::spawn(broker.clone().follow_metadata());
         Ok(broker)
+    }
+
+    /// Runs the side effects of every new metadata view in order.
+    async fn follow_metadata(self: Arc<Self>) {
+        let mut rx = self.metadata.watch();
+        loop {
+            if rx.changed().await.is_err() {
+                return;
+            }
+            let view = rx.borrow_and_update().clone();
+            let b = self.clone();
+            let v = view.clone();
+            match tokio::task::spawn_blocking(move || b.on_view(v)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "applying a metadata change locally failed"),
+                Err(e) => tracing::error!(error = %e, "metadata side-effect task failed"),
+            }
+            self.handled.send_replace(view.applied_index);
+            // Committed ends may have moved: wake long-polls and acks=all.
+            self.notify_appended();
+        }
+    }
+
+    /// Side effects of a new view: delete local data of deleted topics,
+    /// rebuild hot-path handles when a topic's shape (partitions, configs,
+    /// leaders) changed.
+    fn on_view(&self, new: Arc<MetaState>) -> Result<(), BrokerError> {
+        let old = std::mem::replace(&mut *self.handled_view.lock(), new.clone());
+        let mut reshape = false;
+        for d in old.topics.diff(&new.topics) {
+            match d {
+                imbl::ordmap::DiffItem::Add(..) => reshape = true,
+                imbl::ordmap::DiffItem::Remove(_, t) => {
+                    reshape = true;
+                    if new.topic_by_id(&t.topic_id).is_none() {
+                        tracing::info!(topic = %t.name, topic_id = %t.topic_id, "topic deleted: removing its local data");
+                        self.logs.delete_topic(t.topic_id);
+                    }
+                }
+                imbl::ordmap::DiffItem::Update { old: (_, a), new: (_, b) } => {
+                    if a.topic_id != b.topic_id {
+                        self.logs.delete_topic(a.topic_id);
+                    }
+                    reshape |= a.topic_id != b.topic_id
+                        || a.configs != b.configs
+                        || a.partitions.len() != b.partitions.len()
+                        || a.partitions.iter().zip(&b.partitions).any(|(x, y)| {
+                            x.leader_epoch != y.leader_epoch || x.leader != y.leader
+                        });
+                }
+            }
+        }
+        if reshape {
+            self.rebuild_handles(&new)?;
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -253,22 +337,48 @@ impl Broker {
         Some((p.log_start_offset, p.committed_end))
     }
 
-    /// Commit a WAL object's extents (blocking: the metadata log fsyncs).
-    pub fn commit_wal(
+    /// Commit a WAL object's extents. A commit whose answer was lost
+    /// (quorum unavailable) is retried by the caller; a retry that meets
+    /// "already committed" for this very object is success.
+    pub async fn commit_wal(
         &self,
         key: String,
         size: u64,
         extents: Vec<WalExtent>,
     ) -> Result<(), BrokerError> {
-        self.submit_quiet(Command::CommitWal {
-            broker_id: self.broker_id,
-            broker_epoch: self.broker_epoch,
-            key,
-            size,
-            committed_at_ms: self.clock.now_ms(),
-            extents,
-        })?;
-        Ok(())
+        let r = self
+            .submit(Command::CommitWal {
+                broker_id: self.broker_id,
+                broker_epoch: self.broker_epoch,
+                key: key.clone(),
+                size,
+                committed_at_ms: self.clock.now_ms(),
+                extents: extents.clone(),
+            })
+            .await;
+        match r {
+            Err(BrokerError::Meta(MetaError::InvalidRequest { .. }))
+                if self.wal_extents_committed(&key, &extents) =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Are these extents of object `key` all in the committed manifests?
+    fn wal_extents_committed(&self, key: &str, extents: &[WalExtent]) -> bool {
+        let meta = self.meta();
+        extents.iter().all(|e| {
+            meta.topic_by_id(&e.topic_id)
+                .and_then(|t| t.partitions.get(usize::try_from(e.partition).ok()?))
+                .is_none_or(|p| {
+                    p.extents
+                        .iter()
+                        .any(|x| x.key == key && x.base_offset == e.base_offset)
+                        || p.committed_end >= e.end_offset && meta.tier.knows(key)
+                })
+        })
     }
 
     /// Every partition with both its metadata and its open log.
@@ -289,7 +399,7 @@ impl Broker {
             };
             for (i, pm) in t.partitions.iter().enumerate() {
                 if let Some(ph) = h.partition(i as i32) {
-                    out.push((t, i, pm, ph.clone(), h.clone()));
+                    out.push((t, i, &**pm, ph.clone(), h.clone()));
                 }
             }
         }
@@ -344,18 +454,20 @@ impl Broker {
                         .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))?;
                 }
             }
-            takeover.push((t.name.clone(), i as i32, log.log_end_offset().max(ce)));
+            takeover.push(LeadPartition {
+                topic_id: t.topic_id,
+                partition: i as i32,
+                expected_epoch: pm.leader_epoch,
+                log_end_offset: log.log_end_offset().max(ce),
+            });
         }
         if !takeover.is_empty() {
-            let b = self.clone();
-            tokio::task::spawn_blocking(move || {
-                b.submit(Command::BecomeLeader {
-                    broker_id: b.broker_id,
-                    partitions: takeover,
-                })
+            self.submit(Command::Lead {
+                broker_id: self.broker_id,
+                broker_epoch: self.broker_epoch,
+                partitions: takeover,
             })
-            .await
-            .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))??;
+            .await?;
         }
         // Re-queue local data the WAL never committed.
         let meta = self.meta();
@@ -465,41 +577,32 @@ impl Broker {
 
     /// The current metadata (a cheap shared snapshot).
     pub fn meta(&self) -> Arc<MetaState> {
-        self.view.read().clone()
+        self.metadata.view()
     }
 
-    /// Submit a command that changes no topic handle (WAL and segment
-    /// commits): only the metadata view is refreshed.
-    pub fn submit_quiet(&self, cmd: Command) -> Result<CommandOutput, BrokerError> {
-        let mut store = self.meta.lock();
-        let out = store.submit(cmd)?;
-        *self.view.write() = Arc::new(store.state().clone());
-        Ok(out)
+    /// The metadata seam.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
     }
 
-    /// Submit a metadata command and refresh the views it affects.
-    pub fn submit(&self, cmd: Command) -> Result<CommandOutput, BrokerError> {
-        let out = {
-            let mut store = self.meta.lock();
-            let out = store.submit(cmd)?;
-            *self.view.write() = Arc::new(store.state().clone());
-            out
-        };
-        match &out {
-            CommandOutput::TopicDeleted { topic_id } => {
-                self.logs.delete_topic(*topic_id);
-                self.rebuild_handles()?;
+    /// Submit a metadata command; returns once this broker has applied it
+    /// and run its side effects (handles rebuilt, deleted data removed), so
+    /// the caller sees its own change. A refusal is `Err(Meta(..))`.
+    pub async fn submit(&self, cmd: Command) -> Result<CommandOutput, BrokerError> {
+        let (index, out) = self.metadata.submit(cmd).await?;
+        let mut rx = self.handled.subscribe();
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            rx.wait_for(|h| *h >= index),
+        )
+        .await;
+        if !matches!(waited, Ok(Ok(_))) {
+            return Err(MetaError::Unavailable {
+                reason: format!("metadata index {index} not applied locally in time"),
             }
-            // Only these change what the hot-path topic handles hold.
-            CommandOutput::TopicCreated { .. }
-            | CommandOutput::PartitionsCreated { .. }
-            | CommandOutput::ConfigsAltered
-            | CommandOutput::LeadersChanged { .. } => {
-                self.rebuild_handles()?;
-            }
-            _ => {}
+            .into());
         }
-        Ok(out)
+        Ok(out?)
     }
 
     /// Check a command against a copy of the state without applying it
@@ -512,11 +615,15 @@ impl Broker {
 
     /// Submit `cmd`, or with `validate_only` only check it (Kafka's
     /// validate_only admin requests).
-    pub fn submit_or_validate(&self, cmd: Command, validate_only: bool) -> Result<(), BrokerError> {
+    pub async fn submit_or_validate(
+        &self,
+        cmd: Command,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
         if validate_only {
             self.validate(cmd)
         } else {
-            self.submit(cmd).map(|_| ())
+            self.submit(cmd).await.map(|_| ())
         }
     }
 
@@ -541,8 +648,7 @@ impl Broker {
 
     /// Rebuild the hot-path topic handles from the metadata view, opening
     /// logs of new partitions.
-    fn rebuild_handles(&self) -> Result<(), BrokerError> {
-        let view = self.meta();
+    fn rebuild_handles(&self, view: &MetaState) -> Result<(), BrokerError> {
         let old = self.topics_by_id.read().clone();
         let mut by_name = HashMap::with_capacity(view.topics.len());
         let mut by_id = HashMap::with_capacity(view.topics.len());
@@ -588,7 +694,7 @@ impl Broker {
     }
 
     /// Create a topic led by this broker.
-    pub fn create_topic(
+    pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
@@ -603,7 +709,8 @@ impl Broker {
             configs,
             leader: self.broker_id,
             created_at_ms: self.clock.now_ms(),
-        })?;
+        })
+        .await?;
         match out {
             CommandOutput::TopicCreated { topic_id } => {
                 tracing::info!(topic = name, partitions, %topic_id, "created topic");
@@ -614,14 +721,17 @@ impl Broker {
     }
 
     /// Auto-create a topic on first use, if enabled. Returns the handle.
-    pub fn auto_create(&self, name: &str) -> Option<Arc<TopicHandle>> {
+    pub async fn auto_create(&self, name: &str) -> Option<Arc<TopicHandle>> {
         if let Some(t) = self.topic(name) {
             return Some(t);
         }
         if !self.config.auto_create_topics {
             return None;
         }
-        match self.create_topic(name, self.config.num_partitions, -1, BTreeMap::new()) {
+        match self
+            .create_topic(name, self.config.num_partitions, -1, BTreeMap::new())
+            .await
+        {
             Ok(_) => {}
             Err(BrokerError::Meta(MetaError::TopicAlreadyExists { .. })) => {}
             Err(e) => {
@@ -655,8 +765,8 @@ impl Broker {
     }
 
     /// Allocate one producer id.
-    pub fn allocate_producer_id(&self) -> Result<i64, BrokerError> {
-        match self.submit(Command::AllocateProducerIds { count: 1 })? {
+    pub async fn allocate_producer_id(&self) -> Result<i64, BrokerError> {
+        match self.submit(Command::AllocateProducerIds { count: 1 }).await? {
             CommandOutput::ProducerIdsAllocated { first, .. } => Ok(first),
             other => Err(BrokerError::Io(std::io::Error::other(format!(
                 "unexpected output {other:?}"
@@ -668,10 +778,10 @@ impl Broker {
         self.logs.len()
     }
 
-    /// Graceful shutdown: fsync every log and snapshot the metadata.
+    /// Graceful shutdown: fsync every log (the metadata is durable in the
+    /// controllers' logs).
     pub fn shutdown(&self) -> Result<(), BrokerError> {
         self.logs.sync_all()?;
-        self.meta.lock().snapshot_now()?;
         Ok(())
     }
 
@@ -680,16 +790,23 @@ impl Broker {
     }
 }
 
-fn load_cluster_id(path: &std::path::Path) -> Result<String, BrokerError> {
-    if let Ok(s) = std::fs::read_to_string(path) {
-        let s = s.trim().to_string();
-        if !s.is_empty() {
-            return Ok(s);
+/// Waits until the cluster has an id (the controller leader's first
+/// duty), logging while it waits.
+async fn wait_for_cluster(metadata: &Metadata) -> Arc<MetaState> {
+    let mut rx = metadata.watch();
+    let mut waited = 0u32;
+    loop {
+        let v = rx.borrow_and_update().clone();
+        if !v.cluster_id.is_empty() {
+            return v;
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(5), rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return v,
+            Err(_) => {
+                waited += 5;
+                tracing::warn!(waited_s = waited, "waiting for the controller quorum (no cluster metadata yet)");
+            }
         }
     }
-    // Kafka cluster ids are 22-character URL-safe base64 of a UUID; a UUID's
-    // simple form is equally opaque to clients.
-    let id = format!("strata-{}", &Uuid::new_v4().simple().to_string()[..16]);
-    crate::log::index::write_synced(path, id.as_bytes())?;
-    Ok(id)
 }

@@ -38,8 +38,34 @@ pub struct Config {
     /// directory is a cache: it can be wiped without losing acked data as
     /// long as this directory and the object store survive.
     pub meta_dir: Option<PathBuf>,
-    /// This broker's node id (Kafka `node.id`).
+    /// This node's id (Kafka `node.id`): its broker id and, when it is a
+    /// controller, its Raft node id. Never reuse the id of a removed
+    /// controller.
     pub broker_id: i32,
+    /// Roles of this process: `controller`, `broker` or both
+    /// (comma-separated). Controllers hold the only state that matters (the
+    /// Raft log); brokers are stateless and scale freely.
+    pub roles: String,
+    /// The controller voters, `ID@HOST:PORT,...` (Kafka's
+    /// `controller.quorum.voters`). Default for a controller: itself alone,
+    /// at its `controller-advertised` address. Brokers use it to find the
+    /// controllers. 3 voters survive 1 failure, 5 survive 2.
+    pub controller_quorum: Option<String>,
+    /// Listener of the controller API (Raft RPCs, metadata for brokers).
+    pub controller_listen: SocketAddr,
+    /// Address other nodes reach this controller at [default:
+    /// advertised-host:controller-listen port].
+    pub controller_advertised: Option<String>,
+    /// Start as a new controller that waits to be added with
+    /// `strata controller add-learner` instead of initializing a quorum.
+    pub controller_join: bool,
+    /// Raft log entries between snapshots of the metadata (and entries kept
+    /// behind one for lagging followers). Smaller: faster restarts, more
+    /// snapshot writes; each snapshot writes the whole metadata.
+    pub controller_snapshot_every: u64,
+    /// How long a metadata write waits for a leader and a commit before the
+    /// client gets a retriable error (quorum loss).
+    pub controller_request_timeout_ms: u64,
     /// Rack / zone reported to clients.
     pub rack: Option<String>,
     /// Kafka listener.
@@ -139,6 +165,13 @@ impl Default for Config {
             data_dir: PathBuf::from("./strata-data"),
             meta_dir: None,
             broker_id: 1,
+            roles: "controller,broker".into(),
+            controller_quorum: None,
+            controller_listen: "0.0.0.0:9093".parse().expect("static addr"),
+            controller_advertised: None,
+            controller_join: false,
+            controller_snapshot_every: 1024,
+            controller_request_timeout_ms: 5_000,
             rack: None,
             kafka_listen: "0.0.0.0:9092".parse().expect("static addr"),
             http_listen: "0.0.0.0:8080".parse().expect("static addr"),
@@ -198,6 +231,58 @@ impl Config {
     /// Port advertised to clients.
     pub fn advertised_port(&self) -> u16 {
         self.advertised_port.unwrap_or(self.kafka_listen.port())
+    }
+
+    /// Does this process run the controller role?
+    pub fn is_controller(&self) -> bool {
+        self.roles.split(',').any(|r| r.trim() == "controller")
+    }
+
+    /// Does this process run the broker role?
+    pub fn is_broker(&self) -> bool {
+        self.roles.split(',').any(|r| r.trim() == "broker")
+    }
+
+    /// Where other nodes reach this controller.
+    pub fn controller_address(&self) -> String {
+        self.controller_advertised.clone().unwrap_or_else(|| {
+            format!(
+                "{}:{}",
+                self.advertised_host,
+                self.controller_listen.port()
+            )
+        })
+    }
+
+    /// The controller voters: `--controller-quorum`, or this node alone.
+    pub fn voters(&self) -> Result<BTreeMap<u64, String>, ConfigError> {
+        match &self.controller_quorum {
+            Some(q) => crate::controller::parse_quorum(q).map_err(|message| {
+                ConfigError::Invalid {
+                    key: "--controller-quorum",
+                    message,
+                }
+            }),
+            None => Ok(BTreeMap::from([(
+                self.broker_id as u64,
+                self.controller_address(),
+            )])),
+        }
+    }
+
+    /// The controller settings of this node.
+    pub fn controller_config(&self) -> Result<crate::controller::ControllerConfig, ConfigError> {
+        Ok(crate::controller::ControllerConfig {
+            node_id: self.broker_id as u64,
+            dir: self.meta_dir().join("raft"),
+            meta_dir: self.meta_dir(),
+            listen: self.controller_listen,
+            advertised: self.controller_address(),
+            voters: self.voters()?,
+            join: self.controller_join,
+            snapshot_every: self.controller_snapshot_every,
+            request_timeout: std::time::Duration::from_millis(self.controller_request_timeout_ms),
+        })
     }
 
     /// The metadata directory.
@@ -267,8 +352,50 @@ impl Config {
         }
         if self.broker_id < 0 {
             return bad(
-                "--broker-id",
+                "--node-id",
                 format!("must be >= 0, got {}", self.broker_id),
+            );
+        }
+        let roles: Vec<&str> = self.roles.split(',').map(str::trim).collect();
+        if roles.is_empty()
+            || roles
+                .iter()
+                .any(|r| !matches!(*r, "controller" | "broker"))
+        {
+            return bad(
+                "--roles",
+                format!(
+                    "must be controller, broker or controller,broker, got {:?}",
+                    self.roles
+                ),
+            );
+        }
+        let voters = self.voters()?;
+        if !self.is_controller() && self.controller_quorum.is_none() {
+            return bad(
+                "--controller-quorum",
+                "a broker-only node needs the controllers' addresses (ID@HOST:PORT,...)".into(),
+            );
+        }
+        if self.is_controller() && !self.controller_join && !voters.contains_key(&(self.broker_id as u64)) {
+            return bad(
+                "--controller-quorum",
+                format!(
+                    "node {} is a controller but not one of the voters; list it, or start it with --controller-join to be added later",
+                    self.broker_id
+                ),
+            );
+        }
+        if !(1..=1_000_000).contains(&self.controller_snapshot_every) {
+            return bad(
+                "--controller-snapshot-every",
+                format!("must be in 1..=1000000, got {}", self.controller_snapshot_every),
+            );
+        }
+        if !(100..=600_000).contains(&self.controller_request_timeout_ms) {
+            return bad(
+                "--controller-request-timeout-ms",
+                format!("must be in 100..=600000, got {}", self.controller_request_timeout_ms),
             );
         }
         if !(1..=10_000).contains(&self.num_partitions) {
@@ -441,6 +568,35 @@ pub struct ServeArgs {
         allow_negative_numbers = true
     )]
     pub broker_id: Option<i32>,
+    /// Node id (broker id and Raft node id; same as --broker-id) [default: 1].
+    #[arg(
+        long,
+        env = "STRATA_NODE_ID",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub node_id: Option<i32>,
+    /// Roles: controller, broker or controller,broker [default: controller,broker].
+    #[arg(long, env = "STRATA_ROLES", value_name = "ROLES")]
+    pub roles: Option<String>,
+    /// Controller voters, ID@HOST:PORT,... [default: this node alone].
+    #[arg(long, env = "STRATA_CONTROLLER_QUORUM", value_name = "VOTERS")]
+    pub controller_quorum: Option<String>,
+    /// Controller API listener [default: 0.0.0.0:9093].
+    #[arg(long, env = "STRATA_CONTROLLER_LISTEN", value_name = "ADDR")]
+    pub controller_listen: Option<SocketAddr>,
+    /// Address other nodes reach this controller at [default: advertised-host:controller port].
+    #[arg(long, env = "STRATA_CONTROLLER_ADVERTISED", value_name = "HOST:PORT")]
+    pub controller_advertised: Option<String>,
+    /// Join an existing quorum (wait for `strata controller add-learner`) instead of initializing one.
+    #[arg(long, env = "STRATA_CONTROLLER_JOIN", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub controller_join: Option<bool>,
+    /// Raft log entries between metadata snapshots [default: 1024].
+    #[arg(long, env = "STRATA_CONTROLLER_SNAPSHOT_EVERY", value_name = "N")]
+    pub controller_snapshot_every: Option<u64>,
+    /// Metadata writes fail with a retriable error after this long without a quorum [default: 5000].
+    #[arg(long, env = "STRATA_CONTROLLER_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    pub controller_request_timeout_ms: Option<u64>,
     /// Rack / availability zone reported in metadata.
     #[arg(long, env = "STRATA_RACK", value_name = "RACK")]
     pub rack: Option<String>,
@@ -610,6 +766,11 @@ impl ServeArgs {
         over!(
             data_dir,
             broker_id,
+            roles,
+            controller_listen,
+            controller_join,
+            controller_snapshot_every,
+            controller_request_timeout_ms,
             kafka_listen,
             http_listen,
             advertised_host,
@@ -661,6 +822,23 @@ impl ServeArgs {
         }
         if self.rack.is_some() {
             c.rack = self.rack.clone();
+        }
+        for (dst, src) in [
+            (&mut c.controller_quorum, &self.controller_quorum),
+            (&mut c.controller_advertised, &self.controller_advertised),
+        ] {
+            if src.is_some() {
+                *dst = src.clone();
+            }
+        }
+        if let Some(n) = self.node_id {
+            if self.broker_id.is_some_and(|b| b != n) {
+                return Err(ConfigError::Invalid {
+                    key: "--node-id",
+                    message: format!("--node-id {n} and --broker-id {} differ", c.broker_id),
+                });
+            }
+            c.broker_id = n;
         }
         if self.advertised_port.is_some() {
             c.advertised_port = self.advertised_port;

@@ -25,6 +25,7 @@ pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod controller;
 pub mod group_cli;
 pub mod groups;
 pub mod http;

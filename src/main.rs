@@ -26,6 +26,9 @@ enum Command {
     /// Manage consumer groups on a running broker.
     #[command(subcommand)]
     Group(strata::group_cli::GroupCmd),
+    /// Controller quorum status and membership.
+    #[command(subcommand)]
+    Controller(strata::controller::cli::ControllerCmd),
 }
 
 fn main() {
@@ -61,6 +64,9 @@ fn run() -> anyhow::Result<()> {
     match admin {
         Some(Command::Topic(cmd)) => rt.block_on(strata::cli::run_topic(cmd))?,
         Some(Command::Group(cmd)) => rt.block_on(strata::group_cli::run_group(cmd))?,
+        Some(Command::Controller(cmd)) => {
+            rt.block_on(strata::controller::cli::run_controller(cmd))?
+        }
         Some(Command::Serve(_)) | None => {}
     }
     // The runtime goes first so in-flight spans end before the exporter flushes.

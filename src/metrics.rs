@@ -244,6 +244,9 @@ impl Metrics {
         );
         let _ = writeln!(o, "# HELP strata_partitions Partition logs open on this broker.\n# TYPE strata_partitions gauge\nstrata_partitions {}", broker.partition_count());
         render_process(&mut o);
+        if let Some(c) = broker.metadata().controller() {
+            c.render_metrics(&mut o);
+        }
         // kafka_exporter-compatible partition offsets.
         let meta = broker.meta();
         write_metric(
@@ -349,7 +352,7 @@ fn api_name(k: i16) -> String {
 }
 
 /// Process gauges from /proc (Linux); absent elsewhere.
-fn render_process(o: &mut String) {
+pub(crate) fn render_process(o: &mut String) {
     // SAFETY: sysconf only reads a system constant.
     let (page, hz) = unsafe {
         (

@@ -25,11 +25,118 @@ pub enum ServeError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Store(#[from] crate::objstore::StoreError),
+    #[error(transparent)]
+    Controller(#[from] crate::controller::ControllerError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
-/// Run the broker until `stop` resolves.
+/// Run the roles of `config` until `stop` resolves.
 pub async fn run(
     config: Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let (ctl_tx, ctl_rx) = watch::channel(false);
+    let controller = if config.is_controller() {
+        let cc = config.controller_config()?;
+        let single = cc.voters.len() == 1 && cc.voters.contains_key(&cc.node_id);
+        crate::controller::upgrade::check_quorum_start(&cc.meta_dir, single)?;
+        let meta_dir = cc.meta_dir.clone();
+        Some((
+            crate::controller::Controller::start(cc, ctl_rx.clone()).await?,
+            meta_dir,
+        ))
+    } else {
+        None
+    };
+    // The leader's bootstrap duties (cluster id, import of an earlier
+    // release's metadata); a failure there stops the process.
+    let boot_failed = {
+        let boot = controller.as_ref().map(|(c, dir)| {
+            tokio::spawn(crate::controller::upgrade::bootstrap(
+                c.clone(),
+                dir.clone(),
+                ctl_rx.clone(),
+            ))
+        });
+        async move {
+            match boot {
+                Some(b) => match b.await {
+                    Ok(Err(e)) => e,
+                    _ => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = async {
+            match &controller {
+                Some((c, _)) if !config.is_broker() => {
+                    run_controller_only(&config, c.clone(), stop).await
+                }
+                _ => {
+                    let metadata = match &controller {
+                        Some((c, _)) => crate::controller::Metadata::local(c.clone()),
+                        None => crate::controller::Metadata::remote(
+                            config.voters()?.into_values().collect(),
+                            std::time::Duration::from_millis(config.controller_request_timeout_ms),
+                            ctl_rx.clone(),
+                        ),
+                    };
+                    run_broker(config.clone(), metadata, stop).await
+                }
+            }
+        } => r,
+        e = boot_failed => Err(e.into()),
+    };
+    let _ = ctl_tx.send(true);
+    if let Some((c, _)) = controller {
+        c.shutdown().await;
+    }
+    result
+}
+
+/// A controller-only node: the controller API plus health, readiness
+/// (a leader is known) and metrics over HTTP.
+async fn run_controller_only(
+    config: &Config,
+    controller: Arc<crate::controller::Controller>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let http_addr = config.http_listen;
+    let http = TcpListener::bind(http_addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            what: "http",
+            addr: http_addr,
+            source,
+        })?;
+    let (sd_tx, sd_rx) = watch::channel(false);
+    let app = crate::http::controller_router(controller.clone());
+    let idle = std::time::Duration::from_millis(config.http_idle_timeout_ms);
+    let max = config.max_connections;
+    let task = tokio::spawn(async move {
+        crate::http::serve::serve(http, app, sd_rx, idle, max).await;
+    });
+    println!(
+        "strata listening: controller={} (node {}) http={} meta={}",
+        config.controller_listen,
+        controller.node_id,
+        http_addr,
+        config.meta_dir().display()
+    );
+    stop.await;
+    tracing::info!("shutting down");
+    let _ = sd_tx.send(true);
+    let _ = task.await;
+    Ok(())
+}
+
+/// The broker role (with or without a controller in the same process).
+async fn run_broker(
+    config: Config,
+    metadata: crate::controller::Metadata,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let kafka_addr = config.kafka_listen;
@@ -49,11 +156,7 @@ pub async fn run(
             source,
         })?;
     let store = Arc::new(crate::objstore::Store::open(&config.store_config()).await?);
-    let cfg = config.clone();
-    let broker =
-        tokio::task::spawn_blocking(move || Broker::open(cfg, Arc::new(SystemClock), store))
-            .await
-            .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))??;
+    let broker = Broker::open(config.clone(), Arc::new(SystemClock), store, metadata).await?;
     // Reconcile local logs with object storage before serving anything.
     broker.recover_tier().await?;
     let (bg_tx, bg_rx) = watch::channel(false);

@@ -22,29 +22,37 @@ struct Fixture {
     broker: Arc<Broker>,
     clock: Arc<ManualClock>,
     _stop: watch::Sender<bool>,
+    _controller: crate::controller::testing::SingleNode,
     _dir: tempfile::TempDir,
 }
 
-fn fixture() -> Fixture {
+async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
     };
     let clock = ManualClock::new(T0);
+    let node = crate::controller::testing::SingleNode::start(&dir.path().join("meta")).await;
     let broker = Broker::open(
         config,
         clock.clone(),
         Arc::new(crate::objstore::Store::memory()),
+        node.metadata.clone(),
     )
+    .await
     .unwrap();
-    broker.create_topic("t", 3, -1, BTreeMap::new()).unwrap();
+    broker
+        .create_topic("t", 3, -1, BTreeMap::new())
+        .await
+        .unwrap();
     let (tx, rx) = watch::channel(false);
     broker.groups.start(broker.clone(), rx);
     Fixture {
         broker,
         clock,
         _stop: tx,
+        _controller: node,
         _dir: dir,
     }
 }
@@ -86,7 +94,7 @@ fn committed_offset(f: &Fixture, group: &str, t: &str, p: i32) -> Option<i64> {
 
 #[tokio::test]
 async fn commits_queued_together_are_one_metadata_command() {
-    let f = fixture();
+    let f = fixture().await;
     let before = f.broker.meta().applied_index;
     let meta = f.broker.meta();
     let tickets: Vec<_> = (0..200)
@@ -116,7 +124,7 @@ async fn commits_queued_together_are_one_metadata_command() {
 
 #[tokio::test]
 async fn commit_refusals_per_partition_and_per_group() {
-    let f = fixture();
+    let f = fixture().await;
     let codes = commit_ok(
         &f,
         "g",
@@ -179,7 +187,7 @@ fn join_args(member_id: &str, session: i32) -> JoinArgs {
 
 #[tokio::test]
 async fn join_refusals_and_shutdown_answers_parked_joins() {
-    let f = fixture();
+    let f = fixture().await;
     let c = &f.broker.groups;
     let code = |mut rx: tokio::sync::oneshot::Receiver<JoinResult>| {
         rx.try_recv().unwrap().error.map_or(0, |e| e.kafka_code())
@@ -210,7 +218,7 @@ async fn join_refusals_and_shutdown_answers_parked_joins() {
 
 #[tokio::test]
 async fn delete_groups_list_and_describe() {
-    let f = fixture();
+    let f = fixture().await;
     commit_ok(&f, "durable", vec![entry("t", 0, 1)]).await;
     let c = &f.broker.groups;
     let _live = c.join(T0, "live", join_args("", 10_000));
@@ -250,7 +258,7 @@ async fn delete_groups_list_and_describe() {
 
 #[tokio::test]
 async fn offset_delete_refuses_subscribed_topics_of_live_groups() {
-    let f = fixture();
+    let f = fixture().await;
     commit_ok(&f, "g", vec![entry("t", 0, 1), entry("t", 1, 1)]).await;
     let c = &f.broker.groups;
     let meta = f.broker.meta();
@@ -294,7 +302,7 @@ async fn offset_delete_refuses_subscribed_topics_of_live_groups() {
 
 #[tokio::test]
 async fn retention_expires_offsets_of_empty_groups_only() {
-    let f = fixture();
+    let f = fixture().await;
     commit_ok(&f, "old", vec![entry("t", 0, 1)]).await;
     let c = &f.broker.groups;
     let retention = c.config().offsets_retention_ms;
@@ -321,7 +329,7 @@ async fn retention_expires_offsets_of_empty_groups_only() {
 
 #[tokio::test]
 async fn metrics_show_lag_per_partition() {
-    let f = fixture();
+    let f = fixture().await;
     commit_ok(&f, "g\"x", vec![entry("t", 0, 0)]).await;
     let mut o = String::new();
     f.broker.groups.render_metrics(&f.broker, &mut o);
@@ -343,7 +351,7 @@ fn sb(s: &str) -> StrBytes {
 /// that encodes (fields outside a version's schema would fail here).
 #[tokio::test]
 async fn every_group_response_encodes_at_every_version() {
-    let f = fixture();
+    let f = fixture().await;
     commit_ok(&f, "g", vec![entry("t", 0, 3)]).await;
     let group = GroupId(sb("g"));
     let topic = TopicName(sb("t"));

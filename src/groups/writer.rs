@@ -95,16 +95,12 @@ fn is_refusal(e: &GroupError) -> bool {
 }
 
 async fn submit(broker: &Arc<Broker>, cmd: GroupCommand) -> Result<GroupOutput, GroupError> {
-    let b = broker.clone();
-    match tokio::task::spawn_blocking(move || b.submit(Command::Group(cmd))).await {
-        Ok(Ok(CommandOutput::Group(out))) => Ok(out),
-        Ok(Ok(other)) => Err(GroupError::Storage {
+    match broker.submit(Command::Group(cmd)).await {
+        Ok(CommandOutput::Group(out)) => Ok(out),
+        Ok(other) => Err(GroupError::Storage {
             reason: format!("unexpected output {other:?}"),
         }),
-        Ok(Err(e)) => Err(to_group_error(e)),
-        Err(e) => Err(GroupError::Storage {
-            reason: format!("metadata write task failed: {e}"),
-        }),
+        Err(e) => Err(to_group_error(e)),
     }
 }
 

@@ -161,3 +161,41 @@ async fn method_not_allowed() -> impl IntoResponse {
         Json(json!({"error_code": 405, "message": "method not allowed"})),
     )
 }
+
+/// The router of a controller-only node: health, readiness (a controller
+/// leader is known) and metrics.
+pub fn controller_router(controller: Arc<crate::controller::Controller>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route(
+            "/readyz",
+            get(|State(c): State<Arc<crate::controller::Controller>>| async move {
+                if c.has_leader() {
+                    (StatusCode::OK, Json(json!({"status": "ready"})))
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Json(json!({"status": "no controller leader"})),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(c): State<Arc<crate::controller::Controller>>| async move {
+                let mut body = String::new();
+                c.render_metrics(&mut body);
+                crate::metrics::render_process(&mut body);
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    body,
+                )
+            }),
+        )
+        .with_state(controller)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}

@@ -360,11 +360,7 @@ impl Compactor {
             segments: commits,
             committed_at_ms: b.clock.now_ms(),
         };
-        let b2 = b.clone();
-        tokio::task::spawn_blocking(move || b2.submit_quiet(cmd))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        b.submit(cmd).await.map_err(|e| e.to_string())?;
         // Local copies of the range hold the uncompacted data: drop them so
         // every reader sees the compacted log.
         if let (Some(end), Some(h)) = (run.last().map(|e| e.end_offset), b.topic(topic)) {

@@ -111,23 +111,33 @@ pub fn retention_start(
 
 /// Advance a partition's log start (retention or DeleteRecords): metadata
 /// first, then local files. Returns the new log start.
-pub fn advance_log_start(
+pub async fn advance_log_start(
     b: &Arc<Broker>,
     topic: &str,
     partition: i32,
     offset: i64,
 ) -> Result<i64, crate::broker::BrokerError> {
-    let out = b.submit_quiet(Command::AdvanceLogStart {
-        name: topic.to_string(),
-        partition,
-        offset,
-    })?;
+    let handle = b.topic(topic);
+    let out = b
+        .submit(Command::AdvanceLogStart {
+            name: topic.to_string(),
+            partition,
+            offset,
+            topic_id: handle.as_ref().map(|h| h.id),
+            leader_epoch: handle
+                .as_ref()
+                .and_then(|h| h.partition(partition).map(|p| p.leader_epoch)),
+        })
+        .await?;
     let start = match out {
         crate::meta::CommandOutput::LogStartAdvanced { log_start_offset } => log_start_offset,
         _ => offset,
     };
     if let Some(p) = b.topic(topic).and_then(|h| h.partition(partition).cloned()) {
-        p.log.advance_start(start);
+        // Deleting local segment files is blocking I/O.
+        tokio::task::spawn_blocking(move || p.log.advance_start(start))
+            .await
+            .map_err(|e| crate::broker::BrokerError::Io(std::io::Error::other(e.to_string())))?;
     }
     Ok(start)
 }
@@ -175,28 +185,17 @@ impl Retention {
                     .filter(|e| e.end_offset <= start && e.end_offset > pm.log_start_offset)
                     .map(|e| e.byte_len)
                     .sum();
-                let b2 = b.clone();
-                let name = t.name.clone();
-                match tokio::task::spawn_blocking(move || {
-                    advance_log_start(&b2, &name, i as i32, start)
-                })
-                .await
-                {
-                    Ok(Ok(new_start)) => {
+                match advance_log_start(&b, &t.name, i as i32, start).await {
+                    Ok(new_start) => {
                         m.bytes_reclaimed.fetch_add(freed, Relaxed);
                         m.offsets_reclaimed
                             .fetch_add((new_start - pm.log_start_offset).max(0) as u64, Relaxed);
                         tracing::info!(topic = %t.name, partition = i, log_start = new_start, freed, "retention advanced log start");
                     }
-                    Ok(Err(e)) => {
-                        ok = false;
-                        m.errors.fetch_add(1, Relaxed);
-                        tracing::warn!(topic = %t.name, partition = i, error = %e, "retention failed");
-                    }
                     Err(e) => {
                         ok = false;
                         m.errors.fetch_add(1, Relaxed);
-                        tracing::warn!(error = %e, "retention task failed");
+                        tracing::warn!(topic = %t.name, partition = i, error = %e, "retention failed");
                     }
                 }
             }

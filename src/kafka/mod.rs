@@ -115,15 +115,15 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::ApiVersions(r) => {
             Reply::Now(ResponseKind::ApiVersions(api_versions::handle(ctx, r)))
         }
-        RequestKind::Metadata(r) => Reply::Now(ResponseKind::Metadata(metadata::handle(ctx, r))),
+        RequestKind::Metadata(r) => Reply::Now(ResponseKind::Metadata(metadata::handle(ctx, r).await)),
         RequestKind::CreateTopics(r) => {
-            Reply::Now(ResponseKind::CreateTopics(create_topics::handle(ctx, r)))
+            Reply::Now(ResponseKind::CreateTopics(create_topics::handle(ctx, r).await))
         }
         RequestKind::DeleteTopics(r) => {
-            Reply::Now(ResponseKind::DeleteTopics(delete_topics::handle(ctx, r)))
+            Reply::Now(ResponseKind::DeleteTopics(delete_topics::handle(ctx, r).await))
         }
         RequestKind::CreatePartitions(r) => Reply::Now(ResponseKind::CreatePartitions(
-            create_partitions::handle(ctx, r),
+            create_partitions::handle(ctx, r).await,
         )),
         RequestKind::Produce(r) => produce::handle(ctx, r).await,
         RequestKind::Fetch(r) => fetch::handle(ctx, r),
@@ -134,19 +134,19 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
             describe_configs::handle(ctx, r),
         )),
         RequestKind::AlterConfigs(r) => {
-            Reply::Now(ResponseKind::AlterConfigs(alter_configs::handle(ctx, r)))
+            Reply::Now(ResponseKind::AlterConfigs(alter_configs::handle(ctx, r).await))
         }
         RequestKind::IncrementalAlterConfigs(r) => Reply::Now(
-            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, r)),
+            ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, r).await),
         ),
         RequestKind::DescribeCluster(r) => Reply::Now(ResponseKind::DescribeCluster(
             describe_cluster::handle(ctx, r),
         )),
         RequestKind::InitProducerId(r) => Reply::Now(ResponseKind::InitProducerId(
-            init_producer_id::handle(ctx, r),
+            init_producer_id::handle(ctx, r).await,
         )),
         RequestKind::DeleteRecords(r) => {
-            Reply::Now(ResponseKind::DeleteRecords(delete_records::handle(ctx, r)))
+            Reply::Now(ResponseKind::DeleteRecords(delete_records::handle(ctx, r).await))
         }
         RequestKind::OffsetForLeaderEpoch(r) => Reply::Now(ResponseKind::OffsetForLeaderEpoch(
             offset_for_leader_epoch::handle(ctx, r),

@@ -45,6 +45,11 @@ pub enum Command {
     DeleteTopic {
         /// Topic name.
         name: String,
+        /// The id the caller resolved the name to: a topic deleted and
+        /// re-created under the same name in between is not touched. `None`
+        /// only in logs written before ids were carried.
+        #[serde(default)]
+        topic_id: Option<Uuid>,
     },
     /// Grows a topic to `new_total` partitions; new ones are led by `leader`.
     CreatePartitions {
@@ -54,6 +59,9 @@ pub enum Command {
         new_total: i32,
         /// Broker that leads the new partitions; must be registered.
         leader: i32,
+        /// See [`Command::DeleteTopic::topic_id`].
+        #[serde(default)]
+        topic_id: Option<Uuid>,
     },
     /// Changes a topic's config overrides.
     AlterTopicConfigs {
@@ -67,8 +75,13 @@ pub enum Command {
         /// `true`: AlterConfigs semantics, the overrides become exactly `set`.
         /// `false`: IncrementalAlterConfigs, apply `set` then remove `delete`.
         replace_all: bool,
+        /// See [`Command::DeleteTopic::topic_id`].
+        #[serde(default)]
+        topic_id: Option<Uuid>,
     },
-    /// Makes `broker_id` leader of the listed partitions with a new leader epoch.
+    /// Makes `broker_id` leader of the listed partitions with a new leader
+    /// epoch, naming partitions by topic name. Kept so that logs written
+    /// before [`Command::Lead`] replay; new code proposes `Lead`.
     BecomeLeader {
         /// New leader; must be registered.
         broker_id: i32,
@@ -83,6 +96,13 @@ pub enum Command {
         partition: i32,
         /// New log start offset; a lower value than the current one is a no-op.
         offset: i64,
+        /// See [`Command::DeleteTopic::topic_id`].
+        #[serde(default)]
+        topic_id: Option<Uuid>,
+        /// The leader epoch the caller computed `offset` under; refused when
+        /// the partition has moved on (`None` only in old logs).
+        #[serde(default)]
+        leader_epoch: Option<i32>,
     },
     /// Hands out a block of producer ids.
     AllocateProducerIds {
@@ -109,6 +129,24 @@ pub enum Command {
     },
     /// GC deleted these unreferenced objects: forget them.
     ForgetObjects { keys: Vec<String> },
+    /// Makes `broker_id` (at incarnation `broker_epoch`) leader of the listed
+    /// partitions, each with a new leader epoch. Partitions are named by
+    /// topic id and carry the epoch the caller saw, so a stale or repeated
+    /// takeover is refused instead of bumping twice.
+    Lead {
+        broker_id: i32,
+        broker_epoch: i64,
+        partitions: Vec<LeadPartition>,
+    },
+    /// Loads a whole state written by an earlier release (see
+    /// `controller::upgrade`). Accepted only by a state that holds no
+    /// topics, groups or objects yet, so it can run once, first.
+    ImportState { state: Box<super::MetaState> },
+    /// Gives the cluster its id (once; refused when it has one).
+    InitCluster { cluster_id: String },
+    /// Records that a controller node id left the quorum: ids are never
+    /// reused, so a removed id cannot be added again.
+    RetireController { node_id: u64 },
     /// Compaction: swap a contiguous run of extents for rewritten segments.
     ReplaceSegments {
         topic_id: uuid::Uuid,
@@ -119,6 +157,22 @@ pub enum Command {
         committed_at_ms: i64,
     },
 }
+
+/// One partition of a [`Command::Lead`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LeadPartition {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// The leader epoch the caller saw; the command is refused for this
+    /// partition's takeover if the epoch has changed since.
+    pub expected_epoch: i32,
+    /// Log end offset at takeover (where the new epoch starts).
+    pub log_end_offset: i64,
+}
+
+/// What applying a command returned: its output, or the deterministic
+/// refusal (the same on every replica).
+pub type ApplyResult = Result<CommandOutput, super::MetaError>;
 
 /// What a successfully applied [`Command`] produced.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -172,6 +226,12 @@ pub enum CommandOutput {
     ObjectsForgotten { count: usize },
     /// Compaction's segments replaced the old extents.
     SegmentsReplaced,
+    /// A whole earlier state was imported.
+    StateImported,
+    /// The controller id is retired.
+    ControllerRetired,
+    /// The cluster id is set.
+    ClusterInitialized,
 }
 
 #[cfg(test)]
@@ -197,13 +257,13 @@ mod tests {
                     name: name.clone(), topic_id: Uuid::from_u128(id), partitions: n,
                     replication_factor: n as i16, configs: cfgs.clone(), leader: n, created_at_ms: off,
                 },
-                Command::DeleteTopic { name: name.clone() },
-                Command::CreatePartitions { name: name.clone(), new_total: n, leader: n },
+                Command::DeleteTopic { name: name.clone(), topic_id: Some(Uuid::from_u128(id)) },
+                Command::CreatePartitions { name: name.clone(), new_total: n, leader: n, topic_id: None },
                 Command::AlterTopicConfigs {
-                    name: name.clone(), set: cfgs.clone(), delete: cfgs.keys().cloned().collect(), replace_all: flag,
+                    name: name.clone(), set: cfgs.clone(), delete: cfgs.keys().cloned().collect(), replace_all: flag, topic_id: None,
                 },
                 Command::BecomeLeader { broker_id: n, partitions: vec![(name.clone(), n, off)] },
-                Command::AdvanceLogStart { name: name.clone(), partition: n, offset: off },
+                Command::AdvanceLogStart { name: name.clone(), partition: n, offset: off, topic_id: None, leader_epoch: Some(n) },
                 Command::AllocateProducerIds { count: off },
             ];
             for c in cmds {

@@ -12,6 +12,8 @@ pub mod codes {
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     /// UNKNOWN_TOPIC_OR_PARTITION
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    /// REQUEST_TIMED_OUT (retriable)
+    pub const REQUEST_TIMED_OUT: i16 = 7;
     /// BROKER_NOT_AVAILABLE
     pub const BROKER_NOT_AVAILABLE: i16 = 8;
     /// INVALID_TOPIC_EXCEPTION
@@ -35,7 +37,11 @@ pub mod codes {
 }
 
 /// Why a metadata command was refused, or why the local store failed.
-#[derive(Debug, thiserror::Error)]
+///
+/// Refusals are deterministic outputs of `apply` and travel through the
+/// replicated log and the controller API, so they serialize; the local I/O
+/// variants never leave the process that hit them (`serde(skip)`).
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum MetaError {
     /// A broker wrote with an old incarnation epoch (it was restarted or fenced).
     #[error("stale broker epoch: broker={broker_id} epoch={epoch} current={current}")]
@@ -162,10 +168,11 @@ pub enum MetaError {
         reason: String,
     },
     /// Local disk I/O failed; the in-memory state did not change.
+    #[serde(skip)]
     #[error("meta store I/O error during {op} on {path}: {source}", path = path.display())]
     Io {
         /// What the store was doing ("append", "fsync", "snapshot write", ...).
-        op: &'static str,
+        op: String,
         /// File or directory involved.
         path: PathBuf,
         /// The OS error.
@@ -173,6 +180,7 @@ pub enum MetaError {
         source: std::io::Error,
     },
     /// On-disk data that cannot be trusted (bad snapshot, gap between snapshot and log).
+    #[serde(skip)]
     #[error("meta store corrupt at {path}: {reason}", path = path.display())]
     Corrupt {
         /// File involved.
@@ -181,9 +189,26 @@ pub enum MetaError {
         reason: String,
     },
     /// An earlier I/O failure left the store in an unknown state; reopen it.
+    #[serde(skip)]
     #[error("meta store unusable after an earlier I/O failure ({reason}); reopen it")]
     Poisoned {
         /// The failure that poisoned it.
+        reason: String,
+    },
+    /// The controller quorum could not commit the command in time (no
+    /// leader, a majority down, or the controller unreachable). The command
+    /// may or may not be committed later; retrying is safe for idempotent
+    /// commands and the caller's own checks cover the rest.
+    #[error("metadata quorum unavailable: {reason}")]
+    Unavailable {
+        /// What failed (timeout, connection refused, no leader...).
+        reason: String,
+    },
+    /// A controller refused a request that is not a metadata command
+    /// (membership change, unknown node id...).
+    #[error("controller refused: {reason}")]
+    Controller {
+        /// Why.
         reason: String,
     },
 }
@@ -216,6 +241,8 @@ impl MetaError {
             MetaError::Io { .. } | MetaError::Corrupt { .. } | MetaError::Poisoned { .. } => {
                 KAFKA_STORAGE_ERROR
             }
+            MetaError::Unavailable { .. } => REQUEST_TIMED_OUT,
+            MetaError::Controller { .. } => INVALID_REQUEST,
         }
     }
 
@@ -232,6 +259,10 @@ impl MetaError {
                 | MetaError::UnknownPartition { .. }
                 | MetaError::UnknownTopicId { .. }
                 | MetaError::Io { .. }
+                | MetaError::Unavailable { .. }
+                | MetaError::StaleBrokerEpoch { .. }
+                | MetaError::NotLeader { .. }
+                | MetaError::FencedLeaderEpoch { .. }
         )
     }
 }
@@ -243,7 +274,7 @@ mod tests {
     #[test]
     fn codes_retriability_and_messages() {
         let io = MetaError::Io {
-            op: "fsync",
+            op: "fsync".into(),
             path: PathBuf::from("/x/meta.log"),
             source: std::io::Error::other("disk gone"),
         };

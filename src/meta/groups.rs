@@ -147,7 +147,7 @@ pub struct CommittedOffset {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct GroupOffsets {
     /// Offsets by topic name, then partition.
-    pub offsets: BTreeMap<String, BTreeMap<i32, CommittedOffset>>,
+    pub offsets: super::Map<String, super::Map<i32, CommittedOffset>>,
 }
 
 impl GroupOffsets {
@@ -192,7 +192,7 @@ impl GroupOffsets {
 pub struct GroupsState {
     /// Groups with at least one committed offset.
     #[serde(default)]
-    pub groups: BTreeMap<String, GroupOffsets>,
+    pub groups: super::Map<String, GroupOffsets>,
 }
 
 fn invalid(reason: String) -> MetaError {
@@ -230,7 +230,7 @@ impl GroupsState {
     pub fn check(
         &self,
         cmd: &GroupCommand,
-        topics: &BTreeMap<String, Topic>,
+        topics: &super::Map<String, Topic>,
     ) -> Result<(), MetaError> {
         match cmd {
             GroupCommand::CommitOffsets {
@@ -341,7 +341,7 @@ impl GroupsState {
     pub fn apply_checked(
         &mut self,
         cmd: GroupCommand,
-        _topics: &BTreeMap<String, Topic>,
+        _topics: &super::Map<String, Topic>,
     ) -> GroupOutput {
         match cmd {
             GroupCommand::CommitOffsets {
@@ -407,21 +407,31 @@ impl GroupsState {
                         continue;
                     };
                     let floor = eg.empty_since_ms.unwrap_or(i64::MIN);
-                    for (topic, parts) in g.offsets.iter_mut() {
-                        if eg.keep_topics.iter().any(|k| k == topic) {
+                    let topics: Vec<String> = g.offsets.keys().cloned().collect();
+                    for topic in topics {
+                        if eg.keep_topics.iter().any(|k| *k == topic) {
                             continue;
                         }
-                        parts.retain(|_, o| {
-                            let base = o.commit_timestamp_ms.max(floor);
-                            // An overflowing deadline lies beyond any clock: keep.
-                            let keep = base.checked_add(retention_ms).is_none_or(|d| d > now_ms);
-                            if !keep {
-                                offsets += 1;
-                            }
-                            keep
-                        });
+                        let Some(parts) = g.offsets.get_mut(&topic) else {
+                            continue;
+                        };
+                        let expired: Vec<i32> = parts
+                            .iter()
+                            .filter(|(_, o)| {
+                                let base = o.commit_timestamp_ms.max(floor);
+                                // An overflowing deadline lies beyond any clock: keep.
+                                base.checked_add(retention_ms).is_some_and(|d| d <= now_ms)
+                            })
+                            .map(|(p, _)| *p)
+                            .collect();
+                        offsets += expired.len();
+                        for p in expired {
+                            parts.remove(&p);
+                        }
+                        if parts.is_empty() {
+                            g.offsets.remove(&topic);
+                        }
                     }
-                    g.offsets.retain(|_, parts| !parts.is_empty());
                     if g.is_empty() {
                         self.groups.remove(&eg.group);
                         groups_removed.push(eg.group);
@@ -437,10 +447,20 @@ impl GroupsState {
 
     /// Drop what refers to a deleted topic.
     pub fn on_topic_deleted(&mut self, name: &str) {
-        for g in self.groups.values_mut() {
-            g.offsets.remove(name);
+        let touched: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.offsets.contains_key(name))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in touched {
+            if let Some(g) = self.groups.get_mut(&k) {
+                g.offsets.remove(name);
+                if g.is_empty() {
+                    self.groups.remove(&k);
+                }
+            }
         }
-        self.groups.retain(|_, g| !g.is_empty());
     }
 }
 
@@ -875,7 +895,11 @@ mod tests {
                 ],
             ),
         );
-        s.apply(Command::DeleteTopic { name: "t".into() }).unwrap();
+        s.apply(Command::DeleteTopic {
+            name: "t".into(),
+            topic_id: None,
+        })
+        .unwrap();
         assert_eq!(offset_of(&s, "a", "u", 0), Some(1));
         assert!(s.groups.group("a").unwrap().get("t", 0).is_none());
         assert!(s.groups.group("b").is_none());

@@ -14,6 +14,11 @@
 //! - `tier`: object-storage manifests (extents, object reference counts)
 //! - `groups`: consumer groups' durable state (committed offsets)
 
+/// The persistent (structurally shared) map of the state: cloning the
+/// state for a reader view costs O(1) and a command copies only the paths
+/// it changes, so no command clones the whole state.
+pub type Map<K, V> = imbl::OrdMap<K, V>;
+
 pub mod command;
 pub mod error;
 pub mod groups;
@@ -21,6 +26,8 @@ pub mod state;
 pub mod store;
 pub mod tier;
 pub mod topic_config;
+#[cfg(test)]
+mod proptests;
 
 pub use command::{Command, CommandOutput};
 pub use error::MetaError;

@@ -34,9 +34,9 @@ pub struct MetaState {
     /// Registered brokers by id.
     pub brokers: BTreeMap<i32, BrokerInfo>,
     /// Topics by name.
-    pub topics: BTreeMap<String, Topic>,
+    pub topics: super::Map<String, Topic>,
     /// Topic id -> name; always the exact inverse of `topics`.
-    pub topic_ids: BTreeMap<Uuid, String>,
+    pub topic_ids: super::Map<Uuid, String>,
     /// Next producer id to hand out.
     pub next_producer_id: i64,
     /// Number of commands applied successfully so far (the log index).
@@ -51,6 +51,12 @@ pub struct MetaState {
     /// of commands that carry no time of their own (deterministic).
     #[serde(default)]
     pub clock_ms: i64,
+    /// The cluster id (Kafka's cluster.id), set once by the first leader.
+    #[serde(default)]
+    pub cluster_id: String,
+    /// Controller node ids that left the quorum (never reused).
+    #[serde(default)]
+    pub retired_controllers: BTreeSet<u64>,
 }
 
 /// A registered broker.
@@ -79,7 +85,7 @@ pub struct Topic {
     /// Only the explicitly set overrides, as raw Kafka strings.
     pub configs: BTreeMap<String, String>,
     /// Partitions; index = partition id.
-    pub partitions: Vec<PartitionMeta>,
+    pub partitions: Vec<std::sync::Arc<PartitionMeta>>,
     /// Creation time as supplied by the creator.
     pub created_at_ms: i64,
 }
@@ -107,13 +113,15 @@ impl Default for MetaState {
     fn default() -> Self {
         MetaState {
             brokers: BTreeMap::new(),
-            topics: BTreeMap::new(),
-            topic_ids: BTreeMap::new(),
+            topics: super::Map::new(),
+            topic_ids: super::Map::new(),
             next_producer_id: FIRST_PRODUCER_ID,
             applied_index: 0,
             groups: Default::default(),
             tier: Default::default(),
             clock_ms: 0,
+            retired_controllers: BTreeSet::new(),
+            cluster_id: String::new(),
         }
     }
 }
@@ -161,6 +169,27 @@ impl PartitionMeta {
             committed_end: 0,
             extents: Vec::new(),
         }
+    }
+
+    /// Makes `broker_id` the leader with the next epoch starting at `leo`;
+    /// returns the new epoch.
+    fn take_leadership(&mut self, broker_id: i32, leo: i64) -> i32 {
+        self.leader = broker_id;
+        self.leader_epoch += 1;
+        let hist = &mut self.epoch_start_offsets;
+        // Like Kafka's LeaderEpochFileCache: drop epochs that started beyond
+        // the new leader's log end, so start offsets stay ascending; equal
+        // starts (epochs with no records) are kept and answer with an empty
+        // range.
+        while hist.last().is_some_and(|&(_, start)| start > leo) {
+            hist.pop();
+        }
+        hist.push((self.leader_epoch, leo));
+        if hist.len() > MAX_EPOCH_ENTRIES {
+            let excess = hist.len() - MAX_EPOCH_ENTRIES;
+            hist.drain(..excess);
+        }
+        self.leader_epoch
     }
 
     /// Kafka's OffsetForLeaderEpoch answer for this partition.
@@ -219,7 +248,11 @@ impl MetaState {
 
     /// One partition of a topic.
     pub fn partition(&self, name: &str, p: i32) -> Option<&PartitionMeta> {
-        self.topics.get(name)?.partitions.get(partition_index(p)?)
+        self.topics
+            .get(name)?
+            .partitions
+            .get(partition_index(p)?)
+            .map(|p| &**p)
     }
 
     /// Applies `cmd`: on `Ok` the state changed and `applied_index` grew by
@@ -227,6 +260,15 @@ impl MetaState {
     pub fn apply(&mut self, cmd: Command) -> Result<CommandOutput, MetaError> {
         self.check(&cmd)?;
         Ok(self.apply_checked(cmd))
+    }
+
+    /// Applies the command at replicated-log position `index`: accepted or
+    /// refused, `applied_index` becomes `index` (a refusal is an output of the
+    /// log entry, not a missing entry). The state is unchanged on refusal.
+    pub fn apply_entry(&mut self, index: u64, cmd: Command) -> Result<CommandOutput, MetaError> {
+        let out = self.apply(cmd);
+        self.applied_index = index;
+        out
     }
 
     /// Would `apply(cmd)` succeed? Lets the store refuse a command before it
@@ -299,13 +341,16 @@ impl MetaState {
                 }
                 self.check_broker(*leader)
             }
-            Command::DeleteTopic { name } => self.check_topic(name).map(|_| ()),
+            Command::DeleteTopic { name, topic_id } => {
+                self.check_topic_id(name, topic_id).map(|_| ())
+            }
             Command::CreatePartitions {
                 name,
                 new_total,
                 leader,
+                topic_id,
             } => {
-                let topic = self.check_topic(name)?;
+                let topic = self.check_topic_id(name, topic_id)?;
                 let current = topic.partitions.len();
                 if usize::try_from(*new_total).map_or(true, |n| n <= current) {
                     return Err(MetaError::InvalidPartitions {
@@ -328,8 +373,9 @@ impl MetaState {
                 set,
                 delete,
                 replace_all: _,
+                topic_id,
             } => {
-                self.check_topic(name)?;
+                self.check_topic_id(name, topic_id)?;
                 for (k, v) in set {
                     topic_config::validate(k, v)?;
                 }
@@ -372,8 +418,28 @@ impl MetaState {
                 name,
                 partition,
                 offset,
+                topic_id,
+                leader_epoch,
             } => {
-                self.check_partition(name, *partition)?;
+                self.check_topic_id(name, topic_id)?;
+                let part = self.check_partition(name, *partition)?;
+                if *offset > part.committed_end {
+                    return Err(MetaError::OffsetOutOfRange {
+                        name: name.clone(),
+                        partition: *partition,
+                        offset: *offset,
+                    });
+                }
+                if let Some(epoch) = leader_epoch {
+                    if *epoch != part.leader_epoch {
+                        return Err(MetaError::FencedLeaderEpoch {
+                            name: name.clone(),
+                            partition: *partition,
+                            epoch: *epoch,
+                            current: part.leader_epoch,
+                        });
+                    }
+                }
                 if *offset < 0 {
                     return Err(MetaError::OffsetOutOfRange {
                         name: name.clone(),
@@ -406,6 +472,91 @@ impl MetaState {
                 super::tier::check_commit_segment(self, segment)
             }
             Command::ForgetObjects { .. } => Ok(()),
+            Command::Lead {
+                broker_id,
+                broker_epoch,
+                partitions,
+            } => {
+                let b = self
+                    .brokers
+                    .get(broker_id)
+                    .ok_or(MetaError::BrokerNotAvailable {
+                        broker_id: *broker_id,
+                    })?;
+                if b.epoch != *broker_epoch {
+                    return Err(MetaError::StaleBrokerEpoch {
+                        broker_id: *broker_id,
+                        epoch: *broker_epoch,
+                        current: b.epoch,
+                    });
+                }
+                let mut seen = BTreeSet::new();
+                for lp in partitions {
+                    let t = self
+                        .topic_by_id(&lp.topic_id)
+                        .ok_or(MetaError::UnknownTopicId {
+                            topic_id: lp.topic_id,
+                        })?;
+                    let part = t
+                        .partitions
+                        .get(partition_index(lp.partition).unwrap_or(usize::MAX))
+                        .ok_or_else(|| MetaError::UnknownPartition {
+                            name: t.name.clone(),
+                            partition: lp.partition,
+                        })?;
+                    if !seen.insert((lp.topic_id, lp.partition)) {
+                        return Err(invalid(format!(
+                            "partition {}-{} is listed more than once",
+                            t.name, lp.partition
+                        )));
+                    }
+                    if part.leader_epoch != lp.expected_epoch {
+                        return Err(MetaError::FencedLeaderEpoch {
+                            name: t.name.clone(),
+                            partition: lp.partition,
+                            epoch: lp.expected_epoch,
+                            current: part.leader_epoch,
+                        });
+                    }
+                    if lp.log_end_offset < 0 {
+                        return Err(invalid(format!(
+                            "negative log end offset {} for {}-{}",
+                            lp.log_end_offset, t.name, lp.partition
+                        )));
+                    }
+                    if part.leader_epoch == i32::MAX {
+                        return Err(invalid(format!(
+                            "leader epoch of {}-{} is exhausted",
+                            t.name, lp.partition
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            Command::ImportState { state } => {
+                if !self.topics.is_empty()
+                    || !self.groups.groups.is_empty()
+                    || !self.tier.objects.is_empty()
+                {
+                    return Err(invalid(
+                        "a state can be imported only into an empty cluster".to_string(),
+                    ));
+                }
+                state.check_invariants().map_err(invalid)
+            }
+            Command::RetireController { .. } => Ok(()),
+            Command::InitCluster { cluster_id } => {
+                if !self.cluster_id.is_empty() {
+                    return Err(invalid(format!(
+                        "the cluster already has id {}",
+                        self.cluster_id
+                    )));
+                }
+                if cluster_id.is_empty() || cluster_id.len() > 64 {
+                    return Err(invalid("cluster id must be 1..=64 characters".to_string()));
+                }
+                Ok(())
+            }
             Command::ReplaceSegments {
                 topic_id,
                 partition,
@@ -432,6 +583,16 @@ impl MetaState {
         }
     }
 
+    /// The topic named `name`, and when the command carries the id it was
+    /// computed against, only if that is still the topic's id.
+    fn check_topic_id(&self, name: &str, topic_id: &Option<Uuid>) -> Result<&Topic, MetaError> {
+        let t = self.check_topic(name)?;
+        match topic_id {
+            Some(id) if *id != t.topic_id => Err(MetaError::UnknownTopicId { topic_id: *id }),
+            _ => Ok(t),
+        }
+    }
+
     fn check_topic(&self, name: &str) -> Result<&Topic, MetaError> {
         self.topics
             .get(name)
@@ -444,6 +605,7 @@ impl MetaState {
         self.check_topic(name)?
             .partitions
             .get(partition_index(p).unwrap_or(usize::MAX))
+            .map(|p| &**p)
             .ok_or_else(|| MetaError::UnknownPartition {
                 name: name.to_string(),
                 partition: p,
@@ -492,16 +654,22 @@ impl MetaState {
                         name,
                         topic_id,
                         configs,
-                        partitions: vec![PartitionMeta::new(leader); count],
+                        partitions: (0..count)
+                            .map(|_| std::sync::Arc::new(PartitionMeta::new(leader)))
+                            .collect(),
                         created_at_ms,
                     },
                 );
                 CommandOutput::TopicCreated { topic_id }
             }
-            Command::DeleteTopic { name } => {
+            Command::DeleteTopic { name, .. } => {
                 let topic_id = match self.topics.remove(&name) {
                     Some(t) => {
-                        let extents = t.partitions.into_iter().flat_map(|p| p.extents).collect();
+                        let extents = t
+                            .partitions
+                            .into_iter()
+                            .flat_map(|p| p.extents.clone())
+                            .collect();
                         let now = self.clock_ms;
                         super::tier::release_topic(self, extents, now);
                         t.topic_id
@@ -516,10 +684,14 @@ impl MetaState {
                 name,
                 new_total,
                 leader,
+                ..
             } => {
                 if let Some(t) = self.topics.get_mut(&name) {
                     let n = partition_index(new_total).unwrap_or(0);
-                    t.partitions.resize(n, PartitionMeta::new(leader));
+                    while t.partitions.len() < n {
+                        t.partitions
+                            .push(std::sync::Arc::new(PartitionMeta::new(leader)));
+                    }
                 }
                 CommandOutput::PartitionsCreated { total: new_total }
             }
@@ -528,6 +700,7 @@ impl MetaState {
                 set,
                 delete,
                 replace_all,
+                ..
             } => {
                 if let Some(t) = self.topics.get_mut(&name) {
                     if replace_all {
@@ -554,29 +727,59 @@ impl MetaState {
                     else {
                         continue;
                     };
-                    part.leader = broker_id;
-                    part.leader_epoch += 1;
-                    let hist = &mut part.epoch_start_offsets;
-                    // Like Kafka's LeaderEpochFileCache: drop epochs that
-                    // started beyond the new leader's log end, so start
-                    // offsets stay ascending; equal starts (epochs with no
-                    // records) are kept and answer with an empty range.
-                    while hist.last().is_some_and(|&(_, start)| start > leo) {
-                        hist.pop();
-                    }
-                    hist.push((part.leader_epoch, leo));
-                    if hist.len() > MAX_EPOCH_ENTRIES {
-                        let excess = hist.len() - MAX_EPOCH_ENTRIES;
-                        hist.drain(..excess);
-                    }
-                    epochs.push((name, p, part.leader_epoch));
+                    let epoch = std::sync::Arc::make_mut(part).take_leadership(broker_id, leo);
+                    epochs.push((name, p, epoch));
                 }
                 CommandOutput::LeadersChanged { epochs }
+            }
+            Command::Lead {
+                broker_id,
+                partitions,
+                ..
+            } => {
+                let mut epochs = Vec::with_capacity(partitions.len());
+                for lp in partitions {
+                    let Some(name) = self.topic_ids.get(&lp.topic_id).cloned() else {
+                        continue;
+                    };
+                    let Some(part) = self
+                        .topics
+                        .get_mut(&name)
+                        .and_then(|t| t.partitions.get_mut(partition_index(lp.partition)?))
+                    else {
+                        continue;
+                    };
+                    let epoch = std::sync::Arc::make_mut(part)
+                        .take_leadership(broker_id, lp.log_end_offset);
+                    epochs.push((name, lp.partition, epoch));
+                }
+                CommandOutput::LeadersChanged { epochs }
+            }
+            Command::ImportState { state } => {
+                let index = self.applied_index;
+                let cluster_id = std::mem::take(&mut self.cluster_id);
+                let retired = std::mem::take(&mut self.retired_controllers);
+                *self = *state;
+                self.applied_index = index;
+                if self.cluster_id.is_empty() {
+                    self.cluster_id = cluster_id;
+                }
+                self.retired_controllers.extend(retired);
+                CommandOutput::StateImported
+            }
+            Command::InitCluster { cluster_id } => {
+                self.cluster_id = cluster_id;
+                CommandOutput::ClusterInitialized
+            }
+            Command::RetireController { node_id } => {
+                self.retired_controllers.insert(node_id);
+                CommandOutput::ControllerRetired
             }
             Command::AdvanceLogStart {
                 name,
                 partition,
                 offset,
+                ..
             } => {
                 let mut current = offset;
                 if let Some(part) = self
@@ -584,6 +787,7 @@ impl MetaState {
                     .get_mut(&name)
                     .and_then(|t| t.partitions.get_mut(partition_index(partition)?))
                 {
+                    let part = std::sync::Arc::make_mut(part);
                     part.log_start_offset = part.log_start_offset.max(offset);
                     current = part.log_start_offset;
                 }
@@ -645,6 +849,78 @@ impl MetaState {
                 CommandOutput::SegmentsReplaced
             }
         }
+    }
+}
+
+impl MetaState {
+    /// The structural invariants every reachable state keeps: the id index
+    /// is the exact inverse of the topics, each partition's extents are
+    /// ordered and contiguous and end at its committed end, the log start is
+    /// at most the committed end, and every live object's reference count
+    /// equals the extents that reference it.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.topic_ids.len() != self.topics.len() {
+            return Err(format!(
+                "{} topic ids for {} topics",
+                self.topic_ids.len(),
+                self.topics.len()
+            ));
+        }
+        let mut refs: BTreeMap<&str, u32> = BTreeMap::new();
+        for (name, t) in self.topics.iter() {
+            if &t.name != name || self.topic_ids.get(&t.topic_id) != Some(name) {
+                return Err(format!("topic index broken at {name}"));
+            }
+            for (i, p) in t.partitions.iter().enumerate() {
+                let mut next: Option<i64> = None;
+                for e in &p.extents {
+                    if e.end_offset <= e.base_offset {
+                        return Err(format!("{name}-{i}: empty extent {}", e.key));
+                    }
+                    if next.is_some_and(|n| n != e.base_offset) {
+                        return Err(format!(
+                            "{name}-{i}: extent {} starts at {} after {:?}",
+                            e.key, e.base_offset, next
+                        ));
+                    }
+                    next = Some(e.end_offset);
+                    *refs.entry(e.key.as_str()).or_default() += 1;
+                    if let Some(k) = &e.index_key {
+                        *refs.entry(k.as_str()).or_default() += 1;
+                    }
+                }
+                if let Some(end) = next {
+                    if end != p.committed_end {
+                        return Err(format!(
+                            "{name}-{i}: extents end at {end}, committed end {}",
+                            p.committed_end
+                        ));
+                    }
+                }
+                if p.log_start_offset > p.committed_end {
+                    return Err(format!(
+                        "{name}-{i}: log start {} beyond committed end {}",
+                        p.log_start_offset, p.committed_end
+                    ));
+                }
+            }
+        }
+        for (key, o) in self.tier.objects.iter() {
+            let n = refs.remove(key.as_str()).unwrap_or(0);
+            if n != o.live_extents {
+                return Err(format!(
+                    "object {key}: count {} but {n} references",
+                    o.live_extents
+                ));
+            }
+            if self.tier.deletable.contains_key(key) {
+                return Err(format!("object {key} is both live and deletable"));
+            }
+        }
+        if let Some((key, n)) = refs.into_iter().next() {
+            return Err(format!("{n} references to unknown object {key}"));
+        }
+        Ok(())
     }
 }
 
@@ -901,6 +1177,7 @@ mod tests {
         let mut s = base();
         let out = s
             .apply(Command::DeleteTopic {
+            topic_id: None,
                 name: "t".to_string(),
             })
             .unwrap();
@@ -909,6 +1186,7 @@ mod tests {
         let e = refuse(
             &mut s,
             Command::DeleteTopic {
+            topic_id: None,
                 name: "t".to_string(),
             },
         );
@@ -922,6 +1200,7 @@ mod tests {
 
     fn grow(name: &str, new_total: i32, leader: i32) -> Command {
         Command::CreatePartitions {
+            topic_id: None,
             name: name.to_string(),
             new_total,
             leader,
@@ -965,6 +1244,7 @@ mod tests {
 
     fn alter(set: &[(&str, &str)], delete: &[&str], replace_all: bool) -> Command {
         Command::AlterTopicConfigs {
+            topic_id: None,
             name: "t".to_string(),
             set: cfg(set),
             delete: delete.iter().map(|k| k.to_string()).collect(),
@@ -1094,13 +1374,15 @@ mod tests {
         assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
         let e = refuse(&mut s, lead(1, &[("t", 0, -1)]));
         assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
-        s.topics.get_mut("t").unwrap().partitions[0].leader_epoch = i32::MAX;
+        std::sync::Arc::make_mut(&mut s.topics.get_mut("t").unwrap().partitions[0]).leader_epoch = i32::MAX;
         let e = refuse(&mut s, lead(1, &[("t", 0, 0)]));
         assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
     }
 
     fn advance(partition: i32, offset: i64) -> Command {
         Command::AdvanceLogStart {
+            topic_id: None,
+            leader_epoch: None,
             name: "t".to_string(),
             partition,
             offset,
@@ -1134,6 +1416,8 @@ mod tests {
         let e = refuse(
             &mut s,
             Command::AdvanceLogStart {
+            topic_id: None,
+            leader_epoch: None,
                 name: "nope".to_string(),
                 partition: 0,
                 offset: 1,
@@ -1238,6 +1522,7 @@ mod tests {
             Command::AllocateProducerIds { count: 5 },
             grow("b", 4, 1),
             Command::DeleteTopic {
+            topic_id: None,
                 name: "a".to_string(),
             },
         ];

@@ -61,7 +61,7 @@ pub struct MetaStore {
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> MetaError + 'a {
     move |source| MetaError::Io {
-        op,
+        op: op.to_string(),
         path: path.to_path_buf(),
         source,
     }
@@ -150,12 +150,12 @@ impl MetaStore {
             .map_err(io_err("open lock", &lock_path))?;
         lock.try_lock().map_err(|e| match e {
             fs::TryLockError::WouldBlock => MetaError::Io {
-                op: "lock (is another process using this store?)",
+                op: "lock (is another process using this store?)".into(),
                 path: lock_path.clone(),
                 source: io::Error::from(io::ErrorKind::WouldBlock),
             },
             fs::TryLockError::Error(source) => MetaError::Io {
-                op: "lock",
+                op: "lock".into(),
                 path: lock_path.clone(),
                 source,
             },
@@ -736,6 +736,7 @@ mod tests {
         let before = s.state().clone();
         let e = s
             .submit(Command::DeleteTopic {
+            topic_id: None,
                 name: "nope".to_string(),
             })
             .unwrap_err();

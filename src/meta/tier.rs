@@ -82,9 +82,9 @@ pub struct ObjectRef {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct TierState {
     /// Live objects by key.
-    pub objects: BTreeMap<String, ObjectRef>,
+    pub objects: super::Map<String, ObjectRef>,
     /// Unreferenced objects: key → time (ms) they became unreferenced.
-    pub deletable: BTreeMap<String, i64>,
+    pub deletable: super::Map<String, i64>,
 }
 
 impl TierState {
@@ -292,6 +292,7 @@ fn partition_mut<'a>(
         .get_mut(name)?
         .partitions
         .get_mut(usize::try_from(partition).ok()?)
+        .map(std::sync::Arc::make_mut)
 }
 
 /// Record a new segment's data and index objects as live.
@@ -456,6 +457,7 @@ pub fn trim_below(s: &mut MetaState, name: &str, partition: usize, start: i64, n
         .topics
         .get_mut(name)
         .and_then(|t| t.partitions.get_mut(partition))
+        .map(std::sync::Arc::make_mut)
     else {
         return;
     };
@@ -685,6 +687,8 @@ mod tests {
         s.apply(wal("w1", vec![ext(id, 0, 0, 10, 0)])).unwrap();
         s.apply(wal("w2", vec![ext(id, 0, 10, 20, 0)])).unwrap();
         s.apply(Command::AdvanceLogStart {
+            topic_id: None,
+            leader_epoch: None,
             name: "t".into(),
             partition: 0,
             offset: 12,
@@ -692,7 +696,7 @@ mod tests {
         .unwrap();
         assert!(s.tier.deletable.contains_key("w1"));
         assert!(s.tier.objects.contains_key("w2"));
-        s.apply(Command::DeleteTopic { name: "t".into() }).unwrap();
+        s.apply(Command::DeleteTopic { name: "t".into(), topic_id: None }).unwrap();
         assert!(s.tier.deletable.contains_key("w2"));
         assert!(s.tier.objects.is_empty());
     }

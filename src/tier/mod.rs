@@ -240,11 +240,7 @@ impl SegmentUploader {
             },
             committed_at_ms: b.clock.now_ms(),
         };
-        let b2 = b.clone();
-        tokio::task::spawn_blocking(move || b2.submit_quiet(cmd))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        b.submit(cmd).await.map_err(|e| e.to_string())?;
         let m = b.tier_metrics();
         m.segments_uploaded.fetch_add(1, Relaxed);
         m.segment_bytes_uploaded.fetch_add(size, Relaxed);
@@ -294,16 +290,10 @@ impl Gc {
             }
         }
         if !forgotten.is_empty() {
-            let b2 = b.clone();
             let n = forgotten.len();
-            match tokio::task::spawn_blocking(move || {
-                b2.submit_quiet(Command::ForgetObjects { keys: forgotten })
-            })
-            .await
-            {
-                Ok(Ok(_)) => tracing::debug!(count = n, "GC forgot deleted objects"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "GC forget failed"),
-                Err(e) => tracing::warn!(error = %e, "GC forget task failed"),
+            match b.submit(Command::ForgetObjects { keys: forgotten }).await {
+                Ok(_) => tracing::debug!(count = n, "GC forgot deleted objects"),
+                Err(e) => tracing::warn!(error = %e, "GC forget failed"),
             }
         }
         // Orphans: objects under our prefixes the metadata does not know.

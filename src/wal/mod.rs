@@ -400,15 +400,31 @@ impl Wal {
         let wal = self.clone();
         let (tx, mut rx) = mpsc::channel::<Flushed>(self.cfg.max_inflight_uploads.max(1));
         let committer_wal = self.clone();
+        let commit_shutdown = shutdown.clone();
         let committer = tokio::spawn(async move {
             while let Some(f) = rx.recv().await {
                 let ok = f.upload.await.unwrap_or(false);
                 let w = &committer_wal;
                 if ok {
-                    let b = broker.clone();
-                    let (key, size, extents) = (f.key.clone(), f.size, f.extents.clone());
-                    let r =
-                        tokio::task::spawn_blocking(move || b.commit_wal(key, size, extents)).await;
+                    // Retry while the quorum is unavailable: the commit is
+                    // idempotent (a repeat of a committed object is success).
+                    let mut attempt = 0u32;
+                    let r = loop {
+                        let r = broker
+                            .commit_wal(f.key.clone(), f.size, f.extents.clone())
+                            .await;
+                        match r {
+                            Err(crate::broker::BrokerError::Meta(
+                                crate::meta::MetaError::Unavailable { reason },
+                            )) if !*commit_shutdown.borrow() || attempt == 0 => {
+                                attempt += 1;
+                                w.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(key = f.key, attempt, reason, "WAL commit not confirmed; retrying");
+                                tokio::time::sleep(backoff(attempt)).await;
+                            }
+                            other => break Ok::<_, ()>(other),
+                        }
+                    };
                     match r {
                         Ok(Ok(())) => {
                             w.metrics.flushes.fetch_add(1, Ordering::Relaxed);
@@ -423,7 +439,7 @@ impl Wal {
                             w.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
                             tracing::error!(key = f.key, error = %e, "WAL commit refused; its batches stay uncommitted");
                         }
-                        Err(e) => tracing::error!(error = %e, "WAL commit task failed"),
+                        Err(()) => {}
                     }
                 } else {
                     w.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);

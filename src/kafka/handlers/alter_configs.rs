@@ -11,12 +11,13 @@ use super::sb;
 use crate::kafka::{code, Ctx};
 use crate::meta::Command;
 
-pub fn handle(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let b = &ctx.broker;
-    let responses =
+    let validate_only = req.validate_only;
+    let responses = futures_util::future::join_all(
         req.resources
             .into_iter()
-            .map(|res| {
+            .map(|res| async move {
                 let r = AlterConfigsResourceResponse::default()
                     .with_resource_type(res.resource_type)
                     .with_resource_name(res.resource_name.clone());
@@ -33,8 +34,9 @@ pub fn handle(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
                             set,
                             delete: Vec::new(),
                             replace_all: true,
+                            topic_id: b.topic(&res.resource_name).map(|h| h.id),
                         };
-                        let outcome = b.submit_or_validate(cmd, req.validate_only);
+                        let outcome = b.submit_or_validate(cmd, validate_only).await;
                         match outcome {
                             Ok(()) => r,
                             Err(e) => r
@@ -51,7 +53,8 @@ pub fn handle(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse {
                         .with_error_code(code::INVALID_REQUEST)
                         .with_error_message(Some(sb(format!("unsupported resource type {other}")))),
                 }
-            })
-            .collect();
+            }),
+    )
+    .await;
     AlterConfigsResponse::default().with_responses(responses)
 }

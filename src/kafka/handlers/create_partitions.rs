@@ -7,7 +7,7 @@ use super::sb;
 use crate::kafka::{code, Ctx};
 use crate::meta::Command;
 
-pub fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let b = &ctx.broker;
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
@@ -23,8 +23,9 @@ pub fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitionsRespon
             name: t.name.0.to_string(),
             new_total: t.count,
             leader: b.broker_id,
+            topic_id: b.topic(t.name.as_str()).map(|h| h.id),
         };
-        let outcome = b.submit_or_validate(cmd, req.validate_only);
+        let outcome = b.submit_or_validate(cmd, req.validate_only).await;
         results.push(match outcome {
             Ok(()) => r,
             Err(e) => r

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use super::sb;
 use crate::kafka::{code, Ctx};
 
-pub fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let b = &ctx.broker;
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
@@ -53,6 +53,7 @@ pub fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse {
                 .map(|_| uuid::Uuid::nil())
         } else {
             b.create_topic(&name, partitions, t.replication_factor, configs.clone())
+                .await
         };
         match outcome {
             Ok(id) => {

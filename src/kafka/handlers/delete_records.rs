@@ -9,18 +9,15 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::kafka::{code, Ctx};
 
-pub fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let b = &ctx.broker;
-    let topics = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let handle = b.topic(&name);
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let handle = b.topic(&name);
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let r = async {
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
@@ -36,7 +33,7 @@ pub fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
                             .with_error_code(code::OFFSET_OUT_OF_RANGE)
                             .with_low_watermark(start);
                     }
-                    match crate::jobs::advance_log_start(b, &name, p.partition_index, target) {
+                    match crate::jobs::advance_log_start(b, &name, p.partition_index, target).await {
                         Ok(low) => {
                             b.retention_metrics().offsets_reclaimed.fetch_add(
                                 (low - start).max(0) as u64,
@@ -46,12 +43,15 @@ pub fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
                         }
                         Err(e) => r.with_error_code(e.kafka_code()),
                     }
-                })
-                .collect();
+            }
+            .await;
+            partitions.push(r);
+        }
+        topics.push(
             DeleteRecordsTopicResult::default()
                 .with_name(t.name)
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     DeleteRecordsResponse::default().with_topics(topics)
 }

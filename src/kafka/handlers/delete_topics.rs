@@ -7,7 +7,7 @@ use super::sb;
 use crate::kafka::{code, Ctx};
 use crate::meta::Command;
 
-pub fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let b = &ctx.broker;
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = req
         .topic_names
@@ -39,7 +39,18 @@ pub fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
             );
             continue;
         };
-        match b.submit(Command::DeleteTopic { name: n.clone() }) {
+        let topic_id = if id.is_nil() {
+            b.topic(&n).map(|h| h.id)
+        } else {
+            Some(id)
+        };
+        match b
+            .submit(Command::DeleteTopic {
+                name: n.clone(),
+                topic_id,
+            })
+            .await
+        {
             Ok(out) => {
                 if let crate::meta::CommandOutput::TopicDeleted { topic_id } = out {
                     r = r.with_topic_id(topic_id);

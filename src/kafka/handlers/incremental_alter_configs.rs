@@ -16,12 +16,13 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-pub fn handle(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn handle(
+    ctx: &Ctx,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let b = &ctx.broker;
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|res| {
+    let validate_only = req.validate_only;
+    let responses = futures_util::future::join_all(req.resources.into_iter().map(|res| async move {
             let r = AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
@@ -97,12 +98,13 @@ pub fn handle(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -> IncrementalAlte
                         }
                     }
                     let cmd = Command::AlterTopicConfigs {
+                        topic_id: b.topic(&name).map(|h| h.id),
                         name,
                         set,
                         delete,
                         replace_all: false,
                     };
-                    let outcome = b.submit_or_validate(cmd, req.validate_only);
+                    let outcome = b.submit_or_validate(cmd, validate_only).await;
                     match outcome {
                         Ok(()) => r,
                         Err(e) => fail(r, e.kafka_code(), e.to_string()),
@@ -120,7 +122,7 @@ pub fn handle(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -> IncrementalAlte
                     format!("unsupported resource type {other}"),
                 ),
             }
-        })
-        .collect();
+        }))
+        .await;
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

@@ -5,7 +5,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use crate::kafka::{code, Ctx};
 
-pub fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let r = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
@@ -23,7 +23,7 @@ pub fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
                 .with_producer_epoch(req.producer_epoch + 1);
         }
     }
-    match ctx.broker.allocate_producer_id() {
+    match ctx.broker.allocate_producer_id().await {
         Ok(id) => r.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => r.with_error_code(e.kafka_code()),
     }

@@ -10,7 +10,7 @@ use super::sb;
 use crate::kafka::{code, Ctx};
 use crate::meta::MetaState;
 
-pub fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
+pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
     let b = &ctx.broker;
     // v0 has no allow_auto_topic_creation field: it always auto-creates.
     let allow_auto = ctx.version < 4 || req.allow_auto_topic_creation;
@@ -52,7 +52,7 @@ pub fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
                     }
                 };
                 if b.topic(&name).is_none() && allow_auto {
-                    b.auto_create(&name);
+                    b.auto_create(&name).await;
                 }
                 let meta = b.meta();
                 topics.push(topic_entry(&meta, &name));

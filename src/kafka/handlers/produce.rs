@@ -23,7 +23,10 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
     let mut to_wait: Vec<(usize, usize, Uuid, i32, i64)> = Vec::new();
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let name = topic.name.0.to_string();
-        let handle = b.topic(&name).or_else(|| b.auto_create(&name));
+        let handle = match b.topic(&name) {
+            Some(h) => Some(h),
+            None => b.auto_create(&name).await,
+        };
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         for (pi, pd) in topic.partition_data.into_iter().enumerate() {
             let mut r = PartitionProduceResponse::default()
