@@ -14,10 +14,10 @@ use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::log::{LogConfig, LogError, LogManager, PartitionLog};
-use crate::meta::tier::{ExtentKind, WalExtent};
 use crate::controller::Metadata;
+use crate::log::{LogConfig, LogError, LogManager, PartitionLog};
 use crate::meta::command::LeadPartition;
+use crate::meta::tier::{ExtentKind, WalExtent};
 use crate::meta::{topic_config::TopicConfig, Command, CommandOutput, MetaError, MetaState};
 use crate::metrics::Metrics;
 use crate::objstore::Store;
@@ -241,7 +241,9 @@ impl Broker {
             let v = view.clone();
             match tokio::task::spawn_blocking(move || b.on_view(v)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "applying a metadata change locally failed"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "applying a metadata change locally failed")
+                }
                 Err(e) => tracing::error!(error = %e, "metadata side-effect task failed"),
             }
             self.handled.send_replace(view.applied_index);
@@ -266,16 +268,20 @@ impl Broker {
                         self.logs.delete_topic(t.topic_id);
                     }
                 }
-                imbl::ordmap::DiffItem::Update { old: (_, a), new: (_, b) } => {
+                imbl::ordmap::DiffItem::Update {
+                    old: (_, a),
+                    new: (_, b),
+                } => {
                     if a.topic_id != b.topic_id {
                         self.logs.delete_topic(a.topic_id);
                     }
                     reshape |= a.topic_id != b.topic_id
                         || a.configs != b.configs
                         || a.partitions.len() != b.partitions.len()
-                        || a.partitions.iter().zip(&b.partitions).any(|(x, y)| {
-                            x.leader_epoch != y.leader_epoch || x.leader != y.leader
-                        });
+                        || a.partitions
+                            .iter()
+                            .zip(&b.partitions)
+                            .any(|(x, y)| x.leader_epoch != y.leader_epoch || x.leader != y.leader);
                 }
             }
         }
@@ -701,16 +707,17 @@ impl Broker {
         replication_factor: i16,
         configs: BTreeMap<String, String>,
     ) -> Result<Uuid, BrokerError> {
-        let out = self.submit(Command::CreateTopic {
-            name: name.to_string(),
-            topic_id: Uuid::new_v4(),
-            partitions,
-            replication_factor,
-            configs,
-            leader: self.broker_id,
-            created_at_ms: self.clock.now_ms(),
-        })
-        .await?;
+        let out = self
+            .submit(Command::CreateTopic {
+                name: name.to_string(),
+                topic_id: Uuid::new_v4(),
+                partitions,
+                replication_factor,
+                configs,
+                leader: self.broker_id,
+                created_at_ms: self.clock.now_ms(),
+            })
+            .await?;
         match out {
             CommandOutput::TopicCreated { topic_id } => {
                 tracing::info!(topic = name, partitions, %topic_id, "created topic");
@@ -766,7 +773,10 @@ impl Broker {
 
     /// Allocate one producer id.
     pub async fn allocate_producer_id(&self) -> Result<i64, BrokerError> {
-        match self.submit(Command::AllocateProducerIds { count: 1 }).await? {
+        match self
+            .submit(Command::AllocateProducerIds { count: 1 })
+            .await?
+        {
             CommandOutput::ProducerIdsAllocated { first, .. } => Ok(first),
             other => Err(BrokerError::Io(std::io::Error::other(format!(
                 "unexpected output {other:?}"
@@ -805,7 +815,10 @@ async fn wait_for_cluster(metadata: &Metadata) -> Arc<MetaState> {
             Ok(Err(_)) => return v,
             Err(_) => {
                 waited += 5;
-                tracing::warn!(waited_s = waited, "waiting for the controller quorum (no cluster metadata yet)");
+                tracing::warn!(
+                    waited_s = waited,
+                    "waiting for the controller quorum (no cluster metadata yet)"
+                );
             }
         }
     }

@@ -246,22 +246,16 @@ impl Config {
     /// Where other nodes reach this controller.
     pub fn controller_address(&self) -> String {
         self.controller_advertised.clone().unwrap_or_else(|| {
-            format!(
-                "{}:{}",
-                self.advertised_host,
-                self.controller_listen.port()
-            )
+            format!("{}:{}", self.advertised_host, self.controller_listen.port())
         })
     }
 
     /// The controller voters: `--controller-quorum`, or this node alone.
     pub fn voters(&self) -> Result<BTreeMap<u64, String>, ConfigError> {
         match &self.controller_quorum {
-            Some(q) => crate::controller::parse_quorum(q).map_err(|message| {
-                ConfigError::Invalid {
-                    key: "--controller-quorum",
-                    message,
-                }
+            Some(q) => crate::controller::parse_quorum(q).map_err(|message| ConfigError::Invalid {
+                key: "--controller-quorum",
+                message,
             }),
             None => Ok(BTreeMap::from([(
                 self.broker_id as u64,
@@ -351,17 +345,10 @@ impl Config {
             return bad("--otlp-service-name", "must not be empty".into());
         }
         if self.broker_id < 0 {
-            return bad(
-                "--node-id",
-                format!("must be >= 0, got {}", self.broker_id),
-            );
+            return bad("--node-id", format!("must be >= 0, got {}", self.broker_id));
         }
         let roles: Vec<&str> = self.roles.split(',').map(str::trim).collect();
-        if roles.is_empty()
-            || roles
-                .iter()
-                .any(|r| !matches!(*r, "controller" | "broker"))
-        {
+        if roles.is_empty() || roles.iter().any(|r| !matches!(*r, "controller" | "broker")) {
             return bad(
                 "--roles",
                 format!(
@@ -377,7 +364,10 @@ impl Config {
                 "a broker-only node needs the controllers' addresses (ID@HOST:PORT,...)".into(),
             );
         }
-        if self.is_controller() && !self.controller_join && !voters.contains_key(&(self.broker_id as u64)) {
+        if self.is_controller()
+            && !self.controller_join
+            && !voters.contains_key(&(self.broker_id as u64))
+        {
             return bad(
                 "--controller-quorum",
                 format!(
@@ -389,13 +379,19 @@ impl Config {
         if !(1..=1_000_000).contains(&self.controller_snapshot_every) {
             return bad(
                 "--controller-snapshot-every",
-                format!("must be in 1..=1000000, got {}", self.controller_snapshot_every),
+                format!(
+                    "must be in 1..=1000000, got {}",
+                    self.controller_snapshot_every
+                ),
             );
         }
         if !(100..=600_000).contains(&self.controller_request_timeout_ms) {
             return bad(
                 "--controller-request-timeout-ms",
-                format!("must be in 100..=600000, got {}", self.controller_request_timeout_ms),
+                format!(
+                    "must be in 100..=600000, got {}",
+                    self.controller_request_timeout_ms
+                ),
             );
         }
         if !(1..=10_000).contains(&self.num_partitions) {

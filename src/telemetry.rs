@@ -1,4 +1,5 @@
-//! Logs and spans: text on stderr filtered by `RUST_LOG` (default `info`),
+//! Logs and spans: text on stderr filtered by `RUST_LOG` (default
+//! `info,openraft=warn`),
 //! and, with `--otlp-endpoint`, spans exported over OTLP/HTTP (protobuf)
 //! filtered by `STRATA_OTLP_FILTER` (default `info,strata=debug`, which
 //! includes the per-partition spans of produce and fetch).
@@ -79,7 +80,7 @@ pub fn init(otlp: Option<Otlp<'_>>) -> Result<Telemetry, TelemetryError> {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(filter("RUST_LOG", "info")?);
+        .with_filter(filter("RUST_LOG", "info,openraft=warn")?);
     let Some(o) = otlp else {
         tracing_subscriber::registry()
             .with(fmt)

@@ -111,9 +111,16 @@ fn print_status(s: &Status, json: bool) {
         s.last_log_index,
         s.snapshot_index.map_or("-".to_string(), |i| i.to_string())
     );
-    println!("{:<8} {:<8} {:<24} {:>10} {:>8}", "ID", "ROLE", "ADDRESS", "MATCHED", "LAG");
+    println!(
+        "{:<8} {:<8} {:<24} {:>10} {:>8}",
+        "ID", "ROLE", "ADDRESS", "MATCHED", "LAG"
+    );
     for n in &s.nodes {
-        let role = if s.voters.contains(&n.id) { "voter" } else { "learner" };
+        let role = if s.voters.contains(&n.id) {
+            "voter"
+        } else {
+            "learner"
+        };
         println!(
             "{:<8} {:<8} {:<24} {:>10} {:>8}",
             n.id,

@@ -21,7 +21,9 @@ use crate::meta::command::ApplyResult;
 use crate::meta::{Command, CommandOutput, MetaError, MetaState};
 
 /// How long one `/meta/log` long-poll waits for news.
-const FOLLOW_WAIT_MS: u64 = 5_000;
+const FOLLOW_WAIT_MS: u64 = 2_000;
+/// Extra time a long-poll may take before the controller counts as stuck.
+const FOLLOW_SLACK: Duration = Duration::from_secs(2);
 
 enum Backend {
     Local(Arc<Controller>),
@@ -74,6 +76,7 @@ impl Metadata {
             client: JsonClient::new(),
             next: AtomicUsize::new(0),
             timeout,
+            want: std::sync::atomic::AtomicU64::new(0),
         });
         let (tx, view) = watch::channel(Arc::new(MetaState::new()));
         tokio::spawn(remote.clone().follow(tx, shutdown));
@@ -144,6 +147,10 @@ struct Remote {
     /// Which controller to try first (the last one that answered).
     next: AtomicUsize,
     timeout: Duration,
+    /// Highest index a submit here was committed at: a controller whose
+    /// log stays behind it is stale (cut off from the leader), so the
+    /// follower moves to another one.
+    want: std::sync::atomic::AtomicU64,
 }
 
 impl Remote {
@@ -162,12 +169,18 @@ impl Remote {
                 return Err(unavailable(last));
             }
             let addr = self.addr(attempt).to_string();
-            let r: Result<Result<(u64, ApplyResult), MetaError>, _> =
-                self.client.call(&addr, "/meta/submit", Some(cmd), left).await;
+            let r: Result<Result<(u64, ApplyResult), MetaError>, _> = self
+                .client
+                .call(&addr, "/meta/submit", Some(cmd), left)
+                .await;
             match r {
                 Ok(Ok(done)) => {
+                    self.want.fetch_max(done.0, Ordering::Relaxed);
                     self.next.store(
-                        self.controllers.iter().position(|a| *a == addr).unwrap_or(0),
+                        self.controllers
+                            .iter()
+                            .position(|a| *a == addr)
+                            .unwrap_or(0),
                         Ordering::Relaxed,
                     );
                     return Ok(done);
@@ -178,7 +191,7 @@ impl Remote {
                 Err(e) => {
                     last = e.to_string();
                     attempt += 1;
-                    if attempt % self.controllers.len().max(1) == 0 {
+                    if attempt.is_multiple_of(self.controllers.len().max(1)) {
                         tokio::time::sleep(Duration::from_millis(100).min(left)).await;
                     }
                 }
@@ -207,7 +220,7 @@ impl Remote {
                 &addr,
                 &path,
                 None,
-                Duration::from_millis(FOLLOW_WAIT_MS) + self.timeout,
+                Duration::from_millis(FOLLOW_WAIT_MS) + FOLLOW_SLACK,
             );
             let r = tokio::select! {
                 r = call => r,
@@ -226,17 +239,29 @@ impl Remote {
                     state.applied_index = state.applied_index.max(applied);
                     if state.applied_index != before {
                         tx.send_replace(Arc::new(state.clone()));
+                    } else if state.applied_index < self.want.load(Ordering::Relaxed) {
+                        // This controller is behind what was committed.
+                        tracing::info!(
+                            controller = addr,
+                            applied = state.applied_index,
+                            "controller is behind the committed log; following another one"
+                        );
+                        attempt += 1;
                     }
                 }
                 Ok(LogBatch::State(s)) => {
                     failures = 0;
-                    tracing::info!(index = s.applied_index, controller = addr, "loaded metadata state from controller");
+                    tracing::info!(
+                        index = s.applied_index,
+                        controller = addr,
+                        "loaded metadata state from controller"
+                    );
                     state = (*s).clone();
                     tx.send_replace(s);
                 }
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 50 == 0 {
+                    if failures == 1 || failures.is_multiple_of(50) {
                         tracing::warn!(controller = addr, error = %e, "cannot follow the metadata log; trying another controller");
                     }
                     attempt += 1;

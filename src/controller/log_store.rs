@@ -525,7 +525,10 @@ mod tests {
             fs::write(dir.path().join("log"), &data[..cut]).unwrap();
             let s = LogStore::open(dir.path()).unwrap();
             assert_eq!(indexes(&s), vec![1, 2, 3], "cut at {cut}");
-            assert_eq!(fs::metadata(dir.path().join("log")).unwrap().len(), starts[3] as u64);
+            assert_eq!(
+                fs::metadata(dir.path().join("log")).unwrap().len(),
+                starts[3] as u64
+            );
         }
     }
 
@@ -572,7 +575,10 @@ mod tests {
         fs::write(dir.path().join("log"), &data).unwrap();
         let s = LogStore::open(dir.path()).unwrap();
         assert_eq!(indexes(&s), vec![1, 2]);
-        assert_eq!(fs::metadata(dir.path().join("log")).unwrap().len(), starts[2] as u64);
+        assert_eq!(
+            fs::metadata(dir.path().join("log")).unwrap().len(),
+            starts[2] as u64
+        );
     }
 
     #[test]

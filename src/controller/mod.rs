@@ -22,6 +22,8 @@ pub mod network;
 pub mod state_machine;
 #[cfg(test)]
 pub mod testing;
+#[cfg(test)]
+mod tests;
 pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -372,14 +374,23 @@ impl Controller {
                 .ok_or_else(|| unavailable("leader address unknown"))?;
             let r: Result<Result<Status, MetaError>, _> = self
                 .client
-                .call(&addr, "/controller/membership", Some(&change), self.request_timeout * 6)
+                .call(
+                    &addr,
+                    "/controller/membership",
+                    Some(&change),
+                    self.request_timeout * 6,
+                )
                 .await;
             return r.map_err(unavailable)?;
         }
         let view = self.shared.view.borrow().clone();
         let members: BTreeSet<NodeId> = {
             let m = self.raft.metrics().borrow().clone();
-            m.membership_config.membership().nodes().map(|(id, _)| *id).collect()
+            m.membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect()
         };
         let refuse = |reason: String| MetaError::Controller { reason };
         match change {
@@ -394,7 +405,8 @@ impl Controller {
                 }
                 tokio::time::timeout(
                     self.request_timeout * 6,
-                    self.raft.add_learner(node_id, BasicNode::new(address), true),
+                    self.raft
+                        .add_learner(node_id, BasicNode::new(address), true),
                 )
                 .await
                 .map_err(|_| unavailable("the learner did not catch up in time"))?
@@ -402,7 +414,12 @@ impl Controller {
             }
             MembershipChange::Promote { node_id } => {
                 let m = self.raft.metrics().borrow().clone();
-                if !m.membership_config.membership().learner_ids().any(|l| l == node_id) {
+                if !m
+                    .membership_config
+                    .membership()
+                    .learner_ids()
+                    .any(|l| l == node_id)
+                {
                     return Err(refuse(format!("node {node_id} is not a learner")));
                 }
                 self.raft
@@ -415,7 +432,8 @@ impl Controller {
                     return Err(refuse(format!("node {node_id} is not a member")));
                 }
                 let m = self.raft.metrics().borrow().clone();
-                let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+                let voters: BTreeSet<NodeId> =
+                    m.membership_config.membership().voter_ids().collect();
                 if voters.contains(&node_id) && voters.len() == 1 {
                     return Err(refuse("cannot remove the last voter".to_string()));
                 }
@@ -461,12 +479,32 @@ impl Controller {
         use crate::metrics::write_metric;
         let st = self.status();
         let gauges: [(&str, &str, u64); 6] = [
-            ("strata_controller_is_leader", "1 when this controller leads the quorum.", u64::from(st.leader == Some(self.node_id))),
-            ("strata_controller_has_leader", "1 when this controller knows a leader.", u64::from(st.leader.is_some())),
+            (
+                "strata_controller_is_leader",
+                "1 when this controller leads the quorum.",
+                u64::from(st.leader == Some(self.node_id)),
+            ),
+            (
+                "strata_controller_has_leader",
+                "1 when this controller knows a leader.",
+                u64::from(st.leader.is_some()),
+            ),
             ("strata_controller_term", "Current Raft term.", st.term),
-            ("strata_controller_applied_index", "Last metadata log index applied here.", st.applied_index),
-            ("strata_controller_last_log_index", "Last metadata log index stored here.", st.last_log_index),
-            ("strata_controller_voters", "Voters in the current membership.", st.voters.len() as u64),
+            (
+                "strata_controller_applied_index",
+                "Last metadata log index applied here.",
+                st.applied_index,
+            ),
+            (
+                "strata_controller_last_log_index",
+                "Last metadata log index stored here.",
+                st.last_log_index,
+            ),
+            (
+                "strata_controller_voters",
+                "Voters in the current membership.",
+                st.voters.len() as u64,
+            ),
         ];
         for (name, help, v) in gauges {
             write_metric(out, name, "gauge", help, v);

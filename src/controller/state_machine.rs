@@ -43,6 +43,9 @@ struct Header {
     meta: SnapshotMeta<NodeId, BasicNode>,
 }
 
+/// A committed command and its log index.
+pub type IndexedCommand = (u64, Arc<Command>);
+
 /// What the state machine shares with the rest of the process.
 pub struct Shared {
     /// The latest applied state (structurally shared, so cheap to hold).
@@ -63,11 +66,7 @@ impl Shared {
     /// Committed commands after index `after`, at most `max`, with the
     /// applied index they bring a follower to; `None` when some command
     /// after `after` is no longer kept (the follower then takes the state).
-    pub fn commands_after(
-        &self,
-        after: u64,
-        max: usize,
-    ) -> Option<(Vec<(u64, Arc<Command>)>, u64)> {
+    pub fn commands_after(&self, after: u64, max: usize) -> Option<(Vec<IndexedCommand>, u64)> {
         let recent = self.recent.lock();
         let applied = self.view.borrow().applied_index;
         if after >= applied {

@@ -32,7 +32,9 @@ impl SingleNode {
             snapshot_every: 1024,
             request_timeout: Duration::from_secs(10),
         };
-        let controller = Controller::start(cfg, rx.clone()).await.expect("controller");
+        let controller = Controller::start(cfg, rx.clone())
+            .await
+            .expect("controller");
         tokio::spawn(super::upgrade::bootstrap(
             controller.clone(),
             dir.to_path_buf(),
@@ -40,10 +42,13 @@ impl SingleNode {
         ));
         let metadata = Metadata::local(controller.clone());
         let mut w = metadata.watch();
-        tokio::time::timeout(Duration::from_secs(20), w.wait_for(|v| !v.cluster_id.is_empty()))
-            .await
-            .expect("cluster id in time")
-            .expect("view");
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            w.wait_for(|v| !v.cluster_id.is_empty()),
+        )
+        .await
+        .expect("cluster id in time")
+        .expect("view");
         SingleNode {
             controller,
             metadata,

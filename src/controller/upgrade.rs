@@ -117,9 +117,15 @@ pub async fn bootstrap(
                 continue;
             }
             let id = legacy_cluster_id(&meta_dir).unwrap_or_else(|| {
-                format!("strata-{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+                format!(
+                    "strata-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..16]
+                )
             });
-            match controller.submit(Command::InitCluster { cluster_id: id }).await {
+            match controller
+                .submit(Command::InitCluster { cluster_id: id })
+                .await
+            {
                 Ok(_) => continue,
                 Err(e) => tracing::warn!(error = %e, "cluster id not committed yet; retrying"),
             }

@@ -169,31 +169,35 @@ pub fn controller_router(controller: Arc<crate::controller::Controller>) -> Rout
         .route("/healthz", get(healthz))
         .route(
             "/readyz",
-            get(|State(c): State<Arc<crate::controller::Controller>>| async move {
-                if c.has_leader() {
-                    (StatusCode::OK, Json(json!({"status": "ready"})))
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        Json(json!({"status": "no controller leader"})),
-                    )
-                }
-            }),
+            get(
+                |State(c): State<Arc<crate::controller::Controller>>| async move {
+                    if c.has_leader() {
+                        (StatusCode::OK, Json(json!({"status": "ready"})))
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            Json(json!({"status": "no controller leader"})),
+                        )
+                    }
+                },
+            ),
         )
         .route(
             "/metrics",
-            get(|State(c): State<Arc<crate::controller::Controller>>| async move {
-                let mut body = String::new();
-                c.render_metrics(&mut body);
-                crate::metrics::render_process(&mut body);
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    body,
-                )
-            }),
+            get(
+                |State(c): State<Arc<crate::controller::Controller>>| async move {
+                    let mut body = String::new();
+                    c.render_metrics(&mut body);
+                    crate::metrics::render_process(&mut body);
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        body,
+                    )
+                },
+            ),
         )
         .with_state(controller)
         .fallback(not_found)

@@ -185,7 +185,7 @@ impl Retention {
                     .filter(|e| e.end_offset <= start && e.end_offset > pm.log_start_offset)
                     .map(|e| e.byte_len)
                     .sum();
-                match advance_log_start(&b, &t.name, i as i32, start).await {
+                match advance_log_start(b, &t.name, i as i32, start).await {
                     Ok(new_start) => {
                         m.bytes_reclaimed.fetch_add(freed, Relaxed);
                         m.offsets_reclaimed

@@ -115,13 +115,15 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::ApiVersions(r) => {
             Reply::Now(ResponseKind::ApiVersions(api_versions::handle(ctx, r)))
         }
-        RequestKind::Metadata(r) => Reply::Now(ResponseKind::Metadata(metadata::handle(ctx, r).await)),
-        RequestKind::CreateTopics(r) => {
-            Reply::Now(ResponseKind::CreateTopics(create_topics::handle(ctx, r).await))
+        RequestKind::Metadata(r) => {
+            Reply::Now(ResponseKind::Metadata(metadata::handle(ctx, r).await))
         }
-        RequestKind::DeleteTopics(r) => {
-            Reply::Now(ResponseKind::DeleteTopics(delete_topics::handle(ctx, r).await))
-        }
+        RequestKind::CreateTopics(r) => Reply::Now(ResponseKind::CreateTopics(
+            create_topics::handle(ctx, r).await,
+        )),
+        RequestKind::DeleteTopics(r) => Reply::Now(ResponseKind::DeleteTopics(
+            delete_topics::handle(ctx, r).await,
+        )),
         RequestKind::CreatePartitions(r) => Reply::Now(ResponseKind::CreatePartitions(
             create_partitions::handle(ctx, r).await,
         )),
@@ -133,9 +135,9 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::DescribeConfigs(r) => Reply::Now(ResponseKind::DescribeConfigs(
             describe_configs::handle(ctx, r),
         )),
-        RequestKind::AlterConfigs(r) => {
-            Reply::Now(ResponseKind::AlterConfigs(alter_configs::handle(ctx, r).await))
-        }
+        RequestKind::AlterConfigs(r) => Reply::Now(ResponseKind::AlterConfigs(
+            alter_configs::handle(ctx, r).await,
+        )),
         RequestKind::IncrementalAlterConfigs(r) => Reply::Now(
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, r).await),
         ),
@@ -145,9 +147,9 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::InitProducerId(r) => Reply::Now(ResponseKind::InitProducerId(
             init_producer_id::handle(ctx, r).await,
         )),
-        RequestKind::DeleteRecords(r) => {
-            Reply::Now(ResponseKind::DeleteRecords(delete_records::handle(ctx, r).await))
-        }
+        RequestKind::DeleteRecords(r) => Reply::Now(ResponseKind::DeleteRecords(
+            delete_records::handle(ctx, r).await,
+        )),
         RequestKind::OffsetForLeaderEpoch(r) => Reply::Now(ResponseKind::OffsetForLeaderEpoch(
             offset_for_leader_epoch::handle(ctx, r),
         )),

@@ -409,7 +409,7 @@ impl GroupsState {
                     let floor = eg.empty_since_ms.unwrap_or(i64::MIN);
                     let topics: Vec<String> = g.offsets.keys().cloned().collect();
                     for topic in topics {
-                        if eg.keep_topics.iter().any(|k| *k == topic) {
+                        if eg.keep_topics.contains(&topic) {
                             continue;
                         }
                         let Some(parts) = g.offsets.get_mut(&topic) else {

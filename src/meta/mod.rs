@@ -22,12 +22,12 @@ pub type Map<K, V> = imbl::OrdMap<K, V>;
 pub mod command;
 pub mod error;
 pub mod groups;
+#[cfg(test)]
+mod proptests;
 pub mod state;
 pub mod store;
 pub mod tier;
 pub mod topic_config;
-#[cfg(test)]
-mod proptests;
 
 pub use command::{Command, CommandOutput};
 pub use error::MetaError;

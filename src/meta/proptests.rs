@@ -98,7 +98,6 @@ fn group_cmd() -> impl Strategy<Value = GroupCommand> {
 }
 
 fn command() -> impl Strategy<Value = Command> {
-
     prop_oneof![
         (1i32..3).prop_map(|b| Command::RegisterBroker {
             broker_id: b,
@@ -119,11 +118,13 @@ fn command() -> impl Strategy<Value = Command> {
             name: n,
             topic_id: id
         }),
-        (name(), 1i32..6, proptest::option::of(topic_id())).prop_map(|(n, t, id)| Command::CreatePartitions {
-            name: n,
-            new_total: t,
-            leader: 1,
-            topic_id: id
+        (name(), 1i32..6, proptest::option::of(topic_id())).prop_map(|(n, t, id)| {
+            Command::CreatePartitions {
+                name: n,
+                new_total: t,
+                leader: 1,
+                topic_id: id,
+            }
         }),
         (name(), any::<bool>(), proptest::option::of(topic_id())).prop_map(|(n, r, id)| {
             Command::AlterTopicConfigs {
@@ -138,42 +139,56 @@ fn command() -> impl Strategy<Value = Command> {
             broker_id: b,
             partitions: vec![(n, p, leo)]
         }),
-        (name(), 0i32..3, offset(), proptest::option::of(topic_id()), proptest::option::of(0i32..3)).prop_map(
-            |(n, p, o, id, e)| Command::AdvanceLogStart {
+        (
+            name(),
+            0i32..3,
+            offset(),
+            proptest::option::of(topic_id()),
+            proptest::option::of(0i32..3)
+        )
+            .prop_map(|(n, p, o, id, e)| Command::AdvanceLogStart {
                 name: n,
                 partition: p,
                 offset: o,
                 topic_id: id,
                 leader_epoch: e
-            }
-        ),
+            }),
         (1i64..5).prop_map(|count| Command::AllocateProducerIds { count }),
         group_cmd().prop_map(Command::Group),
-        (1i32..3, 1i64..3, key(), prop::collection::vec(wal_extent(), 1..3)).prop_map(
-            |(b, e, k, extents)| Command::CommitWal {
+        (
+            1i32..3,
+            1i64..3,
+            key(),
+            prop::collection::vec(wal_extent(), 1..3)
+        )
+            .prop_map(|(b, e, k, extents)| Command::CommitWal {
                 broker_id: b,
                 broker_epoch: e,
                 key: k,
                 size: 1000,
                 committed_at_ms: 5,
                 extents
-            }
-        ),
+            }),
         segment().prop_map(|s| Command::CommitSegment {
             segment: s,
             committed_at_ms: 7
         }),
         prop::collection::vec(key(), 0..3).prop_map(|keys| Command::ForgetObjects { keys }),
-        (topic_id(), 0i32..3, 0i32..3, key(), prop::collection::vec(segment(), 1..2)).prop_map(
-            |(t, p, e, k, segments)| Command::ReplaceSegments {
+        (
+            topic_id(),
+            0i32..3,
+            0i32..3,
+            key(),
+            prop::collection::vec(segment(), 1..2)
+        )
+            .prop_map(|(t, p, e, k, segments)| Command::ReplaceSegments {
                 topic_id: t,
                 partition: p,
                 leader_epoch: e,
                 replaced: vec![k],
                 segments,
                 committed_at_ms: 9
-            }
-        ),
+            }),
         (1i32..3, 1i64..3, topic_id(), 0i32..3, 0i32..3, offset()).prop_map(
             |(b, be, t, p, e, leo)| Command::Lead {
                 broker_id: b,

@@ -1177,7 +1177,7 @@ mod tests {
         let mut s = base();
         let out = s
             .apply(Command::DeleteTopic {
-            topic_id: None,
+                topic_id: None,
                 name: "t".to_string(),
             })
             .unwrap();
@@ -1186,7 +1186,7 @@ mod tests {
         let e = refuse(
             &mut s,
             Command::DeleteTopic {
-            topic_id: None,
+                topic_id: None,
                 name: "t".to_string(),
             },
         );
@@ -1374,7 +1374,8 @@ mod tests {
         assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
         let e = refuse(&mut s, lead(1, &[("t", 0, -1)]));
         assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
-        std::sync::Arc::make_mut(&mut s.topics.get_mut("t").unwrap().partitions[0]).leader_epoch = i32::MAX;
+        std::sync::Arc::make_mut(&mut s.topics.get_mut("t").unwrap().partitions[0]).leader_epoch =
+            i32::MAX;
         let e = refuse(&mut s, lead(1, &[("t", 0, 0)]));
         assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
     }
@@ -1392,6 +1393,11 @@ mod tests {
     #[test]
     fn advance_log_start_never_moves_back() {
         let mut s = base();
+        // Past the committed end is refused: nothing there to delete yet.
+        let e = refuse(&mut s, advance(1, 100));
+        assert!(matches!(e, MetaError::OffsetOutOfRange { .. }), "{e}");
+        std::sync::Arc::make_mut(&mut s.topics.get_mut("t").unwrap().partitions[1]).committed_end =
+            200;
         assert_eq!(
             s.apply(advance(1, 100)).unwrap(),
             CommandOutput::LogStartAdvanced {
@@ -1416,8 +1422,8 @@ mod tests {
         let e = refuse(
             &mut s,
             Command::AdvanceLogStart {
-            topic_id: None,
-            leader_epoch: None,
+                topic_id: None,
+                leader_epoch: None,
                 name: "nope".to_string(),
                 partition: 0,
                 offset: 1,
@@ -1522,7 +1528,7 @@ mod tests {
             Command::AllocateProducerIds { count: 5 },
             grow("b", 4, 1),
             Command::DeleteTopic {
-            topic_id: None,
+                topic_id: None,
                 name: "a".to_string(),
             },
         ];

@@ -14,9 +14,13 @@
 //! The base index in the log header is what makes snapshot + truncation
 //! crash-safe: if we crash after the snapshot was renamed but before the log
 //! was replaced, replay skips the records the snapshot already covers.
-//! A torn or corrupt record ends the log: everything from it on is cut (and a
-//! warning names the byte position), because nothing after a bad record can
-//! be trusted to be in order.
+//! A torn tail (a damaged last record with nothing intact after it) is cut
+//! with a warning naming the byte position; a damaged record followed by an
+//! intact one is corruption and refuses to open, because cutting there would
+//! drop acknowledged commands.
+//!
+//! Since the Raft controller, this store is only read: it is how metadata of
+//! an earlier release is imported (`controller::upgrade`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -437,6 +441,24 @@ fn read_record(r: &mut impl Read, pos: u64, remaining: u64) -> io::Result<Next> 
     }
 }
 
+/// The first position at or after `from` where a whole record with a valid
+/// crc that decodes as a command starts.
+fn intact_record_after(data: &[u8], from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(RECORD_HEADER_LEN)).find(|&p| {
+        let h = &data[p..p + RECORD_HEADER_LEN];
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        len > 0
+            && len <= MAX_RECORD_LEN
+            && data
+                .get(p + RECORD_HEADER_LEN..p + RECORD_HEADER_LEN + len)
+                .is_some_and(|payload| {
+                    crc32c::crc32c(payload) == crc
+                        && serde_json::from_slice::<Command>(payload).is_ok()
+                })
+    })
+}
+
 /// Replays `meta.log` into `state`, skipping records the snapshot covers and
 /// cutting a bad tail. Returns (index of the last record, good length,
 /// record count).
@@ -487,13 +509,25 @@ fn replay(
                 pos = next;
             }
             Next::Bad(reason) => {
+                // A damaged record followed by an intact one is not a torn
+                // tail: cutting there would drop acknowledged commands.
+                drop(r);
+                let data = fs::read(path).map_err(io_err("read", path))?;
+                if let Some(later) = intact_record_after(&data, pos as usize + 1) {
+                    return Err(corrupt(
+                        path,
+                        format!(
+                            "record at byte {pos} is damaged ({reason}) but an intact record follows at byte {later}; \
+                             refusing to drop the commands after it (restore the directory from a backup)"
+                        ),
+                    ));
+                }
                 tracing::warn!(
                     path = %path.display(),
                     position = pos,
                     reason = %reason,
                     "cutting meta log tail at byte {pos}"
                 );
-                drop(r);
                 let f = OpenOptions::new()
                     .write(true)
                     .open(path)
@@ -614,30 +648,29 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_crc_in_middle_stops_at_that_record() {
+    fn corrupt_record_in_middle_is_refused_not_cut() {
         let dir = tempfile::tempdir().unwrap();
         let all = cmds(8);
-        let (after_two, third_start) = {
+        let third_start = {
             let mut s = MetaStore::open(dir.path()).unwrap();
             submit_all(&mut s, all[..2].to_vec());
-            let st = (s.state().clone(), log_len(dir.path()));
+            let at = log_len(dir.path());
             submit_all(&mut s, all[2..].to_vec());
-            st
+            at
         };
         let path = dir.path().join(LOG_FILE);
         let mut log = fs::read(&path).unwrap();
-        // Flip a payload byte of record 3.
+        // Flip a payload byte of record 3: records 4..8 are intact.
         log[third_start as usize + RECORD_HEADER_LEN + 2] ^= 0x40;
         fs::write(&path, &log).unwrap();
-        let mut s = MetaStore::open(dir.path()).unwrap();
-        assert_eq!(s.state(), &after_two);
-        assert_eq!(log_len(dir.path()), third_start);
-        s.submit(all[2].clone()).unwrap();
-        drop(s);
-        assert_eq!(
-            MetaStore::open(dir.path()).unwrap().state().applied_index,
-            3
+        let e = MetaStore::open(dir.path()).unwrap_err();
+        assert!(matches!(e, MetaError::Corrupt { .. }), "{e}");
+        assert!(
+            e.to_string().contains(&format!("byte {third_start}")),
+            "{e}"
         );
+        // Nothing was cut.
+        assert_eq!(fs::read(&path).unwrap(), log);
     }
 
     #[test]
@@ -736,7 +769,7 @@ mod tests {
         let before = s.state().clone();
         let e = s
             .submit(Command::DeleteTopic {
-            topic_id: None,
+                topic_id: None,
                 name: "nope".to_string(),
             })
             .unwrap_err();

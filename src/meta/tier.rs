@@ -335,7 +335,7 @@ impl SegmentCommit {
 /// Checks of `Command::CommitSegment`.
 pub fn check_commit_segment(s: &MetaState, c: &SegmentCommit) -> Result<(), MetaError> {
     let p = current_partition(s, c.topic_id, c.partition, c.leader_epoch)?;
-    if s.tier.knows(&c.key) || s.tier.knows(&c.index_key) {
+    if s.tier.knows(&c.key) || s.tier.knows(&c.index_key) || c.key == c.index_key {
         return Err(refuse(format!("object {} is already committed", c.key)));
     }
     if c.end_offset <= c.base_offset || c.end_offset > p.committed_end {
@@ -405,7 +405,14 @@ pub fn check_replace_segments(
     }
     let (base, end) = (run[0].base_offset, run[run.len() - 1].end_offset);
     let mut next = base;
+    let mut keys = std::collections::BTreeSet::new();
     for c in segments {
+        if !keys.insert(c.key.as_str()) || !keys.insert(c.index_key.as_str()) {
+            return Err(refuse(format!(
+                "replacement segment key {} or {} is used twice",
+                c.key, c.index_key
+            )));
+        }
         if c.base_offset != next
             || c.end_offset <= c.base_offset
             || s.tier.knows(&c.key)
@@ -696,7 +703,11 @@ mod tests {
         .unwrap();
         assert!(s.tier.deletable.contains_key("w1"));
         assert!(s.tier.objects.contains_key("w2"));
-        s.apply(Command::DeleteTopic { name: "t".into(), topic_id: None }).unwrap();
+        s.apply(Command::DeleteTopic {
+            name: "t".into(),
+            topic_id: None,
+        })
+        .unwrap();
         assert!(s.tier.deletable.contains_key("w2"));
         assert!(s.tier.objects.is_empty());
     }

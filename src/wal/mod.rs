@@ -419,7 +419,12 @@ impl Wal {
                             )) if !*commit_shutdown.borrow() || attempt == 0 => {
                                 attempt += 1;
                                 w.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(key = f.key, attempt, reason, "WAL commit not confirmed; retrying");
+                                tracing::warn!(
+                                    key = f.key,
+                                    attempt,
+                                    reason,
+                                    "WAL commit not confirmed; retrying"
+                                );
                                 tokio::time::sleep(backoff(attempt)).await;
                             }
                             other => break Ok::<_, ()>(other),

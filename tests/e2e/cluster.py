@@ -91,11 +91,13 @@ class Node(Broker):
             self.quorum,
             "--object-store",
             self.cluster.store,
+            "--advertised-host",
+            "127.0.0.1",
         ]
         if self.is_controller:
             a += ["--controller-listen", self.controller]
         if self.is_broker:
-            a += ["--kafka-listen", self.bootstrap, "--advertised-host", "127.0.0.1"]
+            a += ["--kafka-listen", self.bootstrap]
         if self.join:
             a.append("--controller-join")
         return a + self.extra_args

@@ -71,6 +71,7 @@ class Broker:
         self.log_path = workdir / "broker.log"
         self.kafka_port = free_port()
         self.http_port = free_port()
+        self.controller_port = free_port()
         self.extra_args = list(extra_args or [])
         self.env = dict(env or {})
         self.use_flags = use_flags
@@ -107,6 +108,8 @@ class Broker:
             f"127.0.0.1:{self.http_port}",
             "--advertised-host",
             "127.0.0.1",
+            "--controller-listen",
+            f"127.0.0.1:{self.controller_port}",
             *self.extra_args,
         ]
 

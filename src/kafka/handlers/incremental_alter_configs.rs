@@ -22,7 +22,8 @@ pub async fn handle(
 ) -> IncrementalAlterConfigsResponse {
     let b = &ctx.broker;
     let validate_only = req.validate_only;
-    let responses = futures_util::future::join_all(req.resources.into_iter().map(|res| async move {
+    let responses =
+        futures_util::future::join_all(req.resources.into_iter().map(|res| async move {
             let r = AlterConfigsResourceResponse::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
