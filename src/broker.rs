@@ -35,6 +35,8 @@ pub enum BrokerError {
     UnknownTopicOrPartition(String),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::objstore::StoreError),
 }
 
 impl BrokerError {
@@ -44,7 +46,7 @@ impl BrokerError {
             BrokerError::Meta(e) => e.kafka_code(),
             BrokerError::Log(e) => e.kafka_code(),
             BrokerError::UnknownTopicOrPartition(_) => 3,
-            BrokerError::Io(_) => 56,
+            BrokerError::Io(_) | BrokerError::Store(_) => 56,
         }
     }
 }
@@ -144,6 +146,8 @@ impl Broker {
         std::fs::create_dir_all(&data)?;
         let view = wait_for_cluster(&metadata).await;
         let cluster_id = view.cluster_id.clone();
+        // Never write to (or collect garbage in) another cluster's prefix.
+        store.claim(&cluster_id).await?;
         let broker_id = config.broker_id;
         let register = Command::RegisterBroker {
             broker_id,

@@ -36,6 +36,9 @@ pub enum ControllerCmd {
         #[arg(long)]
         node_id: NodeId,
     },
+    /// Measure controller commit throughput/latency or apply latency and
+    /// memory on this machine (see docs/benchmarks.md).
+    Bench(super::bench::BenchArgs),
     /// Remove a voter or learner for good (its id is never reused).
     Remove {
         #[command(flatten)]
@@ -60,6 +63,7 @@ pub struct Target {
 pub async fn run_controller(cmd: ControllerCmd) -> anyhow::Result<()> {
     let client = JsonClient::new();
     let (target, change) = match cmd {
+        ControllerCmd::Bench(args) => return super::bench::run(args).await,
         ControllerCmd::Status { target, json } => {
             let s: Status = client
                 .call::<(), Status>(

@@ -15,6 +15,7 @@
 //! the request deadline, so callers never need to know who leads.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod log_store;

@@ -35,6 +35,8 @@ pub enum StoreError {
         key: String,
         message: String,
     },
+    #[error("the object store prefix belongs to cluster {owner}, not to this cluster ({ours}): point --object-store at a prefix of its own; nothing was written or deleted")]
+    ForeignCluster { owner: String, ours: String },
     #[error("object store {op} {key} timed out after {after:?}")]
     Timeout {
         op: &'static str,
@@ -311,6 +313,35 @@ impl Store {
 
     /// Create-only put (If-None-Match: *): a second writer of the same key
     /// gets `AlreadyExists` instead of overwriting.
+    /// Claims the prefix for `cluster_id` with a create-only marker, or
+    /// checks that the marker already there names it. A cluster pointed at
+    /// another cluster's prefix must never write (or GC) there.
+    pub async fn claim(&self, cluster_id: &str) -> Result<(), StoreError> {
+        let body = Bytes::from(
+            serde_json::json!({ "cluster_id": cluster_id })
+                .to_string()
+                .into_bytes(),
+        );
+        match self.put_create(paths::OWNER, body).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let have = self.get(paths::OWNER).await?;
+        let owner = serde_json::from_slice::<serde_json::Value>(&have)
+            .ok()
+            .and_then(|v| v.get("cluster_id")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&have[..have.len().min(200)]).into_owned());
+        if owner == cluster_id {
+            Ok(())
+        } else {
+            Err(StoreError::ForeignCluster {
+                owner,
+                ours: cluster_id.to_string(),
+            })
+        }
+    }
+
     pub async fn put_create(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let len = data.len() as u64;
         let opts = PutOptions {

@@ -4,6 +4,7 @@
 //! wal/<broker-id>/<broker-epoch>/<seq, 20 digits>.wal
 //! segments/<topic-id>/<partition>/<base-offset, 20 digits>-<leader-epoch>.log
 //! segments/<topic-id>/<partition>/<base-offset, 20 digits>-<leader-epoch>.idx
+//! cluster.owner                      the id of the cluster owning the prefix
 //! ```
 //! Keys are unique per writer incarnation (broker epoch, leader epoch), so a
 //! create-only put never collides with another live writer.
@@ -14,6 +15,8 @@ use uuid::Uuid;
 pub const WAL_PREFIX: &str = "wal";
 /// Prefix of all segment objects.
 pub const SEGMENT_PREFIX: &str = "segments";
+/// The ownership marker: written once, create-only, with the cluster id.
+pub const OWNER: &str = "cluster.owner";
 
 /// Key of a WAL object.
 pub fn wal(broker_id: i32, broker_epoch: i64, seq: u64) -> String {

@@ -556,3 +556,98 @@ def test_cluster_script(tmp_path):
         for pid in pids:
             if _pid_running(pid):
                 os.kill(pid, 9)
+
+
+def _raft_records(log: bytes) -> list[int]:
+    """Start offsets of the records of a controller's `raft/log`
+    ([u32 magic][u32 len][u32 crc][payload], little endian)."""
+    starts, pos = [], 0
+    while pos + 12 <= len(log):
+        assert log[pos:pos + 4] == (0x5354524C).to_bytes(4, "little"), f"no record magic at byte {pos}"
+        n = int.from_bytes(log[pos + 4:pos + 8], "little")
+        starts.append(pos)
+        pos += 12 + n
+    return starts
+
+
+def test_corrupt_raft_log_refuses_to_start_torn_tail_is_cut(broker_factory):
+    """A single node whose Raft log is damaged in the middle refuses to start
+    and says why (nothing is dropped silently); a torn tail is cut and the
+    node starts with everything acknowledged before it."""
+    b = broker_factory()
+    topic = unique_topic("corrupt")
+    create_topic(b.bootstrap, topic, partitions=2)
+    p = idempotent_producer(b.bootstrap, acks="all")
+    checker = Checker()
+    for i in range(20):
+        p.produce(topic, checker.next_value(), partition=i % 2, on_delivery=checker.on_delivery)
+    assert p.flush(30) == 0
+    assert checker.acked_count() == 20, checker.failed()
+    # One more command after the acknowledged ones: the record the torn
+    # write below stands for (a crash while it was being appended).
+    create_topic(b.bootstrap, unique_topic("last"), partitions=1)
+    assert b.stop() == 0
+    log_path = b.data_dir / "meta" / "raft" / "log"
+    good = log_path.read_bytes()
+    starts = _raft_records(good)
+    assert len(starts) > 6, f"expected several raft records, found {len(starts)}"
+
+    # Torn tail: half of the last record is gone. The node starts, the tail
+    # is cut, nothing acknowledged is lost.
+    log_path.write_bytes(good[: starts[-1] + (len(good) - starts[-1]) // 2])
+    b.start()
+    assert "cutting torn raft log tail" in b.log_text()
+    checker.consume_all(b.bootstrap)
+    checker.assert_clean(min_acked=20)
+    assert b.stop() == 0
+
+    # Damage in the middle: a payload byte of an early record flipped, with
+    # intact records after it. The node must refuse and name the byte.
+    data = bytearray(log_path.read_bytes())
+    starts = _raft_records(bytes(data))
+    victim = starts[2]
+    data[victim + 12 + 5] ^= 0x01
+    log_path.write_bytes(bytes(data))
+    b.start(wait=False)
+    rc = b.proc.wait(timeout=30)
+    b.exit_codes.append(rc)
+    assert rc != 0, "a node with a corrupt Raft log must not start"
+    text = b.log_text()
+    assert f"damaged record at byte {victim}" in text, text[-2000:]
+    # Nothing was cut: the damaged file is as it was.
+    assert log_path.read_bytes() == bytes(data)
+
+
+
+def _objects(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+def test_second_cluster_on_the_same_prefix_refuses_to_start(broker_factory, tmp_path):
+    """The bucket prefix carries its cluster's id (create-only marker): a
+    second cluster pointed at it refuses to start and deletes nothing."""
+    objects = tmp_path / "shared-objects"
+    store = ["--object-store", f"file://{objects}", "--gc-grace-ms", "0", "--tier-tick-ms", "100"]
+    a = broker_factory(extra_args=store)
+    topic = unique_topic("owned")
+    create_topic(a.bootstrap, topic, partitions=1)
+    p = idempotent_producer(a.bootstrap, acks="all")
+    checker = Checker()
+    for _ in range(10):
+        p.produce(topic, checker.next_value(), partition=0, on_delivery=checker.on_delivery)
+    assert p.flush(30) == 0
+    owner = json.loads((objects / "cluster.owner").read_text())
+    assert owner["cluster_id"] == admin(a.bootstrap).list_topics(timeout=10).cluster_id
+    before = _objects(objects)
+    assert any(k.startswith("wal/") for k in before), before
+
+    b = broker_factory(extra_args=store, start=False)
+    b.start(wait=False)
+    rc = b.proc.wait(timeout=30)
+    b.exit_codes.append(rc)
+    assert rc != 0, "a second cluster must not start on another cluster's prefix"
+    assert "belongs to cluster" in b.log_text(), b.log_tail()
+    after = _objects(objects)
+    assert set(before) <= set(after), f"objects of the first cluster were deleted: {set(before) - set(after)}"
+    checker.consume_all(a.bootstrap)
+    checker.assert_clean(min_acked=10)
