@@ -55,6 +55,8 @@ impl BrokerError {
 #[derive(Debug, Clone)]
 pub struct PartitionHandle {
     pub index: i32,
+    /// Broker leading the partition (as of the handle's view).
+    pub leader: i32,
     pub leader_epoch: i32,
     pub log: Arc<PartitionLog>,
 }
@@ -87,8 +89,25 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Consumer group coordinator.
     pub groups: crate::groups::Coordinator,
-    /// This process's incarnation epoch (fences writes of older ones).
-    pub broker_epoch: i64,
+    /// This process's incarnation epoch (fences writes of older ones); a
+    /// broker fenced while alive registers again and gets a new one.
+    broker_epoch: std::sync::atomic::AtomicI64,
+    /// Until when this broker may write (its lease, counted on its own
+    /// monotonic clock from when the heartbeat was sent, minus a margin).
+    lease_until: Mutex<Option<std::time::Instant>>,
+    /// Leader epoch at which each partition this broker leads is ready for
+    /// writes (its tail rebuilt after a takeover).
+    ready: RwLock<HashMap<(Uuid, i32), i32>>,
+    /// Takeovers running now.
+    taking_over: Mutex<std::collections::HashSet<(Uuid, i32, i32)>>,
+    /// Set once startup recovery finished: takeovers run from then on.
+    started: std::sync::atomic::AtomicBool,
+    /// Set when a controlled shutdown starts: no more heartbeats, and no
+    /// registering again after the self-fencing.
+    draining: std::sync::atomic::AtomicBool,
+    /// Writes refused because this broker did not lead the partition, had
+    /// no lease, or had not finished taking it over.
+    pub not_leader_refusals: std::sync::atomic::AtomicU64,
     store: Arc<Store>,
     wal: Arc<Wal>,
     reader: Arc<TierReader>,
@@ -204,7 +223,13 @@ impl Broker {
         let reader = TierReader::new(store.clone(), config.cache_bytes);
         let tier_config = config.tier_config();
         let broker = Arc::new(Broker {
-            broker_epoch,
+            broker_epoch: std::sync::atomic::AtomicI64::new(broker_epoch),
+            lease_until: Mutex::new(None),
+            ready: RwLock::new(HashMap::new()),
+            taking_over: Mutex::new(Default::default()),
+            started: std::sync::atomic::AtomicBool::new(false),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            not_leader_refusals: Default::default(),
             store,
             wal,
             reader,
@@ -229,6 +254,7 @@ impl Broker {
             broker_defaults,
         });
         broker.rebuild_handles(&view)?;
+        broker.groups.set_live_brokers(&view);
         tokio::spawn(broker.clone().follow_metadata());
         Ok(broker)
     }
@@ -259,7 +285,7 @@ impl Broker {
     /// Side effects of a new view: delete local data of deleted topics,
     /// rebuild hot-path handles when a topic's shape (partitions, configs,
     /// leaders) changed.
-    fn on_view(&self, new: Arc<MetaState>) -> Result<(), BrokerError> {
+    fn on_view(self: &Arc<Self>, new: Arc<MetaState>) -> Result<(), BrokerError> {
         let old = std::mem::replace(&mut *self.handled_view.lock(), new.clone());
         let mut reshape = false;
         for d in old.topics.diff(&new.topics) {
@@ -289,8 +315,12 @@ impl Broker {
                 }
             }
         }
+        if old.brokers != new.brokers {
+            self.groups.set_live_brokers(&new);
+        }
         if reshape {
             self.rebuild_handles(&new)?;
+            self.reconcile_leadership(&new);
         }
         Ok(())
     }
@@ -359,7 +389,7 @@ impl Broker {
         let r = self
             .submit(Command::CommitWal {
                 broker_id: self.broker_id,
-                broker_epoch: self.broker_epoch,
+                broker_epoch: self.broker_epoch(),
                 key: key.clone(),
                 size,
                 committed_at_ms: self.clock.now_ms(),
@@ -425,7 +455,12 @@ impl Broker {
     pub async fn recover_tier(self: &Arc<Self>) -> Result<(), BrokerError> {
         let meta = self.meta();
         let mut takeover = Vec::new();
+        // Only partitions still assigned to this broker: the controller
+        // places the others (and moves these if this broker stays away).
         for (t, i, pm, ph, h) in self.partitions_of(&meta) {
+            if pm.leader != self.broker_id {
+                continue;
+            }
             let log = &ph.log;
             let ce = pm.committed_end;
             let leo = log.log_end_offset();
@@ -474,7 +509,7 @@ impl Broker {
         if !takeover.is_empty() {
             self.submit(Command::Lead {
                 broker_id: self.broker_id,
-                broker_epoch: self.broker_epoch,
+                broker_epoch: self.broker_epoch(),
                 partitions: takeover,
             })
             .await?;
@@ -482,6 +517,12 @@ impl Broker {
         // Re-queue local data the WAL never committed.
         let meta = self.meta();
         for (t, i, pm, ph, _) in self.partitions_of(&meta) {
+            if pm.leader != self.broker_id {
+                continue;
+            }
+            self.ready
+                .write()
+                .insert((t.topic_id, i as i32), pm.leader_epoch);
             let mut off = pm.committed_end;
             let leo = ph.log.log_end_offset();
             if off < leo {
@@ -517,6 +558,10 @@ impl Broker {
                 }
             }
         }
+        self.started
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Partitions assigned to this broker meanwhile.
+        self.reconcile_leadership(&self.meta());
         Ok(())
     }
 
@@ -531,6 +576,14 @@ impl Broker {
         mut records: Vec<u8>,
     ) -> Result<crate::log::AppendInfo, crate::log::AppendError> {
         use std::sync::atomic::Ordering::Relaxed;
+        if let Err(reason) = self.writable(topic.id, partition) {
+            self.not_leader_refusals.fetch_add(1, Relaxed);
+            self.metrics.produce_errors.fetch_add(1, Relaxed);
+            return Err(crate::log::AppendError::NotLeader {
+                partition: format!("{}-{}", topic.name, partition.index),
+                reason,
+            });
+        }
         let mut permit = Some(self.wal.reserve(records.len()).await.map_err(|e| {
             crate::log::AppendError::Log(LogError::Corrupt(topic.name.clone(), e.to_string()))
         })?);
@@ -567,17 +620,313 @@ impl Broker {
         result
     }
 
-    /// Wait until offsets below `upto` are committed to object storage.
+    /// Wait until offsets below `upto` are committed to object storage;
+    /// fails at once when the partition moves away from `leader_epoch`
+    /// (default: the epoch of the current handle).
     pub async fn wait_durable(
         &self,
         topic_id: Uuid,
         partition: i32,
+        leader_epoch: Option<i32>,
         upto: i64,
         timeout: std::time::Duration,
     ) -> Result<(), crate::wal::WalError> {
+        let epoch = leader_epoch
+            .or_else(|| {
+                self.topic_by_id(&topic_id)
+                    .and_then(|h| h.partition(partition).map(|p| p.leader_epoch))
+            })
+            .unwrap_or(-1);
         self.wal
-            .wait_committed(self, topic_id, partition, upto, timeout)
+            .wait_committed(self, topic_id, partition, epoch, upto, timeout)
             .await
+    }
+
+    /// This incarnation's epoch.
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Can this broker prove a valid lease now?
+    pub fn has_lease(&self) -> bool {
+        self.lease_until
+            .lock()
+            .is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    /// May this broker write to the partition now: it leads it at the
+    /// handle's epoch, finished taking it over, and holds a valid lease.
+    pub fn writable(&self, topic_id: Uuid, p: &PartitionHandle) -> Result<(), &'static str> {
+        if p.leader != self.broker_id {
+            return Err("another broker leads it");
+        }
+        if self.ready.read().get(&(topic_id, p.index)) != Some(&p.leader_epoch) {
+            return Err("leadership is being taken over");
+        }
+        if !self.has_lease() {
+            return Err("this broker holds no valid lease");
+        }
+        Ok(())
+    }
+
+    /// Partitions this broker leads and has taken over.
+    pub fn partitions_ready(&self) -> usize {
+        self.ready.read().len()
+    }
+
+    /// Is this broker the cluster's one GC owner (the lowest-id live one)?
+    pub fn is_gc_owner(&self) -> bool {
+        self.meta()
+            .brokers
+            .values()
+            .find(|b| !b.fenced)
+            .is_some_and(|b| b.broker_id == self.broker_id)
+    }
+
+    /// Controlled shutdown: fence this incarnation so the controller moves
+    /// its partitions now instead of after the lease, then wait (bounded)
+    /// until another live broker leads them. Call after the final WAL flush.
+    pub async fn drain(&self) {
+        let others = |m: &MetaState| {
+            m.brokers
+                .values()
+                .any(|b| b.broker_id != self.broker_id && !b.fenced)
+        };
+        if !others(&self.meta()) {
+            return; // nobody to hand over to (a single broker)
+        }
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        *self.lease_until.lock() = None;
+        let fence = Command::FenceBroker {
+            broker_id: self.broker_id,
+            broker_epoch: self.broker_epoch(),
+        };
+        if let Err(e) = self.metadata.submit(fence).await {
+            tracing::warn!(error = %e, "could not hand leadership off; it moves when the lease expires");
+            return;
+        }
+        let mut rx = self.metadata.watch();
+        let me = self.broker_id;
+        let moved = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            rx.wait_for(|m| {
+                !others(m)
+                    || m.topics
+                        .values()
+                        .all(|t| t.partitions.iter().all(|p| p.leader != me))
+            }),
+        )
+        .await;
+        match moved {
+            Ok(Ok(_)) => tracing::info!("leadership handed off"),
+            _ => tracing::warn!("leadership not handed off within 5 s"),
+        }
+    }
+
+    /// Does this broker lead the partition at the handle's epoch and has
+    /// it finished taking it over (reads)?
+    pub fn leads(&self, topic_id: Uuid, p: &PartitionHandle) -> bool {
+        p.leader == self.broker_id
+            && self.ready.read().get(&(topic_id, p.index)) == Some(&p.leader_epoch)
+    }
+
+    /// Heartbeats the controller leader until shutdown: renews the lease,
+    /// and registers again (new incarnation) when this one was fenced.
+    pub async fn run_heartbeats(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        use std::time::{Duration, Instant};
+        let mut period = Duration::from_millis(500);
+        loop {
+            if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            let sent = Instant::now();
+            let hb = crate::controller::placement::Heartbeat {
+                broker_id: self.broker_id,
+                broker_epoch: self.broker_epoch(),
+            };
+            match self.metadata.heartbeat(hb).await {
+                Ok(r) if r.granted => {
+                    let lease = Duration::from_millis(r.lease_ms);
+                    // Safety margin for clock rate differences and the
+                    // time the reply took to be acted on.
+                    let margin = (lease / 4).min(Duration::from_secs(1));
+                    *self.lease_until.lock() = Some(sent + lease - margin);
+                    period = (lease / 8).clamp(Duration::from_millis(100), Duration::from_secs(1));
+                }
+                Ok(_) if self.draining.load(std::sync::atomic::Ordering::Acquire) => return,
+                Ok(_) => {
+                    tracing::warn!(
+                        broker_epoch = self.broker_epoch(),
+                        "this broker was fenced; registering again"
+                    );
+                    *self.lease_until.lock() = None;
+                    if let Err(e) = self.reregister().await {
+                        tracing::warn!(error = %e, "registering again failed");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "heartbeat not answered"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until((sent + period).into()) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// A new incarnation after being fenced: register, then take the
+    /// partitions still assigned to this broker with new leader epochs.
+    async fn reregister(&self) -> Result<(), BrokerError> {
+        let out = self
+            .submit(Command::RegisterBroker {
+                broker_id: self.broker_id,
+                host: self.config.advertised_host.clone(),
+                port: self.config.advertised_port() as i32,
+                rack: self.config.rack.clone(),
+            })
+            .await?;
+        if let CommandOutput::BrokerRegistered { epoch } = out {
+            self.broker_epoch
+                .store(epoch, std::sync::atomic::Ordering::Release);
+        }
+        self.ready.write().clear();
+        let meta = self.meta();
+        let mine: Vec<LeadPartition> = meta
+            .topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.leader == self.broker_id)
+                    .map(|(i, p)| LeadPartition {
+                        topic_id: t.topic_id,
+                        partition: i as i32,
+                        expected_epoch: p.leader_epoch,
+                        log_end_offset: p.committed_end,
+                    })
+            })
+            .collect();
+        if !mine.is_empty() {
+            self.submit(Command::Lead {
+                broker_id: self.broker_id,
+                broker_epoch: self.broker_epoch(),
+                partitions: mine,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Starts takeovers for partitions this broker now leads but has not
+    /// made ready at their current epoch; forgets partitions it lost.
+    fn reconcile_leadership(self: &Arc<Self>, view: &MetaState) {
+        if !self.started.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut want = Vec::new();
+        {
+            let mut ready = self.ready.write();
+            ready.retain(|(tid, p), epoch| {
+                view.topic_by_id(tid)
+                    .and_then(|t| t.partitions.get(usize::try_from(*p).ok()?))
+                    .is_some_and(|pm| pm.leader == self.broker_id && pm.leader_epoch == *epoch)
+            });
+            for t in view.topics.values() {
+                for (i, p) in t.partitions.iter().enumerate() {
+                    let key = (t.topic_id, i as i32);
+                    if p.leader == self.broker_id && ready.get(&key) != Some(&p.leader_epoch) {
+                        want.push((t.topic_id, i as i32, p.leader_epoch));
+                    }
+                }
+            }
+        }
+        for (tid, p, epoch) in want {
+            if !self.taking_over.lock().insert((tid, p, epoch)) {
+                continue;
+            }
+            let b = self.clone();
+            tokio::spawn(async move {
+                b.take_over(tid, p, epoch).await;
+                b.taking_over.lock().remove(&(tid, p, epoch));
+            });
+        }
+    }
+
+    /// Takes over a partition at `epoch`: drop the local copy, learn
+    /// idempotent-producer state from the last segment, rebuild the tail
+    /// from the committed WAL extents, then accept writes. Retries while
+    /// this broker still leads it at that epoch.
+    async fn take_over(self: &Arc<Self>, topic_id: Uuid, partition: i32, epoch: i32) {
+        let mut attempt = 0u32;
+        loop {
+            let meta = self.meta();
+            let Some(pm) = meta
+                .topic_by_id(&topic_id)
+                .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+                .cloned()
+            else {
+                return;
+            };
+            if pm.leader != self.broker_id || pm.leader_epoch != epoch {
+                return;
+            }
+            match self.rebuild_partition(topic_id, partition, &pm).await {
+                Ok(()) => {
+                    self.ready.write().insert((topic_id, partition), epoch);
+                    tracing::info!(%topic_id, partition, epoch, committed_end = pm.committed_end, "took over partition leadership");
+                    return;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(%topic_id, partition, epoch, attempt, error = %e, "partition takeover failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        (100u64 << attempt.min(5)).min(3_000),
+                    ))
+                    .await;
+                }
+            }
+        }
+    }
+
+    async fn rebuild_partition(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        pm: &crate::meta::PartitionMeta,
+    ) -> Result<(), BrokerError> {
+        let h = self
+            .topic_by_id(&topic_id)
+            .ok_or_else(|| BrokerError::UnknownTopicOrPartition(topic_id.to_string()))?;
+        let ph = h.partition(partition).cloned().ok_or_else(|| {
+            BrokerError::UnknownTopicOrPartition(format!("{topic_id}-{partition}"))
+        })?;
+        let last_segment = pm
+            .extents
+            .iter()
+            .rposition(|e| e.kind == ExtentKind::Segment);
+        let tail_start = last_segment
+            .map(|i| pm.extents[i].end_offset)
+            .unwrap_or_else(|| {
+                pm.extents
+                    .first()
+                    .map_or(pm.committed_end, |e| e.base_offset)
+            });
+        let log = ph.log.clone();
+        tokio::task::spawn_blocking(move || log.reset(tail_start))
+            .await
+            .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))??;
+        if let Some(i) = last_segment {
+            let bytes = self.reader.extent_bytes(&pm.extents[i]).await?;
+            ph.log.observe_producers(&bytes);
+        }
+        for e in pm.extents.iter().filter(|e| e.end_offset > tail_start) {
+            let bytes = self.reader.extent_bytes(e).await?;
+            ph.log
+                .append_committed(&bytes, &h.log_config)
+                .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))?;
+        }
+        Ok(())
     }
 
     /// Broker-level defaults for topic configs (`log.*` equivalents).
@@ -672,6 +1021,7 @@ impl Broker {
                     .open(t.topic_id, i as i32, p.log_start_offset, &lc)?;
                 partitions.push(PartitionHandle {
                     index: i as i32,
+                    leader: p.leader,
                     leader_epoch: p.leader_epoch,
                     log,
                 });

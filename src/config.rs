@@ -66,6 +66,11 @@ pub struct Config {
     /// How long a metadata write waits for a leader and a commit before the
     /// client gets a retriable error (quorum loss).
     pub controller_request_timeout_ms: u64,
+    /// Broker lease: a broker that has not heartbeated the controller leader
+    /// for this long is fenced and its partitions move to live brokers.
+    /// Failover takes about this long plus a second; shorter leases fail
+    /// over faster but fence brokers that pause (GC, a slow disk) sooner.
+    pub broker_lease_ms: u64,
     /// Rack / zone reported to clients.
     pub rack: Option<String>,
     /// Kafka listener.
@@ -172,6 +177,7 @@ impl Default for Config {
             controller_join: false,
             controller_snapshot_every: 1024,
             controller_request_timeout_ms: 5_000,
+            broker_lease_ms: 4_000,
             rack: None,
             kafka_listen: "0.0.0.0:9092".parse().expect("static addr"),
             http_listen: "0.0.0.0:8080".parse().expect("static addr"),
@@ -276,6 +282,7 @@ impl Config {
             join: self.controller_join,
             snapshot_every: self.controller_snapshot_every,
             request_timeout: std::time::Duration::from_millis(self.controller_request_timeout_ms),
+            broker_lease: std::time::Duration::from_millis(self.broker_lease_ms),
         })
     }
 
@@ -383,6 +390,12 @@ impl Config {
                     "must be in 1..=1000000, got {}",
                     self.controller_snapshot_every
                 ),
+            );
+        }
+        if !(1_000..=600_000).contains(&self.broker_lease_ms) {
+            return bad(
+                "--broker-lease-ms",
+                format!("must be in 1000..=600000, got {}", self.broker_lease_ms),
             );
         }
         if !(100..=600_000).contains(&self.controller_request_timeout_ms) {
@@ -593,6 +606,9 @@ pub struct ServeArgs {
     /// Metadata writes fail with a retriable error after this long without a quorum [default: 5000].
     #[arg(long, env = "STRATA_CONTROLLER_REQUEST_TIMEOUT_MS", value_name = "MS")]
     pub controller_request_timeout_ms: Option<u64>,
+    /// Broker lease; failover waits this long for a silent broker [default: 4000].
+    #[arg(long, env = "STRATA_BROKER_LEASE_MS", value_name = "MS")]
+    pub broker_lease_ms: Option<u64>,
     /// Rack / availability zone reported in metadata.
     #[arg(long, env = "STRATA_RACK", value_name = "RACK")]
     pub rack: Option<String>,
@@ -767,6 +783,7 @@ impl ServeArgs {
             controller_join,
             controller_snapshot_every,
             controller_request_timeout_ms,
+            broker_lease_ms,
             kafka_listen,
             http_listen,
             advertised_host,

@@ -197,7 +197,7 @@ impl Metrics {
                     .render(&mut o, "strata_request_duration_seconds", &labels);
             }
         }
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&str, &str, u64); 8] = [
             (
                 "strata_bytes_in_total",
                 "Record batch bytes appended.",
@@ -233,7 +233,22 @@ impl Metrics {
                 "Partition appends refused.",
                 self.produce_errors.load(Relaxed),
             ),
+            (
+                "strata_produce_not_leader_total",
+                "Writes refused because this broker did not lead the partition, had not finished taking it over, or held no valid lease.",
+                broker.not_leader_refusals.load(Relaxed),
+            ),
         ];
+        let _ = writeln!(
+            o,
+            "# HELP strata_broker_lease_valid 1 while this broker holds a valid lease.\n# TYPE strata_broker_lease_valid gauge\nstrata_broker_lease_valid {}",
+            u8::from(broker.has_lease())
+        );
+        let _ = writeln!(
+            o,
+            "# HELP strata_partitions_led Partitions this broker leads and accepts writes for.\n# TYPE strata_partitions_led gauge\nstrata_partitions_led {}",
+            broker.partitions_ready()
+        );
         for (name, help, v) in counters {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }

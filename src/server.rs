@@ -158,13 +158,15 @@ async fn run_broker(
     let store = Arc::new(crate::objstore::Store::open(&config.store_config()).await?);
     let broker = Broker::open(config.clone(), Arc::new(SystemClock), store, metadata).await?;
     // Reconcile local logs with object storage before serving anything.
+    let (hb_tx, hb_rx) = watch::channel(false);
+    tokio::spawn(broker.clone().run_heartbeats(hb_rx));
     broker.recover_tier().await?;
     let (bg_tx, bg_rx) = watch::channel(false);
     let wal_task = broker.wal().start(
         broker.clone(),
         broker.store().clone(),
         broker.broker_id,
-        broker.broker_epoch,
+        broker.broker_epoch(),
         bg_rx.clone(),
     );
     let jobs_task = crate::tier::start_jobs(broker.clone(), bg_rx.clone());
@@ -222,6 +224,10 @@ async fn run_broker(
     let _ = bg_tx.send(true);
     let _ = wal_task.await;
     let _ = jobs_task.await;
+    // Hand leadership off at once (controlled shutdown): everything
+    // appended is committed, so the next leader starts where this one ends.
+    broker.drain().await;
+    let _ = hb_tx.send(true);
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.shutdown())
         .await

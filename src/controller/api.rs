@@ -68,6 +68,7 @@ pub fn serve(
         .route("/raft/snapshot", post(snapshot))
         .route("/meta/submit", post(submit))
         .route("/meta/log", get(log))
+        .route("/meta/heartbeat", post(heartbeat))
         .route("/controller/status", get(status))
         .route("/controller/membership", post(membership))
         .layer(DefaultBodyLimit::max(super::network::MAX_BODY_BYTES))
@@ -100,6 +101,14 @@ async fn submit(State(c): Ctl, Query(q): Query<SubmitQuery>, Json(cmd): Json<Com
     Json(c.submit_inner(cmd, q.forwarded.is_none()).await).into_response()
 }
 
+async fn heartbeat(
+    State(c): Ctl,
+    Query(q): Query<SubmitQuery>,
+    Json(hb): Json<super::placement::Heartbeat>,
+) -> Response {
+    Json(c.heartbeat(hb, q.forwarded.is_none()).await).into_response()
+}
+
 async fn log(State(c): Ctl, Query(q): Query<LogQuery>) -> Response {
     let wait = Duration::from_millis(q.wait_ms.min(MAX_LOG_WAIT_MS));
     if q.after >= c.shared.view.borrow().applied_index && !wait.is_zero() {
@@ -118,10 +127,6 @@ async fn status(State(c): Ctl) -> Response {
 }
 
 async fn membership(State(c): Ctl, Json(change): Json<MembershipChange>) -> Response {
-    let r = c.change_membership(change).await;
-    let code = match &r {
-        Ok(_) => StatusCode::OK,
-        Err(_) => StatusCode::OK,
-    };
-    (code, Json(r)).into_response()
+    // The refusal travels in the body (`Err`), like every other answer.
+    (StatusCode::OK, Json(c.change_membership(change).await)).into_response()
 }

@@ -116,6 +116,7 @@ async fn commit(args: &BenchArgs) -> anyhow::Result<serde_json::Value> {
             join: false,
             snapshot_every: 1024,
             request_timeout: Duration::from_secs(10),
+            broker_lease: Duration::from_secs(60),
         };
         nodes.push(Controller::start(cfg, rx.clone()).await?);
     }

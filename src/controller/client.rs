@@ -123,6 +123,17 @@ impl Metadata {
         self.submit(cmd).await?.1
     }
 
+    /// Sends a broker heartbeat to the controller leader.
+    pub async fn heartbeat(
+        &self,
+        hb: super::placement::Heartbeat,
+    ) -> Result<super::placement::HeartbeatReply, MetaError> {
+        match &*self.backend {
+            Backend::Local(c) => c.heartbeat(hb, true).await,
+            Backend::Remote(r) => r.heartbeat(&hb).await,
+        }
+    }
+
     /// Waits until the view has applied `index`.
     pub async fn wait_applied(&self, index: u64) -> Result<(), MetaError> {
         let mut rx = self.view.clone();
@@ -197,6 +208,25 @@ impl Remote {
                 }
             }
         }
+    }
+
+    async fn heartbeat(
+        &self,
+        hb: &super::placement::Heartbeat,
+    ) -> Result<super::placement::HeartbeatReply, MetaError> {
+        let mut last = String::from("no controller answered");
+        for attempt in 0..self.controllers.len().max(1) {
+            let addr = self.addr(attempt).to_string();
+            let r: Result<Result<super::placement::HeartbeatReply, MetaError>, _> = self
+                .client
+                .call(&addr, "/meta/heartbeat", Some(hb), Duration::from_secs(1))
+                .await;
+            match r {
+                Ok(r) => return r,
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(unavailable(last))
     }
 
     async fn follow(

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod client;
 pub mod log_store;
 pub mod network;
+pub mod placement;
 pub mod state_machine;
 #[cfg(test)]
 pub mod testing;
@@ -131,6 +132,9 @@ pub struct ControllerConfig {
     pub snapshot_every: u64,
     /// How long a write may wait for a leader and a commit.
     pub request_timeout: Duration,
+    /// Broker lease: a broker not heard for this long is fenced and its
+    /// partitions move.
+    pub broker_lease: Duration,
 }
 
 /// A running controller node.
@@ -140,6 +144,10 @@ pub struct Controller {
     pub shared: Arc<state_machine::Shared>,
     pub client: network::JsonClient,
     pub request_timeout: Duration,
+    /// Broker lease length.
+    pub lease: Duration,
+    /// Broker heartbeats as the leader sees them.
+    pub liveness: placement::Liveness,
     log: log_store::LogStore,
 }
 
@@ -218,8 +226,11 @@ impl Controller {
             shared,
             client: network::JsonClient::new(),
             request_timeout: cfg.request_timeout,
+            lease: cfg.broker_lease,
+            liveness: placement::Liveness::default(),
             log,
         });
+        tokio::spawn(placement::run(controller.clone(), shutdown.clone()));
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| {
@@ -305,6 +316,52 @@ impl Controller {
                 Ok(Err(e)) => return Err(unavailable(e)),
             }
         }
+    }
+
+    /// A broker's heartbeat: recorded on the leader (forwarded there from a
+    /// follower); the reply says whether the lease is granted.
+    pub async fn heartbeat(
+        &self,
+        hb: placement::Heartbeat,
+        may_forward: bool,
+    ) -> Result<placement::HeartbeatReply, MetaError> {
+        if self.is_leader() {
+            let view = self.shared.view.borrow().clone();
+            let granted = self.liveness.beat(&view, &hb, std::time::Instant::now());
+            return Ok(placement::HeartbeatReply {
+                granted,
+                lease_ms: self.lease.as_millis() as u64,
+            });
+        }
+        if !may_forward {
+            return Err(unavailable("not the controller leader"));
+        }
+        let addr = self
+            .leader_address()
+            .ok_or_else(|| unavailable("no controller leader"))?;
+        let r: Result<Result<placement::HeartbeatReply, MetaError>, _> = self
+            .client
+            .call(
+                &addr,
+                "/meta/heartbeat?forwarded=1",
+                Some(&hb),
+                self.request_timeout,
+            )
+            .await;
+        r.map_err(unavailable)?
+    }
+
+    /// The current leader's controller address, if known.
+    pub fn leader_address(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .nodes()
+            .find(|(id, _)| **id == leader)
+            .map(|(_, n)| n.addr.clone());
+        addr
     }
 
     /// Is a leader known (this node's readiness)?

@@ -31,6 +31,7 @@ impl SingleNode {
             join: false,
             snapshot_every: 1024,
             request_timeout: Duration::from_secs(10),
+            broker_lease: Duration::from_secs(60),
         };
         let controller = Controller::start(cfg, rx.clone())
             .await

@@ -20,6 +20,7 @@ fn config(dir: &std::path::Path, snapshot_every: u64) -> ControllerConfig {
         join: false,
         snapshot_every,
         request_timeout: Duration::from_secs(10),
+        broker_lease: Duration::from_secs(60),
     }
 }
 

@@ -13,8 +13,11 @@
 //! - `config`, `error`: settings (Kafka's defaults) and the error enum
 //!
 //! Placement: [`Coordinator::coordinator_for`] is the one place that decides
-//! which broker coordinates a group. Single-node today, it is always this
-//! broker; the Raft milestone turns it into a lookup through the controller.
+//! which broker coordinates a group: a stable hash of the group id over the
+//! live (registered, unfenced) brokers of the metadata view, so every broker
+//! answers FindCoordinator alike and a group moves when its broker dies or
+//! leaves; members then rejoin the new coordinator and resume from the
+//! committed offsets.
 
 pub mod config;
 pub mod error;
@@ -87,6 +90,8 @@ pub struct Coordinator {
     rebalances: AtomicU64,
     members_expired: AtomicU64,
     offset_commits: Arc<AtomicU64>,
+    /// Live broker ids, ascending (from the broker's metadata view).
+    live: parking_lot::RwLock<Vec<i32>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -132,7 +137,19 @@ impl Coordinator {
             rebalances: AtomicU64::new(0),
             members_expired: AtomicU64::new(0),
             offset_commits: Arc::new(AtomicU64::new(0)),
+            live: parking_lot::RwLock::new(Vec::new()),
         }
+    }
+
+    /// The live brokers groups are spread over (from a metadata view).
+    pub fn set_live_brokers(&self, meta: &crate::meta::MetaState) {
+        let live: Vec<i32> = meta
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.broker_id)
+            .collect();
+        *self.live.write() = live;
     }
 
     /// Settings in force.
@@ -200,8 +217,12 @@ impl Coordinator {
 
     /// The broker that coordinates `group`. Single-node: this one. The
     /// cluster milestone answers from the controller's view instead.
-    pub fn coordinator_for(&self, _group: &str) -> i32 {
-        self.cfg.broker_id
+    pub fn coordinator_for(&self, group: &str) -> i32 {
+        let live = self.live.read();
+        if live.is_empty() {
+            return self.cfg.broker_id;
+        }
+        live[crc32c::crc32c(group.as_bytes()) as usize % live.len()]
     }
 
     fn check_local(&self, group: &str) -> Result<(), GroupError> {

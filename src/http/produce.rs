@@ -349,7 +349,7 @@ async fn finish_group(
         for (p, upto, idxs) in waits {
             if let Err(e) = rest
                 .broker
-                .wait_durable(topic_id, p, upto, DURABLE_TIMEOUT)
+                .wait_durable(topic_id, p, None, upto, DURABLE_TIMEOUT)
                 .await
             {
                 let err = ApiError::unavailable(format!(

@@ -49,6 +49,13 @@ pub enum AppendError {
     Log(#[from] LogError),
     #[error("idempotent produce must carry exactly one batch, got {0}")]
     MultipleIdempotentBatches(usize),
+    /// This broker does not lead the partition (now), its takeover is not
+    /// finished, or it cannot prove a valid lease.
+    #[error("not the leader of {partition}: {reason}")]
+    NotLeader {
+        partition: String,
+        reason: &'static str,
+    },
 }
 
 impl AppendError {
@@ -58,6 +65,7 @@ impl AppendError {
             AppendError::Sequence(e) => e.kafka_code(),
             AppendError::Log(e) => e.kafka_code(),
             AppendError::MultipleIdempotentBatches(_) => 42, // INVALID_REQUEST
+            AppendError::NotLeader { .. } => 6,              // NOT_LEADER_OR_FOLLOWER
         }
     }
 }
@@ -412,7 +420,28 @@ impl PartitionLog {
         inner.segments.push(Segment::create(&self.dir, start, now)?);
         inner.log_start = start;
         inner.flushed = start;
+        // Producer state of dropped data must not answer for it.
+        inner.producers = ProducerStates::default();
         Ok(())
+    }
+
+    /// Learn idempotent-producer state from committed batches without
+    /// appending them (the segment before a rebuilt tail), so a retry of a
+    /// batch written before a failover is answered with its offset.
+    pub fn observe_producers(&self, bytes: &[u8]) {
+        let mut inner = self.inner.lock();
+        let mut pos = 0usize;
+        while pos + batch::HEADER_LEN <= bytes.len() {
+            let Ok(h) = batch::BatchHeader::parse(&bytes[pos..]) else {
+                break;
+            };
+            let end = pos + h.total_len();
+            if end > bytes.len() {
+                break;
+            }
+            inner.producers.record(&h, h.base_offset);
+            pos = end;
+        }
     }
 
     /// Seal the active segment if it holds data older than `max_age_ms`, so

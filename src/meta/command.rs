@@ -127,6 +127,11 @@ pub enum Command {
         segment: super::tier::SegmentCommit,
         committed_at_ms: i64,
     },
+    /// GC found these objects in the bucket with no manifest entry (orphans
+    /// of fenced or crashed writers): mark them deletable as of `at_ms`, so
+    /// a late commit of any of them is refused before GC deletes them.
+    /// Keys the state knows are skipped.
+    CondemnObjects { keys: Vec<String>, at_ms: i64 },
     /// GC deleted these unreferenced objects: forget them.
     ForgetObjects { keys: Vec<String> },
     /// Makes `broker_id` (at incarnation `broker_epoch`) leader of the listed
@@ -142,6 +147,15 @@ pub enum Command {
     /// `controller::upgrade`). Accepted only by a state that holds no
     /// topics, groups or objects yet, so it can run once, first.
     ImportState { state: Box<super::MetaState> },
+    /// Fences a broker incarnation: its lease expired (proposed by the
+    /// controller leader) or it is shutting down (proposed by itself). It
+    /// leads nothing from now on; the placement moves its partitions.
+    FenceBroker { broker_id: i32, broker_epoch: i64 },
+    /// Moves partition leadership (placement, failover, rebalancing): each
+    /// move bumps the leader epoch and starts the new epoch at the
+    /// committed end. Refused as a whole if any partition's epoch moved on
+    /// or a new leader is not a live (registered, unfenced) broker.
+    MoveLeaders { moves: Vec<LeaderMove> },
     /// Gives the cluster its id (once; refused when it has one).
     InitCluster { cluster_id: String },
     /// Records that a controller node id left the quorum: ids are never
@@ -168,6 +182,17 @@ pub struct LeadPartition {
     pub expected_epoch: i32,
     /// Log end offset at takeover (where the new epoch starts).
     pub log_end_offset: i64,
+}
+
+/// One partition of a [`Command::MoveLeaders`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LeaderMove {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// The leader epoch the placement saw.
+    pub expected_epoch: i32,
+    /// The new leader.
+    pub leader: i32,
 }
 
 /// What applying a command returned: its output, or the deterministic
@@ -219,9 +244,18 @@ pub enum CommandOutput {
     /// Output of a [`Command::Group`].
     Group(super::groups::GroupOutput),
     /// Extents recorded from a WAL object.
-    WalCommitted { extents: u32 },
+    WalCommitted {
+        extents: u32,
+        /// Partitions whose extents were dropped because the writer no
+        /// longer leads them at that epoch (their acks=all requests fail
+        /// with a retriable error); the other partitions committed.
+        #[serde(default)]
+        fenced: Vec<(Uuid, i32)>,
+    },
     /// A segment replaced WAL extents.
     SegmentCommitted,
+    /// Orphans now deletable.
+    ObjectsCondemned { count: usize },
     /// Objects forgotten after deletion.
     ObjectsForgotten { count: usize },
     /// Compaction's segments replaced the old extents.
@@ -232,6 +266,8 @@ pub enum CommandOutput {
     ControllerRetired,
     /// The cluster id is set.
     ClusterInitialized,
+    /// The broker is fenced.
+    BrokerFenced,
 }
 
 #[cfg(test)]

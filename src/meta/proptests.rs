@@ -174,6 +174,20 @@ fn command() -> impl Strategy<Value = Command> {
             committed_at_ms: 7
         }),
         prop::collection::vec(key(), 0..3).prop_map(|keys| Command::ForgetObjects { keys }),
+        (prop::collection::vec(key(), 0..3), 0i64..10)
+            .prop_map(|(keys, at_ms)| Command::CondemnObjects { keys, at_ms }),
+        (1i32..3, 1i64..3).prop_map(|(b, e)| Command::FenceBroker {
+            broker_id: b,
+            broker_epoch: e
+        }),
+        (topic_id(), 0i32..3, 0i32..3, 1i32..3).prop_map(|(t, p, e, l)| Command::MoveLeaders {
+            moves: vec![crate::meta::command::LeaderMove {
+                topic_id: t,
+                partition: p,
+                expected_epoch: e,
+                leader: l
+            }]
+        }),
         (
             topic_id(),
             0i32..3,

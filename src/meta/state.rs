@@ -73,6 +73,10 @@ pub struct BrokerInfo {
     pub port: i32,
     /// Rack / zone.
     pub rack: Option<String>,
+    /// Fenced: its lease expired or it shut down; it leads nothing until it
+    /// registers again (with a new epoch).
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// A topic.
@@ -472,6 +476,12 @@ impl MetaState {
                 super::tier::check_commit_segment(self, segment)
             }
             Command::ForgetObjects { .. } => Ok(()),
+            Command::CondemnObjects { keys, .. } => {
+                if keys.len() > 100_000 {
+                    return Err(invalid(format!("{} keys in one command", keys.len())));
+                }
+                Ok(())
+            }
             Command::Lead {
                 broker_id,
                 broker_epoch,
@@ -545,6 +555,65 @@ impl MetaState {
                 state.check_invariants().map_err(invalid)
             }
             Command::RetireController { .. } => Ok(()),
+            Command::FenceBroker {
+                broker_id,
+                broker_epoch,
+            } => {
+                let b = self
+                    .brokers
+                    .get(broker_id)
+                    .ok_or(MetaError::BrokerNotAvailable {
+                        broker_id: *broker_id,
+                    })?;
+                if b.epoch != *broker_epoch {
+                    return Err(MetaError::StaleBrokerEpoch {
+                        broker_id: *broker_id,
+                        epoch: *broker_epoch,
+                        current: b.epoch,
+                    });
+                }
+                Ok(())
+            }
+            Command::MoveLeaders { moves } => {
+                if moves.len() > MAX_PARTITIONS as usize * 10 {
+                    return Err(invalid(format!("{} moves in one command", moves.len())));
+                }
+                let mut seen = BTreeSet::new();
+                for m in moves {
+                    if self.brokers.get(&m.leader).is_none_or(|b| b.fenced) {
+                        return Err(MetaError::BrokerNotAvailable {
+                            broker_id: m.leader,
+                        });
+                    }
+                    let t = self
+                        .topic_by_id(&m.topic_id)
+                        .ok_or(MetaError::UnknownTopicId {
+                            topic_id: m.topic_id,
+                        })?;
+                    let part = t
+                        .partitions
+                        .get(partition_index(m.partition).unwrap_or(usize::MAX))
+                        .ok_or_else(|| MetaError::UnknownPartition {
+                            name: t.name.clone(),
+                            partition: m.partition,
+                        })?;
+                    if part.leader_epoch != m.expected_epoch {
+                        return Err(MetaError::FencedLeaderEpoch {
+                            name: t.name.clone(),
+                            partition: m.partition,
+                            epoch: m.expected_epoch,
+                            current: part.leader_epoch,
+                        });
+                    }
+                    if part.leader_epoch == i32::MAX || !seen.insert((m.topic_id, m.partition)) {
+                        return Err(invalid(format!(
+                            "partition {}-{} cannot move (listed twice or epochs exhausted)",
+                            t.name, m.partition
+                        )));
+                    }
+                }
+                Ok(())
+            }
             Command::InitCluster { cluster_id } => {
                 if !self.cluster_id.is_empty() {
                     return Err(invalid(format!(
@@ -633,6 +702,7 @@ impl MetaState {
                         host,
                         port,
                         rack,
+                        fenced: false,
                     },
                 );
                 CommandOutput::BrokerRegistered { epoch }
@@ -771,6 +841,32 @@ impl MetaState {
                 self.cluster_id = cluster_id;
                 CommandOutput::ClusterInitialized
             }
+            Command::FenceBroker { broker_id, .. } => {
+                if let Some(b) = self.brokers.get_mut(&broker_id) {
+                    b.fenced = true;
+                }
+                CommandOutput::BrokerFenced
+            }
+            Command::MoveLeaders { moves } => {
+                let mut epochs = Vec::with_capacity(moves.len());
+                for m in moves {
+                    let Some(name) = self.topic_ids.get(&m.topic_id).cloned() else {
+                        continue;
+                    };
+                    let Some(part) = self
+                        .topics
+                        .get_mut(&name)
+                        .and_then(|t| t.partitions.get_mut(partition_index(m.partition)?))
+                    else {
+                        continue;
+                    };
+                    let part = std::sync::Arc::make_mut(part);
+                    let end = part.committed_end;
+                    let epoch = part.take_leadership(m.leader, end);
+                    epochs.push((name, m.partition, epoch));
+                }
+                CommandOutput::LeadersChanged { epochs }
+            }
             Command::RetireController { node_id } => {
                 self.retired_controllers.insert(node_id);
                 CommandOutput::ControllerRetired
@@ -806,6 +902,7 @@ impl MetaState {
             }
             Command::Group(g) => CommandOutput::Group(self.groups.apply_checked(g, &self.topics)),
             Command::CommitWal {
+                broker_id,
                 key,
                 size,
                 committed_at_ms,
@@ -813,8 +910,15 @@ impl MetaState {
                 ..
             } => {
                 self.clock_ms = self.clock_ms.max(committed_at_ms);
-                let n = super::tier::apply_commit_wal(self, key, size, extents, self.clock_ms);
-                CommandOutput::WalCommitted { extents: n }
+                let (n, fenced) = super::tier::apply_commit_wal(
+                    self,
+                    broker_id,
+                    key,
+                    size,
+                    extents,
+                    self.clock_ms,
+                );
+                CommandOutput::WalCommitted { extents: n, fenced }
             }
             Command::CommitSegment {
                 segment,
@@ -823,6 +927,16 @@ impl MetaState {
                 self.clock_ms = self.clock_ms.max(committed_at_ms);
                 super::tier::apply_commit_segment(self, segment, self.clock_ms);
                 CommandOutput::SegmentCommitted
+            }
+            Command::CondemnObjects { keys, at_ms } => {
+                let mut count = 0;
+                for k in keys {
+                    if !self.tier.knows(&k) {
+                        self.tier.deletable.insert(k, at_ms);
+                        count += 1;
+                    }
+                }
+                CommandOutput::ObjectsCondemned { count }
             }
             Command::ForgetObjects { keys } => {
                 let mut count = 0;

@@ -158,20 +158,10 @@ pub fn check_commit_wal(
                 name: t.name.clone(),
                 partition: e.partition,
             })?;
-        if p.leader != broker_id {
-            return Err(MetaError::NotLeader {
-                name: t.name.clone(),
-                partition: e.partition,
-                leader: p.leader,
-            });
-        }
-        if p.leader_epoch != e.leader_epoch {
-            return Err(MetaError::FencedLeaderEpoch {
-                name: t.name.clone(),
-                partition: e.partition,
-                epoch: e.leader_epoch,
-                current: p.leader_epoch,
-            });
+        // A partition that moved away is dropped alone at apply (its
+        // writer's acks=all requests fail); the others still commit.
+        if p.leader != broker_id || p.leader_epoch != e.leader_epoch {
+            continue;
         }
         let want = expected
             .entry((e.topic_id, e.partition))
@@ -192,16 +182,24 @@ pub fn check_commit_wal(
 /// Apply a checked `CommitWal`. Returns the number of extents recorded.
 pub fn apply_commit_wal(
     s: &mut MetaState,
+    broker_id: i32,
     key: String,
     size: u64,
     extents: Vec<WalExtent>,
     now_ms: i64,
-) -> u32 {
+) -> (u32, Vec<(Uuid, i32)>) {
     let mut live = 0u32;
+    let mut fenced: Vec<(Uuid, i32)> = Vec::new();
     for e in extents {
         let Some(p) = partition_mut(s, &e.topic_id, e.partition) else {
             continue;
         };
+        if p.leader != broker_id || p.leader_epoch != e.leader_epoch {
+            if !fenced.contains(&(e.topic_id, e.partition)) {
+                fenced.push((e.topic_id, e.partition));
+            }
+            continue;
+        }
         p.committed_end = e.end_offset;
         p.extents.push(Extent {
             kind: ExtentKind::Wal,
@@ -229,7 +227,7 @@ pub fn apply_commit_wal(
     } else {
         s.tier.deletable.insert(key, now_ms);
     }
-    live
+    (live, fenced)
 }
 
 /// A segment object replacing the extents of `[base_offset, end_offset)`.
@@ -545,7 +543,13 @@ mod tests {
                 vec![ext(id, 0, 0, 10, 16), ext(id, 1, 0, 3, 116)],
             ))
             .unwrap();
-        assert_eq!(out, CommandOutput::WalCommitted { extents: 2 });
+        assert_eq!(
+            out,
+            CommandOutput::WalCommitted {
+                extents: 2,
+                fenced: vec![]
+            }
+        );
         assert_eq!(s.partition("t", 0).unwrap().committed_end, 10);
         assert_eq!(s.partition("t", 1).unwrap().committed_end, 3);
         assert_eq!(s.tier.objects["w1"].live_extents, 2);
@@ -581,12 +585,22 @@ mod tests {
             s.apply(stale).unwrap_err(),
             MetaError::StaleBrokerEpoch { .. }
         ));
+        // A partition at another leader epoch is dropped alone: the
+        // others of the same object commit.
         let mut e = ext(id, 0, 0, 10, 0);
         e.leader_epoch = 3;
-        assert!(matches!(
-            s.apply(wal("w", vec![e])).unwrap_err(),
-            MetaError::FencedLeaderEpoch { .. }
-        ));
+        let out = s
+            .apply(wal("fenced", vec![e, ext(id, 1, 0, 4, 0)]))
+            .unwrap();
+        assert_eq!(
+            out,
+            CommandOutput::WalCommitted {
+                extents: 1,
+                fenced: vec![(id, 0)]
+            }
+        );
+        assert_eq!(s.partition("t", 0).unwrap().committed_end, 0);
+        assert_eq!(s.partition("t", 1).unwrap().committed_end, 4);
         assert!(matches!(
             s.apply(wal("w", vec![ext(id, 9, 0, 10, 0)])).unwrap_err(),
             MetaError::UnknownPartition { .. }
@@ -616,7 +630,13 @@ mod tests {
         let out = s
             .apply(wal("w", vec![ext(Uuid::from_u128(9), 0, 0, 10, 0)]))
             .unwrap();
-        assert_eq!(out, CommandOutput::WalCommitted { extents: 0 });
+        assert_eq!(
+            out,
+            CommandOutput::WalCommitted {
+                extents: 0,
+                fenced: vec![]
+            }
+        );
         assert_eq!(s.tier.deletable.get("w"), Some(&5));
     }
 

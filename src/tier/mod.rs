@@ -113,6 +113,11 @@ impl SegmentUploader {
         let cfg = b.tier_config().clone();
         for t in b.topic_handles() {
             for p in &t.partitions {
+                // Only the leader uploads: another broker's local copy of
+                // the partition may be stale.
+                if !b.leads(t.id, p) {
+                    continue;
+                }
                 if let Err(e) = p.log.roll_if_older(cfg.upload_interval_ms) {
                     tracing::warn!(topic = %t.name, partition = p.index, error = %e, "cannot roll segment");
                 }
@@ -263,6 +268,10 @@ impl Gc {
 
     pub async fn tick(&self) {
         let b = &self.broker;
+        // One GC per cluster: the lowest-id live broker.
+        if !b.is_gc_owner() {
+            return;
+        }
         let grace = b.tier_config().gc_grace_ms;
         let now = b.clock.now_ms();
         let store = b.store();
@@ -306,19 +315,30 @@ impl Gc {
                     continue;
                 }
             };
-            for o in listed {
-                if now - o.last_modified_ms < grace || b.meta().tier.knows(&o.key) {
-                    continue;
-                }
-                match store.delete(&o.key).await {
-                    Ok(()) => {
-                        b.tier_metrics().gc_deleted.fetch_add(1, Relaxed);
-                        tracing::info!(key = o.key, "GC deleted orphan object");
-                    }
+            // Orphans are first condemned through the metadata (a commit of
+            // a condemned key is refused), so no upload can be committed
+            // between "unreferenced" and the delete; the next pass deletes
+            // them like any deletable object.
+            let meta = b.meta();
+            let orphans: Vec<String> = listed
+                .into_iter()
+                .filter(|o| now - o.last_modified_ms >= grace && !meta.tier.knows(&o.key))
+                .map(|o| o.key)
+                .take(10_000)
+                .collect();
+            if !orphans.is_empty() {
+                let n = orphans.len();
+                match b
+                    .submit(Command::CondemnObjects {
+                        keys: orphans,
+                        at_ms: now - grace,
+                    })
+                    .await
+                {
+                    Ok(_) => tracing::info!(count = n, prefix, "GC condemned orphan objects"),
                     Err(e) => {
                         ok = false;
-                        b.tier_metrics().gc_errors.fetch_add(1, Relaxed);
-                        tracing::warn!(key = o.key, error = %e, "GC orphan delete failed");
+                        tracing::warn!(error = %e, "GC could not condemn orphans");
                     }
                 }
             }

@@ -53,6 +53,8 @@ pub enum WalError {
     Timeout(Duration),
     #[error("the WAL is shut down")]
     Closed,
+    #[error("leadership of the partition moved before the data was committed")]
+    NotLeader,
 }
 
 /// The partition (and leader epoch) a queued batch belongs to.
@@ -87,6 +89,8 @@ pub struct WalMetrics {
     pub flushes: AtomicU64,
     pub flush_bytes: AtomicU64,
     pub flush_latency: crate::metrics::Histogram,
+    /// The metadata commit alone (controller round trip and apply).
+    pub commit_latency: crate::metrics::Histogram,
     pub commit_failures: AtomicU64,
     pub upload_retries: AtomicU64,
     pub inflight_uploads: AtomicU64,
@@ -114,6 +118,9 @@ impl WalMetrics {
         out.push_str("# HELP strata_wal_flush_duration_seconds Time from a WAL flush's start to its commit.\n# TYPE strata_wal_flush_duration_seconds histogram\n");
         self.flush_latency
             .render(out, "strata_wal_flush_duration_seconds", "");
+        out.push_str("# HELP strata_wal_commit_duration_seconds Time the metadata commit of a WAL object takes (controller quorum round trip and apply), retries included.\n# TYPE strata_wal_commit_duration_seconds histogram\n");
+        self.commit_latency
+            .render(out, "strata_wal_commit_duration_seconds", "");
         crate::metrics::write_metric(
             out,
             "strata_wal_commit_failures_total",
@@ -258,17 +265,26 @@ impl Wal {
         broker: &Broker,
         topic_id: Uuid,
         partition: i32,
+        leader_epoch: i32,
         upto: i64,
         timeout: Duration,
     ) -> Result<(), WalError> {
         let mut rx = self.committed.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if broker
-                .committed_end(&topic_id, partition)
-                .is_none_or(|c| c >= upto)
-            {
+            let meta = broker.meta();
+            let Some(p) = meta
+                .topic_by_id(&topic_id)
+                .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+            else {
                 return Ok(());
+            };
+            if p.committed_end >= upto {
+                return Ok(());
+            }
+            // Moved away (fenced at commit): the data will never commit here.
+            if p.leader != broker.broker_id || p.leader_epoch != leader_epoch {
+                return Err(WalError::NotLeader);
             }
             if self.closed.load(Ordering::Relaxed) {
                 return Err(WalError::Closed);
@@ -409,6 +425,7 @@ impl Wal {
                     // Retry while the quorum is unavailable: the commit is
                     // idempotent (a repeat of a committed object is success).
                     let mut attempt = 0u32;
+                    let commit_started = Instant::now();
                     let r = loop {
                         let r = broker
                             .commit_wal(f.key.clone(), f.size, f.extents.clone())
@@ -430,8 +447,14 @@ impl Wal {
                             other => break Ok::<_, ()>(other),
                         }
                     };
+                    // Fenced partitions' waiters see the move in the view.
+                    broker.notify_appended();
+                    w.committed.send_modify(|v| *v += 1);
                     match r {
                         Ok(Ok(())) => {
+                            w.metrics
+                                .commit_latency
+                                .observe(commit_started.elapsed().as_secs_f64());
                             w.metrics.flushes.fetch_add(1, Ordering::Relaxed);
                             w.metrics.flush_bytes.fetch_add(f.size, Ordering::Relaxed);
                             w.metrics

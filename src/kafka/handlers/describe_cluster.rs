@@ -12,6 +12,8 @@ pub fn handle(ctx: &Ctx, _req: DescribeClusterRequest) -> DescribeClusterRespons
         .meta()
         .brokers
         .values()
+        // Fenced brokers (dead or left) are not offered to clients.
+        .filter(|bi| !bi.fenced)
         .map(|bi| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(bi.broker_id))

@@ -57,6 +57,21 @@ pub fn check_epoch(requested: i32, current: i32) -> i16 {
     }
 }
 
+/// [`check_epoch`], after checking that this broker leads the partition
+/// and finished taking it over (else NOT_LEADER_OR_FOLLOWER: the client
+/// refreshes its metadata and goes to the leader).
+pub fn check_leader(
+    b: &crate::broker::Broker,
+    topic_id: uuid::Uuid,
+    ph: &crate::broker::PartitionHandle,
+    requested: i32,
+) -> i16 {
+    if !b.leads(topic_id, ph) {
+        return code::NOT_LEADER_OR_FOLLOWER;
+    }
+    check_epoch(requested, ph.leader_epoch)
+}
+
 pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
     let b = ctx.broker.clone();
     if req.session_id != 0 {
@@ -254,7 +269,7 @@ fn gather(
                 parts.push(pd.with_error_code(c));
                 continue;
             };
-            let ec = check_epoch(epoch, ph.leader_epoch);
+            let ec = check_leader(b, ph_topic_id(&w.topic), ph, epoch);
             if ec != code::NONE {
                 errors = true;
                 parts.push(pd.with_error_code(ec));
@@ -346,4 +361,8 @@ fn gather(
         errors,
         remotes,
     )
+}
+
+fn ph_topic_id(t: &Option<std::sync::Arc<crate::broker::TopicHandle>>) -> uuid::Uuid {
+    t.as_ref().map_or(uuid::Uuid::nil(), |t| t.id)
 }

@@ -6,7 +6,6 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::fetch::check_epoch;
 use crate::kafka::{code, Ctx};
 
 pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -28,7 +27,9 @@ pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                     else {
                         return r.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
                     };
-                    let ec = check_epoch(p.current_leader_epoch, ph.leader_epoch);
+                    let tid = handle.as_ref().map_or(uuid::Uuid::nil(), |h| h.id);
+                    let ec =
+                        super::fetch::check_leader(&ctx.broker, tid, ph, p.current_leader_epoch);
                     if ec != code::NONE {
                         return r.with_error_code(ec);
                     }

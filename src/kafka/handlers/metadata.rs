@@ -63,6 +63,8 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
         .meta()
         .brokers
         .values()
+        // Fenced brokers (dead or left) are not offered to clients.
+        .filter(|bi| !bi.fenced)
         .map(|bi| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(bi.broker_id))
@@ -95,10 +97,12 @@ fn topic_entry(meta: &MetaState, name: &str) -> MetadataResponseTopic {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let leader = BrokerId(p.leader);
+            // A fenced leader is being replaced: no leader until it is.
+            let live = meta.brokers.get(&p.leader).is_some_and(|b| !b.fenced);
+            let leader = BrokerId(if live { p.leader } else { -1 });
             MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
-                .with_error_code(if p.leader < 0 {
+                .with_error_code(if !live {
                     code::LEADER_NOT_AVAILABLE
                 } else {
                     code::NONE

@@ -7,7 +7,6 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::fetch::check_epoch;
 use crate::kafka::{code, Ctx};
 
 pub fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
@@ -33,7 +32,8 @@ pub fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpo
                     ) else {
                         return r.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
                     };
-                    let ec = check_epoch(p.current_leader_epoch, ph.leader_epoch);
+                    let tid = handle.as_ref().map_or(uuid::Uuid::nil(), |h| h.id);
+                    let ec = super::fetch::check_leader(b, tid, ph, p.current_leader_epoch);
                     if ec != code::NONE {
                         return r.with_error_code(ec);
                     }

@@ -20,7 +20,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
     let b = &ctx.broker;
     let acks = req.acks;
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    let mut to_wait: Vec<(usize, usize, Uuid, i32, i64)> = Vec::new();
+    let mut to_wait: Vec<(usize, usize, Uuid, i32, i32, i64)> = Vec::new();
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let name = topic.name.0.to_string();
         let handle = match b.topic(&name) {
@@ -68,7 +68,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                 parts.push(err(r, code::CORRUPT_MESSAGE, "no records".into()));
                 continue;
             };
-            let (tid, idx) = (h.id, p.index);
+            let (tid, idx, epoch) = (h.id, p.index, p.leader_epoch);
             let span = tracing::debug_span!(
                 "append",
                 topic = %name,
@@ -84,7 +84,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                             b.partition_bounds(&tid, idx).map(|x| x.0).unwrap_or(0),
                         );
                     if acks == -1 {
-                        to_wait.push((ti, pi, tid, idx, info.last_offset + 1));
+                        to_wait.push((ti, pi, tid, idx, epoch, info.last_offset + 1));
                     }
                 }
                 Err(e) => {
@@ -106,11 +106,11 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
             let b = b.clone();
             let timeout = Duration::from_millis(req.timeout_ms.clamp(1_000, 120_000) as u64);
             Reply::Later(Box::pin(async move {
-                for (ti, pi, tid, idx, upto) in to_wait {
-                    if let Err(e) = b.wait_durable(tid, idx, upto, timeout).await {
+                for (ti, pi, tid, idx, epoch, upto) in to_wait {
+                    if let Err(e) = b.wait_durable(tid, idx, Some(epoch), upto, timeout).await {
                         let c = match e {
                             WalError::Timeout(_) => code::REQUEST_TIMED_OUT,
-                            WalError::Closed => code::NOT_LEADER_OR_FOLLOWER,
+                            WalError::Closed | WalError::NotLeader => code::NOT_LEADER_OR_FOLLOWER,
                         };
                         tracing::warn!(error = %e, "acks=all produce not acknowledged");
                         let r = &mut responses[ti].partition_responses[pi];
