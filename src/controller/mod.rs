@@ -149,6 +149,71 @@ pub struct Controller {
     /// Broker heartbeats as the leader sees them.
     pub liveness: placement::Liveness,
     log: log_store::LogStore,
+    proposals: tokio::sync::mpsc::Sender<Proposal>,
+}
+
+/// A command waiting for the leader's next batch; `None` back when this
+/// node stopped leading before it was proposed.
+struct Proposal {
+    cmd: Command,
+    reply: tokio::sync::oneshot::Sender<Option<(u64, ApplyResult)>>,
+}
+
+/// Most commands one batched log entry carries.
+const MAX_BATCH: usize = 512;
+
+/// Proposes queued commands, as many as are waiting at once in one entry:
+/// one log append and one fsync (and one replication round) for all.
+async fn run_proposer(raft: Raft<TypeConfig>, mut rx: tokio::sync::mpsc::Receiver<Proposal>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        // Callers that gave up are not proposed.
+        batch.retain(|p| !p.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        if batch.len() == 1 {
+            let p = batch.pop().expect("one proposal");
+            let r = raft.client_write(p.cmd).await;
+            let _ = p
+                .reply
+                .send(r.ok().map(|resp| (resp.log_id.index, resp.data)));
+            continue;
+        }
+        let (cmds, replies): (Vec<Command>, Vec<_>) =
+            batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+        match raft.client_write(Command::Batch(cmds)).await {
+            Ok(resp) => {
+                let index = resp.log_id.index;
+                match resp.data {
+                    Ok(crate::meta::CommandOutput::Batch(results)) => {
+                        for (reply, r) in replies.into_iter().zip(results) {
+                            let _ = reply.send(Some((index, r)));
+                        }
+                    }
+                    other => {
+                        // The batch itself was refused (cannot happen for
+                        // commands that are not batches): the same refusal
+                        // for each.
+                        for reply in replies {
+                            let _ = reply.send(Some((index, other.clone())));
+                        }
+                    }
+                }
+            }
+            Err(_) => {
+                for reply in replies {
+                    let _ = reply.send(None);
+                }
+            }
+        }
+    }
 }
 
 /// `GET /controller/status`.
@@ -220,6 +285,8 @@ impl Controller {
         let raft = Raft::new(cfg.node_id, Arc::new(raft_cfg), network, log.clone(), sm)
             .await
             .map_err(|e| ControllerError::Raft(e.to_string()))?;
+        let (proposals, rx) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(run_proposer(raft.clone(), rx));
         let controller = Arc::new(Controller {
             node_id: cfg.node_id,
             raft,
@@ -229,6 +296,7 @@ impl Controller {
             lease: cfg.broker_lease,
             liveness: placement::Liveness::default(),
             log,
+            proposals,
         });
         tokio::spawn(placement::run(controller.clone(), shutdown.clone()));
         let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -282,6 +350,32 @@ impl Controller {
                     "no controller leader committed the command within {:?}",
                     self.request_timeout
                 )));
+            }
+            if self.is_leader() {
+                // The leader batches concurrent proposals into one entry.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let sent = tokio::time::timeout(
+                    left,
+                    self.proposals.send(Proposal {
+                        cmd: cmd.clone(),
+                        reply: tx,
+                    }),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    return Err(unavailable("the proposal queue is full"));
+                }
+                match tokio::time::timeout(left, rx).await {
+                    Err(_) => {
+                        return Err(unavailable(format!(
+                            "commit not confirmed within {:?} (is a majority of controllers up?)",
+                            self.request_timeout
+                        )))
+                    }
+                    Ok(Ok(Some(done))) => return Ok(done),
+                    // Lost leadership meanwhile: go through the follower path.
+                    Ok(Ok(None)) | Ok(Err(_)) => {}
+                }
             }
             match tokio::time::timeout(left, self.raft.client_write(cmd.clone())).await {
                 Err(_) => {

@@ -156,6 +156,10 @@ pub enum Command {
     /// committed end. Refused as a whole if any partition's epoch moved on
     /// or a new leader is not a live (registered, unfenced) broker.
     MoveLeaders { moves: Vec<LeaderMove> },
+    /// Several independent commands proposed as one log entry (the
+    /// controller batches concurrent proposals): each is applied (or
+    /// refused) on its own, in order; the output lists each result.
+    Batch(Vec<Command>),
     /// Gives the cluster its id (once; refused when it has one).
     InitCluster { cluster_id: String },
     /// Records that a controller node id left the quorum: ids are never
@@ -266,6 +270,8 @@ pub enum CommandOutput {
     ControllerRetired,
     /// The cluster id is set.
     ClusterInitialized,
+    /// Results of a [`Command::Batch`], in order.
+    Batch(Vec<ApplyResult>),
     /// The broker is fenced.
     BrokerFenced,
 }

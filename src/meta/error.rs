@@ -267,6 +267,40 @@ impl MetaError {
     }
 }
 
+/// Refusals travel inside batched outputs, which are cloned and compared;
+/// the local I/O variants clone as an error of the same kind and message.
+impl Clone for MetaError {
+    fn clone(&self) -> Self {
+        match self {
+            MetaError::Io { op, path, source } => MetaError::Io {
+                op: op.clone(),
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            MetaError::Corrupt { path, reason } => MetaError::Corrupt {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            MetaError::Poisoned { reason } => MetaError::Poisoned {
+                reason: reason.clone(),
+            },
+            other => serde_json::to_value(other)
+                .ok()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_else(|| MetaError::InvalidRequest {
+                    reason: other.to_string(),
+                }),
+        }
+    }
+}
+
+impl PartialEq for MetaError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.to_string() == other.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,11 +225,18 @@ fn command() -> impl Strategy<Value = Command> {
     ]
 }
 
+fn with_batches() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        4 => command(),
+        1 => prop::collection::vec(command(), 1..4).prop_map(Command::Batch),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
-    fn replicas_agree_and_invariants_hold(cmds in prop::collection::vec(command(), 1..80)) {
+    fn replicas_agree_and_invariants_hold(cmds in prop::collection::vec(with_batches(), 1..80)) {
         let mut replicas = [MetaState::new(), MetaState::new(), MetaState::new()];
         for (i, cmd) in cmds.into_iter().enumerate() {
             let json = serde_json::to_vec(&cmd).unwrap();

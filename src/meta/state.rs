@@ -555,6 +555,14 @@ impl MetaState {
                 state.check_invariants().map_err(invalid)
             }
             Command::RetireController { .. } => Ok(()),
+            Command::Batch(cmds) => {
+                if cmds.len() > 10_000 || cmds.iter().any(|c| matches!(c, Command::Batch(_))) {
+                    return Err(invalid(
+                        "a batch holds at most 10000 commands and no batch".to_string(),
+                    ));
+                }
+                Ok(())
+            }
             Command::FenceBroker {
                 broker_id,
                 broker_epoch,
@@ -866,6 +874,12 @@ impl MetaState {
                     epochs.push((name, m.partition, epoch));
                 }
                 CommandOutput::LeadersChanged { epochs }
+            }
+            Command::Batch(cmds) => {
+                let index = self.applied_index;
+                let out = cmds.into_iter().map(|c| self.apply(c)).collect();
+                self.applied_index = index;
+                CommandOutput::Batch(out)
             }
             Command::RetireController { node_id } => {
                 self.retired_controllers.insert(node_id);
