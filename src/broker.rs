@@ -506,14 +506,7 @@ impl Broker {
                 log_end_offset: log.log_end_offset().max(ce),
             });
         }
-        if !takeover.is_empty() {
-            self.submit(Command::Lead {
-                broker_id: self.broker_id,
-                broker_epoch: self.broker_epoch(),
-                partitions: takeover,
-            })
-            .await?;
-        }
+        self.lead(takeover).await?;
         // Re-queue local data the WAL never committed.
         let meta = self.meta();
         for (t, i, pm, ph, _) in self.partitions_of(&meta) {
@@ -807,15 +800,22 @@ impl Broker {
                     })
             })
             .collect();
-        if !mine.is_empty() {
-            self.submit(Command::Lead {
-                broker_id: self.broker_id,
-                broker_epoch: self.broker_epoch(),
-                partitions: mine,
-            })
-            .await?;
+        self.lead(mine).await
+    }
+
+    /// Takes leadership of `partitions` with new leader epochs (this
+    /// incarnation's own partitions, at start or after registering again).
+    async fn lead(&self, partitions: Vec<LeadPartition>) -> Result<(), BrokerError> {
+        if partitions.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.submit(Command::Lead {
+            broker_id: self.broker_id,
+            broker_epoch: self.broker_epoch(),
+            partitions,
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Starts takeovers for partitions this broker now leads but has not

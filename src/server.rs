@@ -105,13 +105,7 @@ async fn run_controller_only(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let http_addr = config.http_listen;
-    let http = TcpListener::bind(http_addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            what: "http",
-            addr: http_addr,
-            source,
-        })?;
+    let http = bind("http", http_addr).await?;
     let (sd_tx, sd_rx) = watch::channel(false);
     let app = crate::http::controller_router(controller.clone());
     let idle = std::time::Duration::from_millis(config.http_idle_timeout_ms);
@@ -141,20 +135,8 @@ async fn run_broker(
 ) -> Result<(), ServeError> {
     let kafka_addr = config.kafka_listen;
     let http_addr = config.http_listen;
-    let kafka = TcpListener::bind(kafka_addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            what: "kafka",
-            addr: kafka_addr,
-            source,
-        })?;
-    let http = TcpListener::bind(http_addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            what: "http",
-            addr: http_addr,
-            source,
-        })?;
+    let kafka = bind("kafka", kafka_addr).await?;
+    let http = bind("http", http_addr).await?;
     let store = Arc::new(crate::objstore::Store::open(&config.store_config()).await?);
     let broker = Broker::open(config.clone(), Arc::new(SystemClock), store, metadata).await?;
     // Reconcile local logs with object storage before serving anything.
@@ -234,6 +216,12 @@ async fn run_broker(
         .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))??;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+async fn bind(what: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { what, addr, source })
 }
 
 fn kafka_listener_addr(c: &Config) -> std::net::SocketAddr {

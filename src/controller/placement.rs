@@ -9,10 +9,12 @@
 //!
 //! 1. fences (`FenceBroker`) each unfenced broker not heard for a lease;
 //! 2. moves (`MoveLeaders`) every partition whose leader is not a live
-//!    broker to the live broker leading the fewest, then evens out
-//!    leadership counts a bounded number of moves at a time (a broker that
-//!    joins gets its share within seconds). Leadership moves; data never
-//!    does.
+//!    broker to the live broker leading the fewest (ties go to the rack,
+//!    from `--rack`, that leads the fewest partitions of the same topic),
+//!    then evens out leadership counts a bounded number of moves at a time
+//!    (a broker that joins gets its share within seconds). Leadership
+//!    moves; data never does. Balance is by partition count, not by
+//!    bytes-in rate.
 //!
 //! [`plan`] is a pure function of the state, so it is tested without a
 //! cluster.
@@ -139,15 +141,41 @@ pub fn plan(view: &MetaState, max_balance: usize) -> Vec<LeaderMove> {
             }
         }
     }
-    let least = |count: &BTreeMap<i32, usize>| {
+    // Rack awareness: among the least loaded brokers, prefer the rack that
+    // leads the fewest partitions of the same topic.
+    let rack_of: BTreeMap<i32, Option<String>> = view
+        .brokers
+        .values()
+        .map(|b| (b.broker_id, b.rack.clone()))
+        .collect();
+    let mut topic_racks: BTreeMap<(uuid::Uuid, Option<String>), usize> = BTreeMap::new();
+    for t in view.topics.values() {
+        for p in t.partitions.iter() {
+            if let Some(r) = rack_of.get(&p.leader) {
+                *topic_racks.entry((t.topic_id, r.clone())).or_default() += 1;
+            }
+        }
+    }
+    let least = |count: &BTreeMap<i32, usize>,
+                 racks: &BTreeMap<(uuid::Uuid, Option<String>), usize>,
+                 topic: uuid::Uuid| {
         count
             .iter()
-            .min_by_key(|(id, c)| (**c, **id))
+            .min_by_key(|(id, c)| {
+                let r = rack_of.get(id).cloned().flatten();
+                let on_rack = racks.get(&(topic, r)).copied().unwrap_or(0);
+                (**c, on_rack, **id)
+            })
             .map(|(id, _)| *id)
     };
     let mut moves = Vec::new();
     for (topic_id, partition, epoch) in orphans {
-        let Some(to) = least(&count) else { break };
+        let Some(to) = least(&count, &topic_racks, topic_id) else {
+            break;
+        };
+        *topic_racks
+            .entry((topic_id, rack_of.get(&to).cloned().flatten()))
+            .or_default() += 1;
         *count.entry(to).or_default() += 1;
         moves.push(LeaderMove {
             topic_id,
@@ -163,13 +191,22 @@ pub fn plan(view: &MetaState, max_balance: usize) -> Vec<LeaderMove> {
         else {
             break;
         };
-        let Some(to) = least(&count) else { break };
-        if hi <= count[&to] + 1 {
-            break;
-        }
         let Some((topic_id, partition, epoch)) = led.get_mut(&most).and_then(|v| v.pop()) else {
             break;
         };
+        let Some(to) = least(&count, &topic_racks, topic_id) else {
+            break;
+        };
+        if hi <= count[&to] + 1 {
+            break;
+        }
+        let from_rack = rack_of.get(&most).cloned().flatten();
+        if let Some(n) = topic_racks.get_mut(&(topic_id, from_rack)) {
+            *n = n.saturating_sub(1);
+        }
+        *topic_racks
+            .entry((topic_id, rack_of.get(&to).cloned().flatten()))
+            .or_default() += 1;
         *count.entry(most).or_default() -= 1;
         *count.entry(to).or_default() += 1;
         moves.push(LeaderMove {
@@ -317,6 +354,44 @@ mod tests {
         let moves = plan(&s, MAX_BALANCE_MOVES);
         s.apply(Command::MoveLeaders { moves }).unwrap();
         assert_eq!(counts(&s), BTreeMap::from([(1, 3), (2, 3), (3, 3)]));
+    }
+
+    #[test]
+    fn partitions_of_a_topic_spread_over_racks() {
+        let mut s = MetaState::new();
+        for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b")] {
+            s.apply(Command::RegisterBroker {
+                broker_id: id,
+                host: "h".into(),
+                port: 9092,
+                rack: Some(rack.into()),
+            })
+            .unwrap();
+        }
+        s.apply(Command::CreateTopic {
+            name: "t".into(),
+            topic_id: uuid::Uuid::from_u128(1),
+            partitions: 4,
+            replication_factor: -1,
+            configs: Default::default(),
+            leader: 1,
+            created_at_ms: 0,
+        })
+        .unwrap();
+        let moves = plan(&s, MAX_BALANCE_MOVES);
+        s.apply(Command::MoveLeaders { moves }).unwrap();
+        assert_eq!(counts(&s), BTreeMap::from([(1, 1), (2, 1), (3, 1), (4, 1)]));
+        // Broker 4 (rack b) fails: its partition moves.
+        s.apply(Command::FenceBroker {
+            broker_id: 4,
+            broker_epoch: 1,
+        })
+        .unwrap();
+        let moves = plan(&s, 0);
+        assert_eq!(moves.len(), 1);
+        // Ties on count (1, 2, 3 all lead one): rack b leads fewer of the
+        // topic's partitions now, so broker 3 takes it.
+        assert_eq!(moves[0].leader, 3);
     }
 
     #[test]

@@ -127,6 +127,12 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    if s.broker.wal().commit_stalled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "wal commits failing: the controller quorum is not committing"})),
+        );
+    }
     if s.ready.load(Ordering::Acquire) {
         (StatusCode::OK, Json(json!({"status": "ready"})))
     } else {

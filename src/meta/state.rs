@@ -487,19 +487,7 @@ impl MetaState {
                 broker_epoch,
                 partitions,
             } => {
-                let b = self
-                    .brokers
-                    .get(broker_id)
-                    .ok_or(MetaError::BrokerNotAvailable {
-                        broker_id: *broker_id,
-                    })?;
-                if b.epoch != *broker_epoch {
-                    return Err(MetaError::StaleBrokerEpoch {
-                        broker_id: *broker_id,
-                        epoch: *broker_epoch,
-                        current: b.epoch,
-                    });
-                }
+                self.check_broker_epoch(*broker_id, *broker_epoch)?;
                 let mut seen = BTreeSet::new();
                 for lp in partitions {
                     let t = self
@@ -567,19 +555,7 @@ impl MetaState {
                 broker_id,
                 broker_epoch,
             } => {
-                let b = self
-                    .brokers
-                    .get(broker_id)
-                    .ok_or(MetaError::BrokerNotAvailable {
-                        broker_id: *broker_id,
-                    })?;
-                if b.epoch != *broker_epoch {
-                    return Err(MetaError::StaleBrokerEpoch {
-                        broker_id: *broker_id,
-                        epoch: *broker_epoch,
-                        current: b.epoch,
-                    });
-                }
+                self.check_broker_epoch(*broker_id, *broker_epoch)?;
                 Ok(())
             }
             Command::MoveLeaders { moves } => {
@@ -658,6 +634,26 @@ impl MetaState {
         } else {
             Err(MetaError::BrokerNotAvailable { broker_id })
         }
+    }
+
+    /// The broker, if `epoch` is its current incarnation.
+    pub(super) fn check_broker_epoch(
+        &self,
+        broker_id: i32,
+        epoch: i64,
+    ) -> Result<&BrokerInfo, MetaError> {
+        let b = self
+            .brokers
+            .get(&broker_id)
+            .ok_or(MetaError::BrokerNotAvailable { broker_id })?;
+        if b.epoch != epoch {
+            return Err(MetaError::StaleBrokerEpoch {
+                broker_id,
+                epoch,
+                current: b.epoch,
+            });
+        }
+        Ok(b)
     }
 
     /// The topic named `name`, and when the command carries the id it was

@@ -125,17 +125,7 @@ pub fn check_commit_wal(
     key: &str,
     extents: &[WalExtent],
 ) -> Result<(), MetaError> {
-    let b = s
-        .brokers
-        .get(&broker_id)
-        .ok_or(MetaError::BrokerNotAvailable { broker_id })?;
-    if b.epoch != broker_epoch {
-        return Err(MetaError::StaleBrokerEpoch {
-            broker_id,
-            epoch: broker_epoch,
-            current: b.epoch,
-        });
-    }
+    s.check_broker_epoch(broker_id, broker_epoch)?;
     if s.tier.knows(key) {
         return Err(refuse(format!("object {key} is already committed")));
     }

@@ -160,6 +160,9 @@ pub struct Wal {
     kick: Notify,
     committed: watch::Sender<u64>,
     healthy: AtomicBool,
+    /// Set while a WAL commit keeps failing (quorum unavailable): the
+    /// broker reports it on /readyz instead of wedging silently.
+    commit_stalled: AtomicBool,
     closed: AtomicBool,
     pub metrics: WalMetrics,
 }
@@ -197,6 +200,7 @@ impl Wal {
             kick: Notify::new(),
             committed,
             healthy: AtomicBool::new(true),
+            commit_stalled: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             metrics: WalMetrics::default(),
         })
@@ -205,6 +209,11 @@ impl Wal {
     /// Is the object store accepting our writes?
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Has a WAL commit been failing for several attempts in a row?
+    pub fn commit_stalled(&self) -> bool {
+        self.commit_stalled.load(Ordering::Relaxed)
     }
 
     /// Wait for buffer space for `bytes` (back-pressure on producers).
@@ -435,6 +444,9 @@ impl Wal {
                                 crate::meta::MetaError::Unavailable { reason },
                             )) if !*commit_shutdown.borrow() || attempt == 0 => {
                                 attempt += 1;
+                                if attempt >= 1 {
+                                    w.commit_stalled.store(true, Ordering::Relaxed);
+                                }
                                 w.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(
                                     key = f.key,
@@ -452,6 +464,7 @@ impl Wal {
                     w.committed.send_modify(|v| *v += 1);
                     match r {
                         Ok(Ok(())) => {
+                            w.commit_stalled.store(false, Ordering::Relaxed);
                             w.metrics
                                 .commit_latency
                                 .observe(commit_started.elapsed().as_secs_f64());

@@ -382,11 +382,20 @@ def test_quorum_loss_stops_acks_and_recovers(cluster_factory):
         problem = first_mismatch(sorted(before.items()), sorted(read.items()), "records read without a quorum")
         assert problem is None, problem
         assert chk.acked_count() == 200
+        # The broker says it cannot commit instead of wedging silently.
+        broker = cl.brokers()[0]
+
+        def not_ready():
+            code, body, _ = http_get(broker.http_url + "/readyz", timeout=2)
+            return code == 503 and "wal commits failing" in body
+
+        wait_until(not_ready, 30, "/readyz reporting failing WAL commits")
     finally:
         for n in paused:
             cl.resume(n)
 
     cl.controller_leader()
+    wait_until(lambda: http_get(cl.brokers()[0].http_url + "/readyz", timeout=2)[0] == 200, 60, "/readyz ready again once commits go through")
 
     def all_acked() -> bool:
         p.poll(0.1)  # serves the delivery reports

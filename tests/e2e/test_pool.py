@@ -248,3 +248,33 @@ def test_group_resumes_when_its_coordinator_dies(cluster_factory):
     a2 = admin(boot)
     new_coord = a2.describe_consumer_groups([group])[group].result(timeout=30).coordinator.id
     assert new_coord != coord and new_coord in {n.id for n in rest}, (coord, new_coord)
+
+
+def test_controller_leader_killed_then_whole_cluster_restarted(cluster_factory):
+    """SIGKILL the controller leader under load on a pool, then stop every
+    process and start them again: everything acknowledged is there."""
+    cl = pool(cluster_factory)
+    topic = unique_topic("pool-restart")
+    create_topic(cl.bootstrap, topic, PARTITIONS)
+    chk, prods = start_load(cl, topic)
+    wait_until(lambda: chk.acked_count() >= 200, 60, "200 acks before the kill")
+    leader = cl.controller_leader()
+    sent = chk.sent
+    cl.kill(leader)
+    cl.controller_leader(timeout=30, exclude={leader})
+    wait_until(lambda: chk.acked_count() >= sent + 200, 60, "200 acks after the controller leader died")
+    for p in prods:
+        assert p.stop() == 0
+    assert not chk.failed(), chk.failed()[:5]
+    cl.start(leader)
+    # Stop everything (brokers first, then controllers), start everything.
+    for n in cl.brokers() + cl.controllers():
+        cl.stop(n.id)
+    for n in cl.controllers():
+        cl.start(n.id, wait=False)
+    for n in cl.brokers():
+        cl.start(n.id, wait=False)
+    for n in cl.controllers() + cl.brokers():
+        n.wait_ready()
+    chk.consume_all(bootstrap_all(cl), [topic])
+    chk.assert_clean(min_acked=400)
