@@ -994,7 +994,19 @@ impl Broker {
         replication_factor: i16,
         configs: BTreeMap<String, String>,
     ) -> Result<(), BrokerError> {
-        self.validate(Command::CreateTopic {
+        self.validate(self.create_topic_cmd(name, partitions, replication_factor, configs))
+    }
+
+    /// A CreateTopic with a fresh id, first led by this broker (the
+    /// controller's placement spreads the partitions right after).
+    fn create_topic_cmd(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    ) -> Command {
+        Command::CreateTopic {
             name: name.to_string(),
             topic_id: Uuid::new_v4(),
             partitions,
@@ -1002,7 +1014,7 @@ impl Broker {
             configs,
             leader: self.broker_id,
             created_at_ms: self.clock.now_ms(),
-        })
+        }
     }
 
     /// Rebuild the hot-path topic handles from the metadata view, opening
@@ -1062,15 +1074,7 @@ impl Broker {
         configs: BTreeMap<String, String>,
     ) -> Result<Uuid, BrokerError> {
         let out = self
-            .submit(Command::CreateTopic {
-                name: name.to_string(),
-                topic_id: Uuid::new_v4(),
-                partitions,
-                replication_factor,
-                configs,
-                leader: self.broker_id,
-                created_at_ms: self.clock.now_ms(),
-            })
+            .submit(self.create_topic_cmd(name, partitions, replication_factor, configs))
             .await?;
         match out {
             CommandOutput::TopicCreated { topic_id } => {

@@ -277,7 +277,6 @@ impl Config {
             dir: self.meta_dir().join("raft"),
             meta_dir: self.meta_dir(),
             listen: self.controller_listen,
-            advertised: self.controller_address(),
             voters: self.voters()?,
             join: self.controller_join,
             snapshot_every: self.controller_snapshot_every,

@@ -111,7 +111,6 @@ async fn commit(args: &BenchArgs) -> anyhow::Result<serde_json::Value> {
             dir: dir.join("raft"),
             meta_dir: dir,
             listen: addr.parse()?,
-            advertised: addr.clone(),
             voters: voters.clone(),
             join: false,
             snapshot_every: 1024,

@@ -121,8 +121,6 @@ pub struct ControllerConfig {
     /// The metadata directory (legacy files are looked for here).
     pub meta_dir: PathBuf,
     pub listen: SocketAddr,
-    /// Address other nodes reach this controller at.
-    pub advertised: String,
     /// The initial voters (`--controller-quorum`).
     pub voters: BTreeMap<NodeId, String>,
     /// Wait to be added by `strata controller add-learner` instead of

@@ -151,6 +151,10 @@ pub fn plan(view: &MetaState, max_balance: usize) -> Vec<LeaderMove> {
     let mut topic_racks: BTreeMap<(uuid::Uuid, Option<String>), usize> = BTreeMap::new();
     for t in view.topics.values() {
         for p in t.partitions.iter() {
+            // Only live leaders count: an orphan's rack is leaving.
+            if !count.contains_key(&p.leader) {
+                continue;
+            }
             if let Some(r) = rack_of.get(&p.leader) {
                 *topic_racks.entry((t.topic_id, r.clone())).or_default() += 1;
             }

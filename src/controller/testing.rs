@@ -26,7 +26,6 @@ impl SingleNode {
             dir: dir.join("raft"),
             meta_dir: dir.to_path_buf(),
             listen: "127.0.0.1:0".parse().expect("static addr"),
-            advertised: "127.0.0.1:1".into(),
             voters: [(1, "127.0.0.1:1".to_string())].into(),
             join: false,
             snapshot_every: 1024,

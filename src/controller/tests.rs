@@ -15,7 +15,6 @@ fn config(dir: &std::path::Path, snapshot_every: u64) -> ControllerConfig {
         dir: dir.join("raft"),
         meta_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
-        advertised: "127.0.0.1:1".into(),
         voters: [(1, "127.0.0.1:1".to_string())].into(),
         join: false,
         snapshot_every,

@@ -73,6 +73,15 @@ def wait_all_led_by(bootstrap: str, topic: str, allowed: set[int], timeout: floa
     return wait_until(ok, timeout, f"every partition of {topic} led by one of {sorted(allowed)}")
 
 
+def wait_spread(cl, topic: str, ids: set[int]) -> dict[int, int]:
+    """Leaders once every broker of ``ids`` leads some partition."""
+    return wait_until(
+        lambda: (ls := leaders(cl.bootstrap, topic)) and set(ls.values()) == ids and ls,
+        30,
+        "leadership spread over every broker",
+    )
+
+
 def start_load(cl, topic: str, loops: int = 2) -> tuple[Checker, list[ProduceLoop]]:
     chk = Checker()
     prods = [ProduceLoop(chk, idempotent_producer(bootstrap_all(cl)), topic, interval=0.002) for _ in range(loops)]
@@ -96,11 +105,7 @@ def test_broker_killed_under_load_fails_over(cluster_factory):
     create_topic(cl.bootstrap, topic, PARTITIONS)
     ids = {n.id for n in cl.brokers()}
     # The controller spreads leadership over the three brokers.
-    spread = wait_until(
-        lambda: (ls := leaders(cl.bootstrap, topic)) and set(ls.values()) == ids and ls,
-        30,
-        "leadership spread over every broker",
-    )
+    spread = wait_spread(cl, topic, ids)
     chk, prods = start_load(cl, topic)
     wait_until(lambda: chk.acked_count() >= 300, 60, "300 acks before the kill")
     counts = {b: list(spread.values()).count(b) for b in ids}
@@ -122,11 +127,7 @@ def test_paused_broker_is_fenced_and_refuses_writes_after_resume(cluster_factory
     topic = unique_topic("pool-stop")
     create_topic(cl.bootstrap, topic, PARTITIONS)
     ids = {n.id for n in cl.brokers()}
-    spread = wait_until(
-        lambda: (ls := leaders(cl.bootstrap, topic)) and set(ls.values()) == ids and ls,
-        30,
-        "leadership spread over every broker",
-    )
+    spread = wait_spread(cl, topic, ids)
     chk, prods = start_load(cl, topic)
     wait_until(lambda: chk.acked_count() >= 200, 60, "200 acks before the pause")
     victim = spread[0]
