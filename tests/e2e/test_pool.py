@@ -279,3 +279,58 @@ def test_controller_leader_killed_then_whole_cluster_restarted(cluster_factory):
         n.wait_ready()
     chk.consume_all(bootstrap_all(cl), [topic])
     chk.assert_clean(min_acked=400)
+
+
+def _read_all(bootstrap: str, topic: str, n: int, **conf) -> list[bytes]:
+    c = consumer(bootstrap, **{"group.id": unique_topic("zr"), "enable.auto.commit": False, **conf})
+    c.assign([TopicPartition(topic, q, 0) for q in range(3)])
+    out: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while len(out) < n and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            out.append(m.value())
+    c.close()
+    return out
+
+
+def test_zone_local_reads_serve_consumers_from_their_own_rack(cluster_factory):
+    """KIP-392: a consumer that sets client.rack is sent by each leader to a
+    broker of its own rack, which serves committed data from object storage:
+    the leaders in other racks send it no record bytes."""
+    cl = cluster_factory(
+        controllers=3,
+        brokers=3,
+        broker_args=BROKER_ARGS,
+        controller_args=BROKER_ARGS,
+        on_node=lambda n: n.extra_args.extend(["--rack", f"zone-{n.id}"]) if n.is_broker else None,
+    )
+    topic = unique_topic("zones")
+    create_topic(cl.bootstrap, "zones-warmup", 1)
+    create_topic(cl.bootstrap, topic, 3)
+    ids = {n.id for n in cl.brokers()}
+    wait_spread(cl, topic, ids)
+    p = idempotent_producer(bootstrap_all(cl))
+    want = [f"z{i}".encode() * 50 for i in range(300)]
+    for i, v in enumerate(want):
+        p.produce(topic, v, partition=i % 3)
+    assert p.flush(60) == 0
+    local = max(ids)
+    others = [cl.node(i) for i in ids if i != local]
+
+    def out_bytes() -> dict[int, float]:
+        return {n.id: metric(n, "strata_bytes_out_total") for n in cl.brokers()}
+
+    before = out_bytes()
+    got = _read_all(bootstrap_all(cl), topic, 300, **{"client.rack": f"zone-{local}"})
+    assert sorted(got) == sorted(want), f"read {len(got)} records with client.rack"
+    mid = out_bytes()
+    cross_with = sum(mid[n.id] - before[n.id] for n in others)
+    assert mid[local] - before[local] >= sum(len(v) for v in want) * 2 // 3, "the local broker served the other racks' partitions"
+    assert cross_with == 0, f"{cross_with} record bytes crossed zones with client.rack"
+    got = _read_all(bootstrap_all(cl), topic, 300)
+    assert sorted(got) == sorted(want)
+    after = out_bytes()
+    cross_without = sum(after[n.id] - mid[n.id] for n in others)
+    assert cross_without > 0
+    print(f"cross-zone record bytes for 300 records: with client.rack {cross_with:.0f}, without {cross_without:.0f}")

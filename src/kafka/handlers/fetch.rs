@@ -43,6 +43,17 @@ struct Remote {
     offset: i64,
     limit: usize,
     hw: i64,
+    /// The local log may fill gaps (false for a read this broker serves as
+    /// a zone-local replica: its local copy may be stale).
+    local_ok: bool,
+}
+
+/// Zone-local reads (KIP-392) for a fetch naming the client's rack.
+struct RackRead<'a> {
+    /// The client's rack (`client.rack`).
+    client: &'a str,
+    /// Live brokers in that rack, ascending.
+    replicas: Vec<i32>,
 }
 
 /// Leader-epoch check of KIP-320 shared by Fetch, ListOffsets and
@@ -117,8 +128,23 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_wait = req.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS);
     let read_committed = req.isolation_level == 1;
+    let rack = (ctx.version >= 11 && !req.rack_id.is_empty()).then(|| req.rack_id.to_string());
+    let no_wants = wants.is_empty();
     let mut rx = b.subscribe_appends();
-    let (resp, bytes, errors, remotes) = gather(&b, &wants, max_bytes, use_ids, read_committed);
+    let gather = move |b: &Broker| {
+        let meta = b.meta();
+        let rack = rack.as_deref().map(|client| RackRead {
+            client,
+            replicas: meta
+                .brokers
+                .values()
+                .filter(|x| !x.fenced && x.rack.as_deref() == Some(client))
+                .map(|x| x.broker_id)
+                .collect(),
+        });
+        gather(b, &wants, max_bytes, use_ids, read_committed, rack.as_ref())
+    };
+    let (resp, bytes, errors, remotes) = gather(&b);
     if !remotes.is_empty() {
         return Reply::Later(Box::pin(async move {
             ResponseKind::Fetch(read_remote(&b, resp, remotes).await)
@@ -127,7 +153,7 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
     if bytes >= min_bytes.max(1)
         || errors
         || max_wait == 0
-        || wants.is_empty()
+        || no_wants
         || b.is_shutting_down()
     {
         return Reply::Now(ResponseKind::Fetch(resp));
@@ -138,8 +164,7 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
             if b.is_shutting_down() {
                 break;
             }
-            let (resp, bytes, errors, remotes) =
-                gather(&b, &wants, max_bytes, use_ids, read_committed);
+            let (resp, bytes, errors, remotes) = gather(&b);
             if !remotes.is_empty() {
                 return ResponseKind::Fetch(read_remote(&b, resp, remotes).await);
             }
@@ -147,7 +172,7 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
                 return ResponseKind::Fetch(resp);
             }
         }
-        ResponseKind::Fetch(gather(&b, &wants, max_bytes, use_ids, read_committed).0)
+        ResponseKind::Fetch(gather(&b).0)
     }))
 }
 
@@ -185,7 +210,7 @@ async fn read_one_remote(b: &Arc<Broker>, pd: &mut PartitionData, r: Remote) {
         let local = b
             .topic_by_id(&r.topic_id)
             .and_then(|t| t.partition(r.partition).map(|p| p.log.clone()));
-        if let Some(log) = local.filter(|l| next_offset >= l.log_start_offset()) {
+        if let Some(log) = local.filter(|l| r.local_ok && next_offset >= l.log_start_offset()) {
             result = log
                 .read_upto(next_offset, r.limit, true, r.hw)
                 .map(|x| x.records)
@@ -236,6 +261,7 @@ fn gather(
     max_bytes: usize,
     use_ids: bool,
     read_committed: bool,
+    rack: Option<&RackRead>,
 ) -> (FetchResponse, usize, bool, Vec<Remote>) {
     let mut total = 0usize;
     let mut errors = false;
@@ -269,15 +295,46 @@ fn gather(
                 parts.push(pd.with_error_code(c));
                 continue;
             };
-            let ec = check_leader(b, ph_topic_id(&w.topic), ph, epoch);
+            let pm_topic_id = w.topic.as_ref().map(|t| t.id).unwrap_or_default();
+            let leader_here = b.leads(pm_topic_id, ph);
+            // KIP-392: a client in another rack than this leader is sent to
+            // a live broker of its own rack, which serves committed data
+            // from its cache and object storage (no cross-zone traffic).
+            if let Some(r) = rack.filter(|r| {
+                leader_here && b.config.rack.as_deref() != Some(r.client) && !r.replicas.is_empty()
+            }) {
+                let replica = r.replicas[p.unsigned_abs() as usize % r.replicas.len()];
+                parts.push(
+                    pd.with_high_watermark(pm.committed_end)
+                        .with_last_stable_offset(pm.committed_end)
+                        .with_log_start_offset(pm.log_start_offset)
+                        .with_preferred_read_replica(BrokerId(replica)),
+                );
+                continue;
+            }
+            let replica_read = !leader_here
+                && rack.is_some_and(|r| r.replicas.contains(&b.broker_id))
+                && meta
+                    .brokers
+                    .get(&pm.leader)
+                    .is_some_and(|l| !l.fenced);
+            let ec = if replica_read {
+                check_epoch(epoch, ph.leader_epoch)
+            } else {
+                check_leader(b, pm_topic_id, ph, epoch)
+            };
             if ec != code::NONE {
                 errors = true;
                 parts.push(pd.with_error_code(ec));
                 continue;
             }
             let (start, hw) = (pm.log_start_offset, pm.committed_end);
-            let pm_topic_id = w.topic.as_ref().map(|t| t.id).unwrap_or_default();
-            let leo = ph.log.log_end_offset().max(hw);
+            // A replica serves committed data only, never its local copy.
+            let leo = if replica_read {
+                hw
+            } else {
+                ph.log.log_end_offset().max(hw)
+            };
             let pd = pd
                 .with_high_watermark(hw)
                 .with_last_stable_offset(hw)
@@ -294,7 +351,7 @@ fn gather(
                 parts.push(pd);
                 continue;
             }
-            if offset < ph.log.log_start_offset() {
+            if replica_read || offset < ph.log.log_start_offset() {
                 // Not on local disk: read from object storage.
                 match pm
                     .extents
@@ -312,6 +369,7 @@ fn gather(
                             offset,
                             limit: limit.max(1),
                             hw,
+                            local_ok: !replica_read,
                         });
                         parts.push(pd);
                     }
@@ -363,6 +421,3 @@ fn gather(
     )
 }
 
-fn ph_topic_id(t: &Option<std::sync::Arc<crate::broker::TopicHandle>>) -> uuid::Uuid {
-    t.as_ref().map_or(uuid::Uuid::nil(), |t| t.id)
-}
