@@ -325,8 +325,13 @@ def cluster_factory(request, tmp_path):
     # conftest's report hook attaches the log tail of everything in this list.
     logs = request.node.__dict__.setdefault("_strata_brokers", [])
 
-    def make(controllers: int = 3, brokers: int = 1, start: bool = True, **kw) -> Cluster:
-        c = Cluster(tmp_path / f"cluster{len(made)}", controllers, brokers, on_node=logs.append, **kw)
+    def make(controllers: int = 3, brokers: int = 1, start: bool = True, on_node=None, **kw) -> Cluster:
+        def added(n):
+            logs.append(n)
+            if on_node is not None:
+                on_node(n)
+
+        c = Cluster(tmp_path / f"cluster{len(made)}", controllers, brokers, on_node=added, **kw)
         made.append(c)
         if start:
             c.up()

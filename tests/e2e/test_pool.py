@@ -306,7 +306,6 @@ def test_zone_local_reads_serve_consumers_from_their_own_rack(cluster_factory):
         on_node=lambda n: n.extra_args.extend(["--rack", f"zone-{n.id}"]) if n.is_broker else None,
     )
     topic = unique_topic("zones")
-    create_topic(cl.bootstrap, "zones-warmup", 1)
     create_topic(cl.bootstrap, topic, 3)
     ids = {n.id for n in cl.brokers()}
     wait_spread(cl, topic, ids)
