@@ -150,12 +150,7 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
             ResponseKind::Fetch(read_remote(&b, resp, remotes).await)
         }));
     }
-    if bytes >= min_bytes.max(1)
-        || errors
-        || max_wait == 0
-        || no_wants
-        || b.is_shutting_down()
-    {
+    if bytes >= min_bytes.max(1) || errors || max_wait == 0 || no_wants || b.is_shutting_down() {
         return Reply::Now(ResponseKind::Fetch(resp));
     }
     Reply::Later(Box::pin(async move {
@@ -314,10 +309,7 @@ fn gather(
             }
             let replica_read = !leader_here
                 && rack.is_some_and(|r| r.replicas.contains(&b.broker_id))
-                && meta
-                    .brokers
-                    .get(&pm.leader)
-                    .is_some_and(|l| !l.fenced);
+                && meta.brokers.get(&pm.leader).is_some_and(|l| !l.fenced);
             let ec = if replica_read {
                 check_epoch(epoch, ph.leader_epoch)
             } else {
@@ -420,4 +412,3 @@ fn gather(
         remotes,
     )
 }
-
