@@ -177,16 +177,13 @@ pub fn plan(view: &MetaState, max_balance: usize) -> Vec<LeaderMove> {
         let Some(to) = least(&count, &topic_racks, topic_id) else {
             break;
         };
-        *topic_racks
-            .entry((topic_id, rack_of.get(&to).cloned().flatten()))
-            .or_default() += 1;
-        *count.entry(to).or_default() += 1;
-        moves.push(LeaderMove {
+        let m = LeaderMove {
             topic_id,
             partition,
             expected_epoch: epoch,
             leader: to,
-        });
+        };
+        assign(m, &mut count, &mut topic_racks, &rack_of, &mut moves);
     }
     for _ in 0..max_balance {
         let Some((&most, &hi)) = count
@@ -208,19 +205,32 @@ pub fn plan(view: &MetaState, max_balance: usize) -> Vec<LeaderMove> {
         if let Some(n) = topic_racks.get_mut(&(topic_id, from_rack)) {
             *n = n.saturating_sub(1);
         }
-        *topic_racks
-            .entry((topic_id, rack_of.get(&to).cloned().flatten()))
-            .or_default() += 1;
         *count.entry(most).or_default() -= 1;
-        *count.entry(to).or_default() += 1;
-        moves.push(LeaderMove {
+        let m = LeaderMove {
             topic_id,
             partition,
             expected_epoch: epoch,
             leader: to,
-        });
+        };
+        assign(m, &mut count, &mut topic_racks, &rack_of, &mut moves);
     }
     moves
+}
+
+/// Books one planned move: the new leader's count and its rack's share of
+/// the topic grow.
+fn assign(
+    m: LeaderMove,
+    count: &mut BTreeMap<i32, usize>,
+    topic_racks: &mut BTreeMap<(uuid::Uuid, Option<String>), usize>,
+    rack_of: &BTreeMap<i32, Option<String>>,
+    moves: &mut Vec<LeaderMove>,
+) {
+    *topic_racks
+        .entry((m.topic_id, rack_of.get(&m.leader).cloned().flatten()))
+        .or_default() += 1;
+    *count.entry(m.leader).or_default() += 1;
+    moves.push(m);
 }
 
 /// Runs leases and placement while this node leads, until shutdown.
