@@ -150,13 +150,31 @@ pub(crate) fn log_config(c: &TopicConfig) -> LogConfig {
     }
 }
 
+/// Applies a command, retrying while no controller quorum answers.
+async fn apply_retrying(metadata: &Metadata, cmd: Command) -> Result<CommandOutput, BrokerError> {
+    loop {
+        match metadata.apply(cmd.clone()).await {
+            Ok(out) => return Ok(out),
+            Err(MetaError::Unavailable { reason }) => {
+                tracing::warn!(reason, "cannot reach the controllers yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn unexpected(out: CommandOutput) -> BrokerError {
+    BrokerError::Io(std::io::Error::other(format!("unexpected output {out:?}")))
+}
+
 impl Broker {
     /// Open the data directory: wait for the cluster's metadata, register
     /// (a new incarnation epoch), open and recover every partition log,
     /// then follow the metadata: every later change's side effects run
     /// from what this process applied, whoever proposed it.
     pub async fn open(
-        config: Config,
+        mut config: Config,
         clock: SharedClock,
         store: Arc<Store>,
         metadata: Metadata,
@@ -167,6 +185,15 @@ impl Broker {
         let cluster_id = view.cluster_id.clone();
         // Never write to (or collect garbage in) another cluster's prefix.
         store.claim(&cluster_id).await?;
+        if config.node_id_auto {
+            match apply_retrying(&metadata, Command::AllocateBrokerId).await? {
+                CommandOutput::BrokerIdAllocated { broker_id } => {
+                    tracing::info!(broker_id, "broker id handed out by the controllers");
+                    config.broker_id = broker_id;
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
         let broker_id = config.broker_id;
         let register = Command::RegisterBroker {
             broker_id,
@@ -174,20 +201,9 @@ impl Broker {
             port: config.advertised_port() as i32,
             rack: config.rack.clone(),
         };
-        let broker_epoch = loop {
-            match metadata.apply(register.clone()).await {
-                Ok(CommandOutput::BrokerRegistered { epoch }) => break epoch,
-                Ok(other) => {
-                    return Err(BrokerError::Io(std::io::Error::other(format!(
-                        "unexpected output {other:?}"
-                    ))))
-                }
-                Err(MetaError::Unavailable { reason }) => {
-                    tracing::warn!(reason, "cannot register with the controllers yet; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let broker_epoch = match apply_retrying(&metadata, register).await? {
+            CommandOutput::BrokerRegistered { epoch } => epoch,
+            other => return Err(unexpected(other)),
         };
         let view = metadata.view();
         let broker_defaults = config.topic_defaults();
@@ -604,6 +620,7 @@ impl Broker {
                     bytes.fetch_add(info.bytes as u64, Relaxed);
                     recs.fetch_add(records, Relaxed);
                 }
+                partition.log.bytes_in.fetch_add(info.bytes as u64, Relaxed);
             }
             Ok(_) => {}
             Err(_) => {
@@ -676,45 +693,60 @@ impl Broker {
             .is_some_and(|b| b.broker_id == self.broker_id)
     }
 
-    /// Controlled shutdown: fence this incarnation so the controller moves
-    /// its partitions now instead of after the lease, then wait (bounded)
-    /// until another live broker leads them. Call after the final WAL flush.
-    pub async fn drain(&self) {
-        let others = |m: &MetaState| {
-            m.brokers
+    /// Controlled hand-off (SIGTERM, or `strata drain` before it): stop
+    /// accepting writes, wait (bounded) until everything appended is
+    /// committed, fence this incarnation so the controller moves its
+    /// partitions and group coordinators now instead of after the lease,
+    /// then wait (bounded) until another live broker leads them. Returns
+    /// the partitions this broker still leads (0 when handed off; a single
+    /// broker keeps everything and returns at once).
+    pub async fn drain(&self) -> usize {
+        use std::sync::atomic::Ordering::Release;
+        let me = self.broker_id;
+        let others = |m: &MetaState| m.brokers.values().any(|b| b.broker_id != me && !b.fenced);
+        let led = |m: &MetaState| {
+            m.topics
                 .values()
-                .any(|b| b.broker_id != self.broker_id && !b.fenced)
+                .map(|t| t.partitions.iter().filter(|p| p.leader == me).count())
+                .sum::<usize>()
         };
         if !others(&self.meta()) {
-            return; // nobody to hand over to (a single broker)
+            return led(&self.meta()); // nobody to hand over to (a single broker)
         }
-        self.draining
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.draining.store(true, Release);
+        // No valid lease: writes are refused from here on.
         *self.lease_until.lock() = None;
+        if !self
+            .wal
+            .wait_empty(std::time::Duration::from_secs(10))
+            .await
+        {
+            tracing::warn!("WAL not empty after 10 s; handing off anyway (acks=all waiters get a retriable error)");
+        }
         let fence = Command::FenceBroker {
-            broker_id: self.broker_id,
+            broker_id: me,
             broker_epoch: self.broker_epoch(),
         };
         if let Err(e) = self.metadata.submit(fence).await {
             tracing::warn!(error = %e, "could not hand leadership off; it moves when the lease expires");
-            return;
+            return led(&self.meta());
         }
         let mut rx = self.metadata.watch();
-        let me = self.broker_id;
         let moved = tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            rx.wait_for(|m| {
-                !others(m)
-                    || m.topics
-                        .values()
-                        .all(|t| t.partitions.iter().all(|p| p.leader != me))
-            }),
+            rx.wait_for(|m| !others(m) || led(m) == 0),
         )
         .await;
         match moved {
             Ok(Ok(_)) => tracing::info!("leadership handed off"),
             _ => tracing::warn!("leadership not handed off within 5 s"),
         }
+        led(&self.meta())
+    }
+
+    /// Has a hand-off started (no more writes, heartbeats or takeovers)?
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Does this broker lead the partition at the handle's epoch and has
@@ -729,14 +761,17 @@ impl Broker {
     pub async fn run_heartbeats(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         use std::time::{Duration, Instant};
         let mut period = Duration::from_millis(500);
+        let mut meter = crate::controller::placement::RateMeter::default();
         loop {
             if self.draining.load(std::sync::atomic::Ordering::Acquire) {
                 return;
             }
             let sent = Instant::now();
+            let rates = meter.sample(sent, self.led_byte_counters());
             let hb = crate::controller::placement::Heartbeat {
                 broker_id: self.broker_id,
                 broker_epoch: self.broker_epoch(),
+                rates,
             };
             match self.metadata.heartbeat(hb).await {
                 Ok(r) if r.granted => {
@@ -765,6 +800,26 @@ impl Broker {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// Cumulative bytes appended to each partition this broker leads and
+    /// has taken over.
+    fn led_byte_counters(&self) -> Vec<((Uuid, i32), u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        // One lock at a time.
+        let ready: Vec<((Uuid, i32), i32)> =
+            self.ready.read().iter().map(|(k, e)| (*k, *e)).collect();
+        let topics = self.topics_by_id.read();
+        let mut out = Vec::with_capacity(ready.len());
+        for (key, epoch) in ready.iter() {
+            let Some(p) = topics.get(&key.0).and_then(|t| t.partition(key.1)) else {
+                continue;
+            };
+            if p.leader == self.broker_id && p.leader_epoch == *epoch {
+                out.push((*key, p.log.bytes_in.load(Relaxed)));
+            }
+        }
+        out
     }
 
     /// A new incarnation after being fenced: register, then take the

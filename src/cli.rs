@@ -504,3 +504,48 @@ async fn describe(name: &str, conn: &Conn) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+/// `strata drain`.
+#[derive(Debug, clap::Args)]
+pub struct DrainArgs {
+    /// The broker's HTTP listener (host:port).
+    #[arg(long, env = "STRATA_DRAIN_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: String,
+    /// Seconds to wait for the hand-off.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_s: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct DrainAnswer {
+    status: String,
+    broker_id: i32,
+    partitions_led: usize,
+}
+
+/// Asks the broker to hand off; fails when partitions are left behind
+/// although other brokers are live.
+pub async fn run_drain(args: DrainArgs) -> anyhow::Result<()> {
+    let client = crate::controller::network::JsonClient::new();
+    let a: DrainAnswer = client
+        .call(
+            &args.http,
+            "/admin/drain",
+            Some(&serde_json::json!({})),
+            Duration::from_secs(args.timeout_s),
+        )
+        .await?;
+    match a.status.as_str() {
+        "drained" => println!("broker {} drained: it leads no partition", a.broker_id),
+        "alone" => println!(
+            "broker {} is the only live broker: it keeps its {} partitions",
+            a.broker_id, a.partitions_led
+        ),
+        _ => anyhow::bail!(
+            "broker {} still leads {} partitions after the hand-off",
+            a.broker_id,
+            a.partitions_led
+        ),
+    }
+    Ok(())
+}

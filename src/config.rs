@@ -42,6 +42,10 @@ pub struct Config {
     /// controller, its Raft node id. Never reuse the id of a removed
     /// controller.
     pub broker_id: i32,
+    /// Let the controllers hand out this broker's id (`--node-id auto`): a
+    /// broker-only process with no stable identity (a Kubernetes
+    /// Deployment's pod) gets an id above 1000, new at every start.
+    pub node_id_auto: bool,
     /// Roles of this process: `controller`, `broker` or both
     /// (comma-separated). Controllers hold the only state that matters (the
     /// Raft log); brokers are stateless and scale freely.
@@ -170,6 +174,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./strata-data"),
             meta_dir: None,
             broker_id: 1,
+            node_id_auto: false,
             roles: "controller,broker".into(),
             controller_quorum: None,
             controller_listen: "0.0.0.0:9093".parse().expect("static addr"),
@@ -350,8 +355,15 @@ impl Config {
         if self.otlp_service_name.is_empty() {
             return bad("--otlp-service-name", "must not be empty".into());
         }
-        if self.broker_id < 0 {
-            return bad("--node-id", format!("must be >= 0, got {}", self.broker_id));
+        let max_id = crate::meta::state::RESERVED_BROKER_MAX_ID;
+        if !(0..=max_id).contains(&self.broker_id) {
+            return bad(
+                "--node-id",
+                format!(
+                    "must be in 0..={max_id} (ids above are handed out by --node-id auto), got {}",
+                    self.broker_id
+                ),
+            );
         }
         let roles: Vec<&str> = self.roles.split(',').map(str::trim).collect();
         if roles.is_empty() || roles.iter().any(|r| !matches!(*r, "controller" | "broker")) {
@@ -361,6 +373,13 @@ impl Config {
                     "must be controller, broker or controller,broker, got {:?}",
                     self.roles
                 ),
+            );
+        }
+        if self.node_id_auto && self.is_controller() {
+            return bad(
+                "--node-id",
+                "auto is for broker-only nodes (--roles broker); a controller needs a stable id"
+                    .into(),
             );
         }
         let voters = self.voters()?;
@@ -557,6 +576,25 @@ impl Config {
 /// Flags of `strata serve`. Every flag can also come from the environment
 /// (`STRATA_<FLAG>` in upper snake case) or from the `--config` TOML file;
 /// precedence: flag > environment > file > built-in default.
+/// `--node-id`: a number, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NodeIdArg {
+    Id(i32),
+    Auto,
+}
+
+impl std::str::FromStr for NodeIdArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(NodeIdArg::Auto);
+        }
+        s.parse()
+            .map(NodeIdArg::Id)
+            .map_err(|_| format!("expected a node id (0..=1000) or `auto`, got {s:?}"))
+    }
+}
+
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML file with any of the keys below (kebab-case, e.g. `data-dir`).
@@ -576,14 +614,14 @@ pub struct ServeArgs {
         allow_negative_numbers = true
     )]
     pub broker_id: Option<i32>,
-    /// Node id (broker id and Raft node id; same as --broker-id) [default: 1].
+    /// Node id (broker id and Raft node id; same as --broker-id), 0..=1000, or `auto` for a broker-only node: the controllers hand one out [default: 1].
     #[arg(
         long,
         env = "STRATA_NODE_ID",
-        value_name = "N",
+        value_name = "N|auto",
         allow_negative_numbers = true
     )]
-    pub node_id: Option<i32>,
+    pub node_id: Option<NodeIdArg>,
     /// Roles: controller, broker or controller,broker [default: controller,broker].
     #[arg(long, env = "STRATA_ROLES", value_name = "ROLES")]
     pub roles: Option<String>,
@@ -843,14 +881,26 @@ impl ServeArgs {
                 *dst = src.clone();
             }
         }
-        if let Some(n) = self.node_id {
-            if self.broker_id.is_some_and(|b| b != n) {
-                return Err(ConfigError::Invalid {
-                    key: "--node-id",
-                    message: format!("--node-id {n} and --broker-id {} differ", c.broker_id),
-                });
+        match self.node_id {
+            Some(NodeIdArg::Id(n)) => {
+                if self.broker_id.is_some_and(|b| b != n) {
+                    return Err(ConfigError::Invalid {
+                        key: "--node-id",
+                        message: format!("--node-id {n} and --broker-id {} differ", c.broker_id),
+                    });
+                }
+                c.broker_id = n;
             }
-            c.broker_id = n;
+            Some(NodeIdArg::Auto) => {
+                if self.broker_id.is_some() {
+                    return Err(ConfigError::Invalid {
+                        key: "--node-id",
+                        message: "--node-id auto and --broker-id both given".into(),
+                    });
+                }
+                c.node_id_auto = true;
+            }
+            None => {}
         }
         if self.advertised_port.is_some() {
             c.advertised_port = self.advertised_port;

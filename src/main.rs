@@ -29,6 +29,10 @@ enum Command {
     /// Controller quorum status and membership.
     #[command(subcommand)]
     Controller(strata::controller::cli::ControllerCmd),
+    /// Hand a running broker's partitions and group coordinators to the
+    /// other brokers and stop its writes (a Kubernetes preStop hook); it
+    /// exits on the SIGTERM that follows.
+    Drain(strata::cli::DrainArgs),
 }
 
 fn main() {
@@ -67,6 +71,7 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Controller(cmd)) => {
             rt.block_on(strata::controller::cli::run_controller(cmd))?
         }
+        Some(Command::Drain(args)) => rt.block_on(strata::cli::run_drain(args))?,
         Some(Command::Serve(_)) | None => {}
     }
     // The runtime goes first so in-flight spans end before the exporter flushes.

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -115,6 +115,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/admin/drain", post(drain))
         .with_state(state)
         .merge(openapi::doc_routes(doc))
         .merge(api)
@@ -127,6 +128,12 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    if s.broker.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining: partitions handed to other brokers"})),
+        );
+    }
     if s.broker.wal().commit_stalled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -141,6 +148,28 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
             Json(json!({"status": "starting"})),
         )
     }
+}
+
+/// `POST /admin/drain` (`strata drain`, a Kubernetes preStop hook): hand
+/// this broker's partitions and group coordinators to the others now.
+async fn drain(State(s): State<HttpState>) -> impl IntoResponse {
+    let alone = !s
+        .broker
+        .meta()
+        .brokers
+        .values()
+        .any(|b| b.broker_id != s.broker.broker_id && !b.fenced);
+    let led = s.broker.drain().await;
+    let status = match (led, alone) {
+        (0, _) => "drained",
+        (_, true) => "alone",
+        _ => "incomplete",
+    };
+    Json(json!({
+        "status": status,
+        "broker_id": s.broker.broker_id,
+        "partitions_led": led,
+    }))
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {

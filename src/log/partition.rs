@@ -140,6 +140,9 @@ pub struct PartitionLog {
     inner: Mutex<Inner>,
     sync_lock: tokio::sync::Mutex<()>,
     clock: SharedClock,
+    /// Record batch bytes appended by this process (the placement's
+    /// bytes-in rate is measured from it).
+    pub bytes_in: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -220,6 +223,7 @@ impl PartitionLog {
                 producers,
             }),
             sync_lock: tokio::sync::Mutex::new(()),
+            bytes_in: std::sync::atomic::AtomicU64::new(0),
             clock,
         })
     }

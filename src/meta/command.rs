@@ -156,6 +156,13 @@ pub enum Command {
     /// committed end. Refused as a whole if any partition's epoch moved on
     /// or a new leader is not a live (registered, unfenced) broker.
     MoveLeaders { moves: Vec<LeaderMove> },
+    /// Hands out a broker id for a broker started with `--node-id auto`
+    /// (ids above [`super::state::RESERVED_BROKER_MAX_ID`], never reused).
+    AllocateBrokerId,
+    /// Forgets a fenced broker that leads nothing (long gone, e.g. a pod
+    /// scaled away). A later registration of the same id starts above every
+    /// epoch it ever had, so its old incarnations stay fenced.
+    UnregisterBroker { broker_id: i32, broker_epoch: i64 },
     /// Several independent commands proposed as one log entry (the
     /// controller batches concurrent proposals): each is applied (or
     /// refused) on its own, in order; the output lists each result.
@@ -274,6 +281,10 @@ pub enum CommandOutput {
     Batch(Vec<ApplyResult>),
     /// The broker is fenced.
     BrokerFenced,
+    /// A broker id for `--node-id auto`.
+    BrokerIdAllocated { broker_id: i32 },
+    /// The broker is no longer registered.
+    BrokerUnregistered,
 }
 
 #[cfg(test)]

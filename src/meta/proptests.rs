@@ -180,6 +180,11 @@ fn command() -> impl Strategy<Value = Command> {
             broker_id: b,
             broker_epoch: e
         }),
+        (1i32..3, 1i64..3).prop_map(|(b, e)| Command::UnregisterBroker {
+            broker_id: b,
+            broker_epoch: e
+        }),
+        Just(Command::AllocateBrokerId),
         (topic_id(), 0i32..3, 0i32..3, 1i32..3).prop_map(|(t, p, e, l)| Command::MoveLeaders {
             moves: vec![crate::meta::command::LeaderMove {
                 topic_id: t,

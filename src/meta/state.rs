@@ -21,6 +21,9 @@ pub const MAX_PARTITIONS: i32 = 10_000;
 pub const MAX_PRODUCER_ID_BLOCK: i64 = 1_000_000;
 /// First producer id handed out by a fresh state.
 pub const FIRST_PRODUCER_ID: i64 = 1000;
+/// Highest broker id a node may be given by hand (Kafka's
+/// `reserved.broker.max.id`); `--node-id auto` ids come after it.
+pub const RESERVED_BROKER_MAX_ID: i32 = 1000;
 /// Epoch history kept per partition; older epochs answer `None` in
 /// [`PartitionMeta::end_offset_for_epoch`], which clients treat as "truncate
 /// to what you have", so the cap only bounds memory.
@@ -57,6 +60,13 @@ pub struct MetaState {
     /// Controller node ids that left the quorum (never reused).
     #[serde(default)]
     pub retired_controllers: BTreeSet<u64>,
+    /// Last broker id handed out by `AllocateBrokerId` (0: none yet).
+    #[serde(default)]
+    pub last_auto_broker_id: i32,
+    /// Epoch floor of a registration of an id not registered now: above
+    /// every epoch an unregistered broker had.
+    #[serde(default)]
+    pub broker_epoch_floor: i64,
 }
 
 /// A registered broker.
@@ -126,6 +136,8 @@ impl Default for MetaState {
             clock_ms: 0,
             retired_controllers: BTreeSet::new(),
             cluster_id: String::new(),
+            last_auto_broker_id: 0,
+            broker_epoch_floor: 0,
         }
     }
 }
@@ -558,6 +570,33 @@ impl MetaState {
                 self.check_broker_epoch(*broker_id, *broker_epoch)?;
                 Ok(())
             }
+            Command::AllocateBrokerId => {
+                if self.last_auto_broker_id == i32::MAX {
+                    return Err(invalid("no broker ids left to hand out".to_string()));
+                }
+                Ok(())
+            }
+            Command::UnregisterBroker {
+                broker_id,
+                broker_epoch,
+            } => {
+                let b = self.check_broker_epoch(*broker_id, *broker_epoch)?;
+                if !b.fenced {
+                    return Err(invalid(format!(
+                        "broker {broker_id} is live; only a fenced broker is unregistered"
+                    )));
+                }
+                if self
+                    .topics
+                    .values()
+                    .any(|t| t.partitions.iter().any(|p| p.leader == *broker_id))
+                {
+                    return Err(invalid(format!(
+                        "broker {broker_id} still leads partitions"
+                    )));
+                }
+                Ok(())
+            }
             Command::MoveLeaders { moves } => {
                 if moves.len() > MAX_PARTITIONS as usize * 10 {
                     return Err(invalid(format!("{} moves in one command", moves.len())));
@@ -697,7 +736,10 @@ impl MetaState {
                 port,
                 rack,
             } => {
-                let epoch = self.brokers.get(&broker_id).map_or(1, |b| b.epoch + 1);
+                let epoch = self
+                    .brokers
+                    .get(&broker_id)
+                    .map_or(self.broker_epoch_floor.max(1), |b| b.epoch + 1);
                 self.brokers.insert(
                     broker_id,
                     BrokerInfo {
@@ -850,6 +892,22 @@ impl MetaState {
                     b.fenced = true;
                 }
                 CommandOutput::BrokerFenced
+            }
+            Command::AllocateBrokerId => {
+                let used = self.brokers.keys().next_back().copied().unwrap_or(0);
+                let id = self
+                    .last_auto_broker_id
+                    .max(used)
+                    .max(RESERVED_BROKER_MAX_ID)
+                    .saturating_add(1);
+                self.last_auto_broker_id = id;
+                CommandOutput::BrokerIdAllocated { broker_id: id }
+            }
+            Command::UnregisterBroker { broker_id, .. } => {
+                if let Some(b) = self.brokers.remove(&broker_id) {
+                    self.broker_epoch_floor = self.broker_epoch_floor.max(b.epoch + 1);
+                }
+                CommandOutput::BrokerUnregistered
             }
             Command::MoveLeaders { moves } => {
                 let mut epochs = Vec::with_capacity(moves.len());
@@ -1134,6 +1192,83 @@ mod tests {
             (2, "h2", 9093, Some("az1"))
         );
         assert_eq!(s.applied_index, 2);
+    }
+
+    #[test]
+    fn auto_broker_ids_and_unregistering() {
+        let mut s = MetaState::new();
+        s.apply(register(7)).unwrap();
+        let alloc = |s: &mut MetaState| match s.apply(Command::AllocateBrokerId).unwrap() {
+            CommandOutput::BrokerIdAllocated { broker_id } => broker_id,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(alloc(&mut s), RESERVED_BROKER_MAX_ID + 1);
+        assert_eq!(alloc(&mut s), RESERVED_BROKER_MAX_ID + 2);
+        s.apply(register(1002)).unwrap();
+        s.apply(register(1002)).unwrap();
+        // Live, or leading a partition: refused.
+        refuse(
+            &mut s,
+            Command::UnregisterBroker {
+                broker_id: 1002,
+                broker_epoch: 2,
+            },
+        );
+        s.apply(Command::CreateTopic {
+            name: "t".into(),
+            topic_id: Uuid::from_u128(9),
+            partitions: 1,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+            leader: 1002,
+            created_at_ms: 0,
+        })
+        .unwrap();
+        s.apply(Command::FenceBroker {
+            broker_id: 1002,
+            broker_epoch: 2,
+        })
+        .unwrap();
+        refuse(
+            &mut s,
+            Command::UnregisterBroker {
+                broker_id: 1002,
+                broker_epoch: 2,
+            },
+        );
+        s.apply(Command::MoveLeaders {
+            moves: vec![crate::meta::command::LeaderMove {
+                topic_id: Uuid::from_u128(9),
+                partition: 0,
+                expected_epoch: 0,
+                leader: 7,
+            }],
+        })
+        .unwrap();
+        // A stale incarnation cannot unregister the broker.
+        refuse(
+            &mut s,
+            Command::UnregisterBroker {
+                broker_id: 1002,
+                broker_epoch: 1,
+            },
+        );
+        assert_eq!(
+            s.apply(Command::UnregisterBroker {
+                broker_id: 1002,
+                broker_epoch: 2,
+            })
+            .unwrap(),
+            CommandOutput::BrokerUnregistered
+        );
+        assert!(!s.brokers.contains_key(&1002));
+        // Never handed out again; a re-registration starts above epoch 2.
+        assert_eq!(alloc(&mut s), RESERVED_BROKER_MAX_ID + 3);
+        assert_eq!(
+            s.apply(register(1002)).unwrap(),
+            CommandOutput::BrokerRegistered { epoch: 3 }
+        );
+        s.check_invariants().unwrap();
     }
 
     #[test]

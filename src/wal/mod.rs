@@ -216,6 +216,22 @@ impl Wal {
         self.commit_stalled.load(Ordering::Relaxed)
     }
 
+    /// Flush now and wait (bounded) until nothing appended is waiting for
+    /// its commit; `false` on timeout.
+    pub async fn wait_empty(&self, timeout: Duration) -> bool {
+        let mut rx = self.committed.subscribe();
+        self.kick.notify_one();
+        tokio::time::timeout(timeout, async {
+            while self.metrics.buffered_bytes.load(Ordering::Relaxed) > 0 {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
     /// Wait for buffer space for `bytes` (back-pressure on producers).
     pub async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, WalError> {
         let n = bytes
@@ -495,6 +511,8 @@ impl Wal {
                     .fetch_sub(freed as u64, Ordering::Relaxed);
                 w.metrics.inflight_uploads.fetch_sub(1, Ordering::Relaxed);
                 drop(f.entries);
+                // Wakes `wait_empty`, which reads `buffered_bytes`.
+                w.committed.send_modify(|v| *v += 1);
             }
         });
         tokio::spawn(async move {
