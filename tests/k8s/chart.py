@@ -48,7 +48,6 @@ def manifests(rendered: dict[str, str]) -> list[dict]:
             continue
         for doc in yaml.safe_load_all(text):
             if doc:
-                doc.setdefault("metadata", {}).setdefault("annotations", {})
                 docs.append(doc)
     return docs
 
