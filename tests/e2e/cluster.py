@@ -52,8 +52,11 @@ class Node(Broker):
     """One node of a cluster: conftest's Broker (start, stop, kill, log) with
     the cluster's flags."""
 
-    def __init__(self, cluster: "Cluster", node_id: int, roles: tuple[str, ...], quorum: str, extra_args: list[str], join: bool = False):
+    def __init__(self, cluster: "Cluster", node_id: int, roles: tuple[str, ...], quorum: str, extra_args: list[str], join: bool = False, auto_id: bool = False):
         super().__init__(cluster.workdir / f"node-{node_id}", extra_args)
+        # ``--node-id auto``: the controllers hand out the broker id; ``id``
+        # is then only this harness's name for the node.
+        self.auto_id = auto_id
         self.log_path = self.workdir / "strata.log"
         self.cluster = cluster
         self.id = node_id
@@ -82,7 +85,7 @@ class Node(Broker):
             "--roles",
             ",".join(self.roles),
             "--node-id",
-            str(self.id),
+            "auto" if self.auto_id else str(self.id),
             "--data-dir",
             str(self.data_dir),
             "--http-listen",
@@ -138,9 +141,9 @@ class Cluster:
         for j in range(brokers):
             self._add(FIRST_BROKER_ID + j, ("broker",), self.quorum, self.broker_args)
 
-    def _add(self, node_id: int, roles, quorum: str, role_args: list[str], join: bool = False) -> Node:
+    def _add(self, node_id: int, roles, quorum: str, role_args: list[str], join: bool = False, auto_id: bool = False) -> Node:
         assert node_id not in self.nodes, f"node {node_id} exists"
-        n = Node(self, node_id, roles, quorum, self.extra_args + role_args, join)
+        n = Node(self, node_id, roles, quorum, self.extra_args + role_args, join, auto_id)
         self.nodes[node_id] = n
         if self.on_node:
             self.on_node(n)
@@ -194,6 +197,14 @@ class Cluster:
         if n.alive():
             os.kill(n.pid, signal.SIGCONT)
         n.paused = False
+
+    def add_broker(self, node_id: int, auto_id: bool = False, start: bool = True) -> Node:
+        """A new broker (``--node-id auto`` when ``auto_id``), started and
+        waited for."""
+        n = self._add(node_id, ("broker",), self.quorum, self.broker_args, auto_id=auto_id)
+        if start:
+            n.start(wait=True)
+        return n
 
     def add_controller(self, node_id: int, quorum: str | None = None, start: bool = True) -> Node:
         """A new controller started with ``--controller-join``: it waits to be

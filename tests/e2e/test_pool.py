@@ -17,6 +17,7 @@ zero allowed).
 
 from __future__ import annotations
 
+import threading
 import time
 
 from confluent_kafka import TopicPartition
@@ -333,3 +334,98 @@ def test_zone_local_reads_serve_consumers_from_their_own_rack(cluster_factory):
     cross_without = sum(after[n.id] - mid[n.id] for n in others)
     assert cross_without > 0
     print(f"cross-zone record bytes for 300 records: with client.rack {cross_with:.0f}, without {cross_without:.0f}")
+
+
+def broker_ids(bootstrap: str) -> set[int]:
+    return set(admin(bootstrap).list_topics(timeout=10).brokers)
+
+
+def test_auto_ids_and_drain_command_under_load(cluster_factory):
+    """Brokers started with ``--node-id auto`` get distinct ids above 1000
+    (a new one at every start); ``strata drain`` hands one's partitions off
+    under idempotent acks=all load, /readyz turns 503, its SIGTERM exits 0,
+    and the checker finds nothing lost or duplicated."""
+    cl = pool(cluster_factory, brokers=1)
+    fixed = cl.brokers()[0].id
+    a1 = cl.add_broker(201, auto_id=True)
+    a2 = cl.add_broker(202, auto_id=True)
+    ids = wait_until(lambda: (b := broker_ids(cl.bootstrap)) and len(b) == 3 and b, 30, "three brokers in Metadata")
+    auto = ids - {fixed}
+    assert len(auto) == 2 and all(i > 1000 for i in auto), ids
+    topic = unique_topic("pool-auto")
+    create_topic(cl.bootstrap, topic, PARTITIONS)
+    wait_spread(cl, topic, ids)
+    chk, prods = start_load(cl, topic)
+    wait_until(lambda: chk.acked_count() >= 200, 60, "200 acks before the drain")
+    # Which auto id is a1? The one whose HTTP metrics report it leads.
+    out = cl.cli_ok("drain", "--http", f"127.0.0.1:{a1.http_port}")
+    assert "drained" in out, out
+    a1_id = int(out.split()[1])
+    assert a1_id in auto, (out, auto)
+    ls = leaders(cl.bootstrap, topic)
+    assert a1_id not in ls.values(), f"drained broker {a1_id} still leads {ls}"
+    code, body, _ = http_get(a1.http_url + "/readyz", timeout=5)
+    assert code == 503 and "draining" in body, (code, body)
+    assert metric(a1, "strata_partitions_led") == 0
+    sent = chk.sent
+    wait_until(lambda: chk.acked_count() >= sent + 200, 60, "200 acks after the drain")
+    cl.stop(a1.id)
+    # Restarted, the same process directory gets a new id.
+    cl.start(a1.id)
+    again = wait_until(lambda: (b := broker_ids(cl.bootstrap)) and len(b) == 3 and b, 30, "three live brokers again")
+    assert a1_id not in again and len(again - ids) == 1 and min(again - ids) > 1000, (ids, again)
+    sent = chk.sent
+    wait_until(lambda: chk.acked_count() >= sent + 200, 60, "200 acks after the restart")
+    finish_load(cl, topic, chk, prods, min_acked=600)
+    # Draining the last live broker keeps everything: nothing to hand off to.
+    for n in (a2, a1):
+        cl.stop(n.id)
+    out = cl.cli_ok("drain", "--http", f"127.0.0.1:{cl.node(fixed).http_port}")
+    assert "only live broker" in out, out
+
+
+def test_busy_partitions_spread_by_bytes_in(cluster_factory):
+    """Balanced by count, both busy partitions sit on one broker; once their
+    bytes-in rates reach the controller it splits them, keeping counts even."""
+    cl = pool(cluster_factory, brokers=1)
+    first = cl.brokers()[0].id
+    hot, cold = unique_topic("a-hot"), unique_topic("z-cold")
+    create_topic(cl.bootstrap, hot, 2)
+    create_topic(cl.bootstrap, cold, 2)
+    second = cl.add_broker(first + 1)
+    ids = {first, second.id}
+
+    def layout():
+        return leaders(cl.bootstrap, hot), leaders(cl.bootstrap, cold)
+
+    def per_broker() -> dict[int, int]:
+        h, c = layout()
+        return {b: [*h.values(), *c.values()].count(b) for b in ids}
+
+    # Count balancing moves two partitions (both of the first topic).
+    wait_until(lambda: per_broker() == {first: 2, second.id: 2}, 30, "two partitions per broker")
+    h, _ = layout()
+    assert len(set(h.values())) == 1, f"count balancing split the busy topic already: {h}"
+    stop = threading.Event()
+
+    def flood():
+        p = producer(bootstrap_all(cl), acks="1", **{"linger.ms": 20, "batch.size": 1 << 20, "message.timeout.ms": MESSAGE_TIMEOUT_MS})
+        v = b"x" * 16384
+        i = 0
+        while not stop.is_set():
+            try:
+                p.produce(hot, v, partition=i % 2)
+                i += 1
+            except BufferError:
+                p.poll(0.01)
+            p.poll(0)
+        p.flush(30)
+
+    t = threading.Thread(target=flood, daemon=True)
+    t.start()
+    try:
+        split = wait_until(lambda: (h := layout()[0]) and len(set(h.values())) == 2 and h, 60, "the busy partitions on two brokers")
+    finally:
+        stop.set()
+        t.join(60)
+    assert per_broker() == {first: 2, second.id: 2}, f"counts after the split {split}: {layout()}"
