@@ -955,4 +955,39 @@ mod tests {
         .to_string();
         assert!(e.contains("no-such-key"), "{e}");
     }
+
+    #[test]
+    fn node_id_auto_is_for_brokers_and_fixed_ids_stay_reserved() {
+        assert_eq!("auto".parse::<NodeIdArg>(), Ok(NodeIdArg::Auto));
+        assert_eq!("7".parse::<NodeIdArg>(), Ok(NodeIdArg::Id(7)));
+        assert!("seven".parse::<NodeIdArg>().unwrap_err().contains("auto"));
+        let quorum = Some("1@127.0.0.1:9093".to_string());
+        let c = ServeArgs {
+            node_id: Some(NodeIdArg::Auto),
+            roles: Some("broker".into()),
+            controller_quorum: quorum.clone(),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(c.node_id_auto);
+        let e = ServeArgs {
+            node_id: Some(NodeIdArg::Auto),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--node-id") && e.contains("broker-only"), "{e}");
+        let e = ServeArgs {
+            node_id: Some(NodeIdArg::Id(1001)),
+            roles: Some("broker".into()),
+            controller_quorum: quorum,
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--node-id") && e.contains("0..=1000"), "{e}");
+    }
 }
