@@ -873,6 +873,10 @@ impl ServeArgs {
         if self.rack.is_some() {
             c.rack = self.rack.clone();
         }
+        // An empty rack (a downward-API label that is not set) is no rack.
+        if c.rack.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            c.rack = None;
+        }
         for (dst, src) in [
             (&mut c.controller_quorum, &self.controller_quorum),
             (&mut c.controller_advertised, &self.controller_advertised),
