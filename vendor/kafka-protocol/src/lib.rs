@@ -100,8 +100,8 @@
 //!     _ => panic!()
 //! }
 //! ```
-// Strata patch: vendored code is not linted with the project.
-#![allow(warnings, clippy::all, clippy::pedantic)]
+#![deny(missing_docs)]
+#![allow(warnings, clippy::all, clippy::pedantic)] // strata-patch: vendored code is not linted with the project
 // Display required features for items when rendering for docs.rs
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

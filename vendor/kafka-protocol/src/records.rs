@@ -514,8 +514,8 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        // Strata patch: record_count is untrusted; bound the pre-allocation.
-        records.reserve((batch_decode_info.record_count as usize).min(1024));
+        if batch_decode_info.record_count as usize > buf.remaining() { bail!("Record count {} exceeds the {} bytes left", batch_decode_info.record_count, buf.remaining()); } // strata-patch: reject element counts larger than the remaining bytes
+        records.reserve((batch_decode_info.record_count as usize).min(1024)); // strata-patch: pre-allocate at most 1024 records
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -894,8 +894,8 @@ impl Record {
         }
         let num_headers = num_headers as usize;
 
-        // Strata patch: num_headers is untrusted; bound the pre-allocation.
-        let mut headers = IndexMap::with_capacity(num_headers.min(64));
+        if num_headers > bytes::Buf::remaining(buf) { bail!("Record header count {num_headers} exceeds the {} bytes left", bytes::Buf::remaining(buf)); } // strata-patch: reject element counts larger than the remaining bytes
+        let mut headers = IndexMap::with_capacity(num_headers.min(64)); // strata-patch: pre-allocate at most 64 headers
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

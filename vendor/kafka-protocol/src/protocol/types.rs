@@ -985,9 +985,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // Strata patch: the count comes from the wire; never pre-allocate more than a
-                // small bound, let `push` grow as elements are really decoded.
-                let mut result = Vec::with_capacity((n as usize).min(64));
+                if n as usize > buf.remaining() { bail!("Array length {n} exceeds the {} bytes left", buf.remaining()); } // strata-patch: reject element counts larger than the remaining bytes
+                let mut result = Vec::with_capacity((n as usize).min(64)); // strata-patch: pre-allocate at most 64 elements; push grows with decoded ones
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1095,8 +1094,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                // Strata patch: see Array::decode.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(64));
+                if (n - 1) as usize > buf.remaining() { bail!("CompactArray length {} exceeds the {} bytes left", n - 1, buf.remaining()); } // strata-patch: reject element counts larger than the remaining bytes
+                let mut result = Vec::with_capacity(((n - 1) as usize).min(64)); // strata-patch: pre-allocate at most 64 elements; push grows with decoded ones
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
