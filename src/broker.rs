@@ -105,6 +105,8 @@ pub struct Broker {
     /// Set when a controlled shutdown starts: no more heartbeats, and no
     /// registering again after the self-fencing.
     draining: std::sync::atomic::AtomicBool,
+    /// Transactions this broker's coordinator is finishing now.
+    pub txn_finishing: crate::txn::Finishing,
     /// Writes refused because this broker did not lead the partition, had
     /// no lease, or had not finished taking it over.
     pub not_leader_refusals: std::sync::atomic::AtomicU64,
@@ -245,6 +247,7 @@ impl Broker {
             taking_over: Mutex::new(Default::default()),
             started: std::sync::atomic::AtomicBool::new(false),
             draining: std::sync::atomic::AtomicBool::new(false),
+            txn_finishing: Default::default(),
             not_leader_refusals: Default::default(),
             store,
             wal,
@@ -534,6 +537,7 @@ impl Broker {
                 .insert((t.topic_id, i as i32), pm.leader_epoch);
             let mut off = pm.committed_end;
             let leo = ph.log.log_end_offset();
+            ph.log.set_open_txns(&pm.ongoing_txns);
             if off < leo {
                 tracing::info!(topic = %t.name, partition = i, from = off, to = leo, "re-committing local data not yet in object storage");
             }
@@ -550,6 +554,7 @@ impl Broker {
                     };
                     let end = pos + bh.total_len();
                     if bh.base_offset >= off {
+                        let mark = ph.log.replay_mark(&bh, &bytes[pos..end]);
                         self.wal.push(
                             crate::wal::Target {
                                 topic_id: t.topic_id,
@@ -559,6 +564,7 @@ impl Broker {
                             &bh,
                             r.records.slice(pos..end),
                             bh.base_offset == off && off == pm.committed_end,
+                            mark,
                             None,
                         );
                     }
@@ -582,7 +588,98 @@ impl Broker {
         &self,
         topic: &TopicHandle,
         partition: &PartitionHandle,
+        records: Vec<u8>,
+    ) -> Result<crate::log::AppendInfo, crate::log::AppendError> {
+        self.append_inner(topic, partition, records, false).await
+    }
+
+    /// Writes a transaction's COMMIT or ABORT marker to a partition this
+    /// broker leads (WriteTxnMarkers); returns the marker's offset.
+    pub async fn append_marker(
+        &self,
+        topic: &TopicHandle,
+        partition: &PartitionHandle,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<i64, crate::log::AppendError> {
+        let b = crate::log::batch::build_control(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            self.clock.now_ms(),
+        );
+        self.append_inner(topic, partition, b.to_vec(), true)
+            .await
+            .map(|i| i.base_offset)
+    }
+
+    /// KIP-890 part 1: a transactional batch is accepted only from the
+    /// current epoch of a producer whose ongoing transaction holds this
+    /// partition. The AddPartitionsToTxn that added it may still be on its
+    /// way to this broker's view: wait for it (bounded).
+    async fn verify_txn_write(
+        &self,
+        topic: &TopicHandle,
+        partition: &PartitionHandle,
+        h: &crate::log::batch::BatchHeader,
+    ) -> Result<(), crate::log::AppendError> {
+        use crate::meta::txn::{codes, TxnStatus};
+        let key = (topic.name.clone(), partition.index);
+        let ok = |m: &MetaState| -> Result<bool, crate::log::AppendError> {
+            let Some((id, t)) = m.txns.of_producer(h.producer_id) else {
+                return Ok(false);
+            };
+            if h.producer_epoch < t.producer_epoch {
+                return Err(crate::log::AppendError::Txn {
+                    code: codes::INVALID_PRODUCER_EPOCH,
+                    message: format!(
+                        "transactional id {id}: producer epoch {} fenced by {}",
+                        h.producer_epoch, t.producer_epoch
+                    ),
+                });
+            }
+            Ok(h.producer_epoch == t.producer_epoch
+                && t.status == TxnStatus::Ongoing
+                && t.partitions.contains(&key))
+        };
+        if ok(&self.meta())? {
+            return Ok(());
+        }
+        let mut rx = self.metadata.watch();
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            loop {
+                if rx.changed().await.is_err() {
+                    return Ok(false);
+                }
+                let m = rx.borrow_and_update().clone();
+                if ok(&m)? {
+                    return Ok(true);
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            _ => Err(crate::log::AppendError::Txn {
+                code: codes::INVALID_TXN_STATE,
+                message: format!(
+                    "producer {} epoch {} has no ongoing transaction holding {}-{}",
+                    h.producer_id, h.producer_epoch, topic.name, partition.index
+                ),
+            }),
+        }
+    }
+
+    async fn append_inner(
+        &self,
+        topic: &TopicHandle,
+        partition: &PartitionHandle,
         mut records: Vec<u8>,
+        internal: bool,
     ) -> Result<crate::log::AppendInfo, crate::log::AppendError> {
         use std::sync::atomic::Ordering::Relaxed;
         if let Err(reason) = self.writable(topic.id, partition) {
@@ -601,13 +698,19 @@ impl Broker {
             partition: partition.index,
             leader_epoch: partition.leader_epoch,
         };
+        if let Ok(h) = crate::log::batch::BatchHeader::parse(&records) {
+            if h.is_transactional() && !h.is_control() {
+                self.verify_txn_write(topic, partition, &h).await?;
+            }
+        }
         let wal = &self.wal;
         let result = partition.log.append_with(
             &mut records,
             partition.leader_epoch,
             &topic.log_config,
-            |bh, data, first| {
-                wal.push(target, bh, data, first, permit.take());
+            internal,
+            |bh, data, first, mark| {
+                wal.push(target, bh, data, first, mark, permit.take());
             },
         );
         match &result {
@@ -981,6 +1084,7 @@ impl Broker {
                 .append_committed(&bytes, &h.log_config)
                 .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))?;
         }
+        ph.log.set_open_txns(&pm.ongoing_txns);
         Ok(())
     }
 

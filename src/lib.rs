@@ -26,6 +26,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod controller;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group_cli;
 pub mod groups;
 pub mod http;
@@ -38,4 +40,5 @@ pub mod objstore;
 pub mod server;
 pub mod telemetry;
 pub mod tier;
+pub mod txn;
 pub mod wal;

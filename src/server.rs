@@ -141,7 +141,8 @@ async fn run_broker(
     let broker = Broker::open(config.clone(), Arc::new(SystemClock), store, metadata).await?;
     // Reconcile local logs with object storage before serving anything.
     let (hb_tx, hb_rx) = watch::channel(false);
-    tokio::spawn(broker.clone().run_heartbeats(hb_rx));
+    tokio::spawn(broker.clone().run_heartbeats(hb_rx.clone()));
+    tokio::spawn(crate::txn::TxnCoordinator::run(broker.clone(), hb_rx));
     broker.recover_tier().await?;
     let (bg_tx, bg_rx) = watch::channel(false);
     let wal_task = broker.wal().start(

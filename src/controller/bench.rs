@@ -257,6 +257,7 @@ fn apply(args: &BenchArgs) -> serde_json::Value {
                 byte_offset: p as u64 * 100,
                 byte_len: 100,
                 max_timestamp: 1,
+                txn: Vec::new(),
             })
             .collect();
         ends[t] += 10;

@@ -165,7 +165,12 @@ impl Compactor {
                 let run: Vec<Extent> = pm
                     .extents
                     .iter()
-                    .take_while(|e| e.kind == ExtentKind::Segment && lag_ok(e))
+                    // Never past an undecided transaction.
+                    .take_while(|e| {
+                        e.kind == ExtentKind::Segment
+                            && lag_ok(e)
+                            && e.end_offset <= pm.last_stable_offset()
+                    })
                     .take_while(|e| {
                         budget += e.byte_len;
                         budget <= MAX_RUN_BYTES
@@ -204,7 +209,7 @@ impl Compactor {
                         &t.topic_id,
                         &t.name,
                         i as i32,
-                        pm.leader_epoch,
+                        pm,
                         &run,
                         now - cfg.delete_retention_ms,
                     )
@@ -235,10 +240,24 @@ impl Compactor {
         topic_id: &uuid::Uuid,
         topic: &str,
         partition: i32,
-        leader_epoch: i32,
+        pm: &crate::meta::PartitionMeta,
         run: &[Extent],
         tombstone_horizon_ms: i64,
     ) -> Result<(u64, u64, u64), String> {
+        let leader_epoch = pm.leader_epoch;
+        let aborted_txns = &pm.aborted_txns;
+        // Records of aborted transactions are never read by read_committed
+        // consumers: they supersede nothing and are dropped; the ABORT
+        // marker (a control record) stays.
+        let aborted = |r: &Record| {
+            r.transactional
+                && !r.control
+                && aborted_txns.iter().any(|a| {
+                    a.producer_id == r.producer_id
+                        && a.first_offset <= r.offset
+                        && r.offset <= a.last_offset
+                })
+        };
         let b = &self.broker;
         let store = b.store();
         let mut decoded = Vec::with_capacity(run.len());
@@ -264,6 +283,9 @@ impl Compactor {
         for batches in &decoded {
             for (_, recs) in batches {
                 for r in recs {
+                    if aborted(r) {
+                        continue;
+                    }
                     if let (Some(k), false) = (&r.key, r.control) {
                         let o = latest.entry(k.clone()).or_insert(r.offset);
                         *o = (*o).max(r.offset);
@@ -284,7 +306,7 @@ impl Compactor {
             for (h, recs) in batches {
                 let mut kept: Vec<Record> = recs
                     .into_iter()
-                    .filter(|r| keep(r, &latest, tombstone_horizon_ms))
+                    .filter(|r| !aborted(r) && keep(r, &latest, tombstone_horizon_ms))
                     .collect();
                 // The encoder starts a new batch wherever `offset - sequence`
                 // changes; records without a producer get `sequence = offset`

@@ -45,6 +45,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
 ];
 
 /// The advertised range of an API, if served.
@@ -174,6 +181,35 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         )),
         RequestKind::DeleteGroups(r) => delete_groups::handle(ctx, r),
         RequestKind::OffsetDelete(r) => offset_delete::handle(ctx, r),
+        RequestKind::AddPartitionsToTxn(r) => Reply::Now(ResponseKind::AddPartitionsToTxn(
+            txn::add_partitions(ctx, r).await,
+        )),
+        RequestKind::AddOffsetsToTxn(r) => Reply::Now(ResponseKind::AddOffsetsToTxn(
+            txn::add_offsets(ctx, r).await,
+        )),
+        RequestKind::TxnOffsetCommit(r) => Reply::Now(ResponseKind::TxnOffsetCommit(
+            txn::txn_offset_commit(ctx, r).await,
+        )),
+        // Waiting parts (markers, durability) run off the connection's
+        // reader, so its other requests are not held up.
+        RequestKind::EndTxn(r) => {
+            let ctx = ctx.clone();
+            Reply::Later(Box::pin(async move {
+                ResponseKind::EndTxn(txn::end_txn(&ctx, r).await)
+            }))
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            let ctx = ctx.clone();
+            Reply::Later(Box::pin(async move {
+                ResponseKind::WriteTxnMarkers(txn::write_markers(&ctx, r).await)
+            }))
+        }
+        RequestKind::DescribeTransactions(r) => {
+            Reply::Now(ResponseKind::DescribeTransactions(txn::describe(ctx, r)))
+        }
+        RequestKind::ListTransactions(r) => {
+            Reply::Now(ResponseKind::ListTransactions(txn::list(ctx, r)))
+        }
         // Not advertised; the connection layer refuses these before decoding.
         _ => Reply::NoResponse,
     }
@@ -272,6 +308,22 @@ pub fn response_has_error(r: &ResponseKind) -> bool {
             any(&x.topics, |t| any(&t.partitions, |p| p.error_code != 0))
         }
         ResponseKind::InitProducerId(x) => x.error_code != 0,
+        ResponseKind::EndTxn(x) => x.error_code != 0,
+        ResponseKind::AddOffsetsToTxn(x) => x.error_code != 0,
+        ResponseKind::AddPartitionsToTxn(x) => {
+            x.error_code != 0
+                || any(&x.results_by_topic_v3_and_below, |t| {
+                    any(&t.results_by_partition, |p| p.partition_error_code != 0)
+                })
+                || any(&x.results_by_transaction, |r| {
+                    any(&r.topic_results, |t| {
+                        any(&t.results_by_partition, |p| p.partition_error_code != 0)
+                    })
+                })
+        }
+        ResponseKind::TxnOffsetCommit(x) => {
+            any(&x.topics, |t| any(&t.partitions, |p| p.error_code != 0))
+        }
         ResponseKind::ApiVersions(x) => x.error_code != 0,
         _ => false,
     }

@@ -345,6 +345,56 @@ pub fn build(
     b
 }
 
+/// A COMMIT (`commit`) or ABORT control batch of a transaction, as the
+/// partition leader writes it for the transaction coordinator.
+pub fn build_control(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> BytesMut {
+    let key = [0u8, 0, 0, commit as u8];
+    let mut value = [0u8; 6];
+    value[2..].copy_from_slice(&coordinator_epoch.to_be_bytes());
+    let recs: [SimpleRecord<'_>; 1] = [(Some(&key[..]), Some(&value[..]), timestamp)];
+    let mut b = build(0, &recs, Some((producer_id, producer_epoch, -1)));
+    let attrs = ATTR_TRANSACTIONAL | ATTR_CONTROL;
+    b[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+    let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// The type of a control batch's marker: `Some(true)` COMMIT,
+/// `Some(false)` ABORT, `None` for anything else (not a control batch, an
+/// unknown control type, a compressed or malformed one).
+pub fn control_commit(b: &[u8]) -> Option<bool> {
+    let h = BatchHeader::parse(b).ok()?;
+    if !h.is_control() || h.compression() != 0 || h.record_count < 1 {
+        return None;
+    }
+    let mut buf = b.get(HEADER_LEN..)?;
+    read_varint(&mut buf).ok()?; // record length
+    if !buf.has_remaining() {
+        return None;
+    }
+    buf.get_u8(); // attributes
+    read_varint(&mut buf).ok()?; // timestamp delta
+    read_varint(&mut buf).ok()?; // offset delta
+    let klen = read_varint(&mut buf).ok()?;
+    if klen < 4 || buf.remaining() < 4 {
+        return None;
+    }
+    let version = buf.get_i16();
+    let kind = buf.get_i16();
+    match (version, kind) {
+        (0, 0) => Some(false),
+        (0, 1) => Some(true),
+        _ => None,
+    }
+}
+
 fn put_varint(b: &mut BytesMut, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     loop {

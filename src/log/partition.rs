@@ -11,10 +11,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::batch::{self, BatchError, BatchHeader, LOG_OVERHEAD};
-use super::producer::{ProducerStates, SeqCheck, SeqError};
+use super::producer::{OpenTxns, ProducerStates, SeqCheck, SeqError};
 use super::segment::Segment;
 use super::LogError;
 use crate::clock::SharedClock;
+use crate::meta::tier::TxnMark;
 
 /// The topic configs the log engine obeys on each append.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +57,14 @@ pub enum AppendError {
         partition: String,
         reason: &'static str,
     },
+    /// Control batches are written by the broker for the transaction
+    /// coordinator only.
+    #[error("control batches cannot be produced")]
+    ControlBatch,
+    /// A transactional write outside an ongoing transaction of its producer
+    /// (KIP-890 verification), or from a fenced producer epoch.
+    #[error("{message}")]
+    Txn { code: i16, message: String },
 }
 
 impl AppendError {
@@ -66,6 +75,8 @@ impl AppendError {
             AppendError::Log(e) => e.kafka_code(),
             AppendError::MultipleIdempotentBatches(_) => 42, // INVALID_REQUEST
             AppendError::NotLeader { .. } => 6,              // NOT_LEADER_OR_FOLLOWER
+            AppendError::ControlBatch => 87,                 // INVALID_RECORD
+            AppendError::Txn { code, .. } => *code,
         }
     }
 }
@@ -110,6 +121,8 @@ struct Inner {
     /// Sealed segments whose data has not been fsynced yet.
     unsynced: Vec<Arc<File>>,
     producers: ProducerStates,
+    /// Transactions open in this log (for the WAL's transaction marks).
+    txns: OpenTxns,
 }
 
 impl Inner {
@@ -221,6 +234,7 @@ impl PartitionLog {
                 flushed: leo,
                 unsynced: Vec::new(),
                 producers,
+                txns: OpenTxns::default(),
             }),
             sync_lock: tokio::sync::Mutex::new(()),
             bytes_in: std::sync::atomic::AtomicU64::new(0),
@@ -242,7 +256,7 @@ impl PartitionLog {
         leader_epoch: i32,
         cfg: &LogConfig,
     ) -> Result<AppendInfo, AppendError> {
-        self.append_with(records, leader_epoch, cfg, |_, _, _| {})
+        self.append_with(records, leader_epoch, cfg, false, |_, _, _, _| {})
     }
 
     /// [`PartitionLog::append`], calling `on_batch(header, bytes,
@@ -253,7 +267,8 @@ impl PartitionLog {
         records: &mut Vec<u8>,
         leader_epoch: i32,
         cfg: &LogConfig,
-        mut on_batch: impl FnMut(&BatchHeader, Bytes, bool),
+        internal: bool,
+        mut on_batch: impl FnMut(&BatchHeader, Bytes, bool, Option<TxnMark>),
     ) -> Result<AppendInfo, AppendError> {
         // Split and validate outside the lock.
         let mut spans: Vec<(usize, usize, BatchHeader)> = Vec::with_capacity(1);
@@ -277,6 +292,9 @@ impl PartitionLog {
                     need: LOG_OVERHEAD + len as usize,
                 })?;
             let h = batch::validate(&records[pos..end], cfg.max_message_bytes)?;
+            if h.is_control() && !internal {
+                return Err(AppendError::ControlBatch);
+            }
             spans.push((pos, end, h));
             pos = end;
         }
@@ -317,7 +335,8 @@ impl PartitionLog {
         // Batches stored so far: handed to `on_batch` as slices of the
         // request buffer (no copy) once every batch has its offsets, even
         // when a later one fails.
-        let mut stored: Vec<(BatchHeader, usize, usize, bool)> = Vec::with_capacity(spans.len());
+        let mut stored: Vec<(BatchHeader, usize, usize, bool, Option<TxnMark>)> =
+            Vec::with_capacity(spans.len());
         let mut failed = None;
         for (start, end, h) in spans {
             let len = (end - start) as u64;
@@ -346,12 +365,18 @@ impl PartitionLog {
                 break;
             }
             inner.producers.record(&h, base);
-            stored.push((h, start, end, first_in_segment));
+            if h.is_control() {
+                inner
+                    .producers
+                    .record_marker(h.producer_id, h.producer_epoch);
+            }
+            let mark = inner.txns.mark(&h, &records[start..end]);
+            stored.push((h, start, end, first_in_segment, mark));
             written += len as usize;
         }
         let frozen = Bytes::from(std::mem::take(records));
-        for (h, start, end, first) in stored {
-            on_batch(&h, frozen.slice(start..end), first);
+        for (h, start, end, first, mark) in stored {
+            on_batch(&h, frozen.slice(start..end), first, mark);
         }
         if let Some(e) = failed {
             return Err(e.into());
@@ -407,6 +432,12 @@ impl PartitionLog {
                 .active_mut()
                 .append(&h, &bytes[pos..end], cfg.index_interval_bytes)?;
             inner.producers.record(&h, h.base_offset);
+            if h.is_control() {
+                inner
+                    .producers
+                    .record_marker(h.producer_id, h.producer_epoch);
+            }
+            inner.txns.mark(&h, &bytes[pos..end]);
             pos = end;
         }
         Ok(())
@@ -426,7 +457,30 @@ impl PartitionLog {
         inner.flushed = start;
         // Producer state of dropped data must not answer for it.
         inner.producers = ProducerStates::default();
+        inner.txns = OpenTxns::default();
         Ok(())
+    }
+
+    /// The transactions open at the log end, as the committed metadata
+    /// knows them (after a takeover or before re-committing a local tail).
+    pub fn set_open_txns(&self, ongoing: &std::collections::BTreeMap<i64, i64>) {
+        self.inner.lock().txns = OpenTxns::from_map(ongoing);
+    }
+
+    /// The mark of a stored batch being re-committed (advances the open
+    /// transactions as [`PartitionLog::append_with`] does).
+    pub fn replay_mark(&self, h: &BatchHeader, data: &[u8]) -> Option<TxnMark> {
+        self.inner.lock().txns.mark(h, data)
+    }
+
+    /// Is a transaction of `producer_id` open in this log?
+    pub fn txn_open(&self, producer_id: i64) -> bool {
+        self.inner.lock().txns.is_open(producer_id)
+    }
+
+    /// The producer epoch this log knows for `producer_id`.
+    pub fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
+        self.inner.lock().producers.epoch_of(producer_id)
     }
 
     /// Learn idempotent-producer state from committed batches without
@@ -444,6 +498,11 @@ impl PartitionLog {
                 break;
             }
             inner.producers.record(&h, h.base_offset);
+            if h.is_control() {
+                inner
+                    .producers
+                    .record_marker(h.producer_id, h.producer_epoch);
+            }
             pos = end;
         }
     }

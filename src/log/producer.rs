@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::batch::BatchHeader;
+use crate::meta::tier::TxnMark;
 
 /// How many recent batches are remembered per producer (Kafka's
 /// `max.in.flight.requests.per.connection` limit for idempotence).
@@ -159,6 +160,24 @@ impl ProducerStates {
         }
     }
 
+    /// A transaction marker of `producer_id` at `epoch`: older epochs are
+    /// fenced from now on (an abort on timeout or a new instance bumps it).
+    pub fn record_marker(&mut self, producer_id: i64, epoch: i16) {
+        self.tick += 1;
+        let tick = self.tick;
+        let e = self.producers.entry(producer_id).or_default();
+        if epoch > e.epoch {
+            e.epoch = epoch;
+            e.batches.clear();
+        }
+        e.last_used = tick;
+    }
+
+    /// The epoch this partition knows for a producer.
+    pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
+    }
+
     pub fn len(&self) -> usize {
         self.producers.len()
     }
@@ -252,5 +271,48 @@ mod tests {
             s.check(&BatchHeader::parse(&b).unwrap()),
             Ok(SeqCheck::Append)
         );
+    }
+}
+
+/// Transactions open in a partition's log (producer id -> first offset),
+/// turning stored batches into the [`TxnMark`]s a WAL commit carries.
+#[derive(Debug, Default, Clone)]
+pub struct OpenTxns {
+    open: HashMap<i64, i64>,
+}
+
+impl OpenTxns {
+    pub fn from_map(m: &std::collections::BTreeMap<i64, i64>) -> Self {
+        OpenTxns {
+            open: m.iter().map(|(k, v)| (*k, *v)).collect(),
+        }
+    }
+
+    /// The mark of a batch stored at `h.base_offset` (`data` is the batch).
+    pub fn mark(&mut self, h: &BatchHeader, data: &[u8]) -> Option<TxnMark> {
+        if !h.is_transactional() || !h.has_producer_id() {
+            return None;
+        }
+        if h.is_control() {
+            let commit = super::batch::control_commit(data)?;
+            self.open.remove(&h.producer_id);
+            return Some(TxnMark::End {
+                producer_id: h.producer_id,
+                offset: h.base_offset,
+                commit,
+            });
+        }
+        if self.open.contains_key(&h.producer_id) {
+            return None;
+        }
+        self.open.insert(h.producer_id, h.base_offset);
+        Some(TxnMark::Begin {
+            producer_id: h.producer_id,
+            offset: h.base_offset,
+        })
+    }
+
+    pub fn is_open(&self, producer_id: i64) -> bool {
+        self.open.contains_key(&producer_id)
     }
 }

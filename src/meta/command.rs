@@ -156,6 +156,8 @@ pub enum Command {
     /// committed end. Refused as a whole if any partition's epoch moved on
     /// or a new leader is not a live (registered, unfenced) broker.
     MoveLeaders { moves: Vec<LeaderMove> },
+    /// Transaction coordinator state; see [`super::txn`].
+    Txn(super::txn::TxnCommand),
     /// Hands out a broker id for a broker started with `--node-id auto`
     /// (ids above [`super::state::RESERVED_BROKER_MAX_ID`], never reused).
     AllocateBrokerId,
@@ -281,6 +283,8 @@ pub enum CommandOutput {
     Batch(Vec<ApplyResult>),
     /// The broker is fenced.
     BrokerFenced,
+    /// A transaction command's result.
+    Txn(super::txn::TxnOutput),
     /// A broker id for `--node-id auto`.
     BrokerIdAllocated { broker_id: i32 },
     /// The broker is no longer registered.

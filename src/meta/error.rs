@@ -204,6 +204,14 @@ pub enum MetaError {
         /// What failed (timeout, connection refused, no leader...).
         reason: String,
     },
+    /// A transaction coordinator refusal, with its Kafka code
+    /// (PRODUCER_FENCED, INVALID_TXN_STATE, CONCURRENT_TRANSACTIONS, ...).
+    #[error("transaction {transactional_id}: {reason}")]
+    Txn {
+        transactional_id: String,
+        code: i16,
+        reason: String,
+    },
     /// A controller refused a request that is not a metadata command
     /// (membership change, unknown node id...).
     #[error("controller refused: {reason}")]
@@ -243,6 +251,7 @@ impl MetaError {
             }
             MetaError::Unavailable { .. } => REQUEST_TIMED_OUT,
             MetaError::Controller { .. } => INVALID_REQUEST,
+            MetaError::Txn { code, .. } => *code,
         }
     }
 

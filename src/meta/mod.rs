@@ -13,6 +13,7 @@
 //! - `error`: one error enum with Kafka error codes
 //! - `tier`: object-storage manifests (extents, object reference counts)
 //! - `groups`: consumer groups' durable state (committed offsets)
+//! - `txn`: transaction coordinator state (exactly-once)
 
 /// The persistent (structurally shared) map of the state: cloning the
 /// state for a reader view costs O(1) and a command copies only the paths
@@ -28,6 +29,7 @@ pub mod state;
 pub mod store;
 pub mod tier;
 pub mod topic_config;
+pub mod txn;
 
 pub use command::{Command, CommandOutput};
 pub use error::MetaError;

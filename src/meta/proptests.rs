@@ -39,6 +39,7 @@ fn wal_extent() -> impl Strategy<Value = WalExtent> {
         byte_offset: 0,
         byte_len: 100,
         max_timestamp: 1,
+        txn: Vec::new(),
     })
 }
 

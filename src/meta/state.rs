@@ -60,6 +60,9 @@ pub struct MetaState {
     /// Controller node ids that left the quorum (never reused).
     #[serde(default)]
     pub retired_controllers: BTreeSet<u64>,
+    /// Transaction coordinator state.
+    #[serde(default)]
+    pub txns: super::txn::TxnsState,
     /// Last broker id handed out by `AllocateBrokerId` (0: none yet).
     #[serde(default)]
     pub last_auto_broker_id: i32,
@@ -121,6 +124,14 @@ pub struct PartitionMeta {
     /// Where the committed offsets live, ascending and contiguous.
     #[serde(default)]
     pub extents: Vec<super::tier::Extent>,
+    /// Transactions with committed data and no committed marker yet:
+    /// producer id -> first offset. The last stable offset is the smallest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ongoing_txns: BTreeMap<i64, i64>,
+    /// Aborted transactions whose data is still readable (Fetch
+    /// `aborted_transactions`), ascending by last offset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aborted_txns: Vec<super::tier::AbortedTxn>,
 }
 
 impl Default for MetaState {
@@ -138,6 +149,7 @@ impl Default for MetaState {
             cluster_id: String::new(),
             last_auto_broker_id: 0,
             broker_epoch_floor: 0,
+            txns: Default::default(),
         }
     }
 }
@@ -184,7 +196,26 @@ impl PartitionMeta {
             epoch_start_offsets: vec![(0, 0)],
             committed_end: 0,
             extents: Vec::new(),
+            ongoing_txns: BTreeMap::new(),
+            aborted_txns: Vec::new(),
         }
+    }
+
+    /// Last stable offset: consumers reading committed data stop here.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.ongoing_txns
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(self.committed_end)
+            .min(self.committed_end)
+    }
+
+    /// Aborted transactions overlapping `[from, to)`.
+    pub fn aborted_in(&self, from: i64, to: i64) -> impl Iterator<Item = &super::tier::AbortedTxn> {
+        self.aborted_txns
+            .iter()
+            .filter(move |a| a.last_offset >= from && a.first_offset < to)
     }
 
     /// Makes `broker_id` the leader with the next epoch starting at `leo`;
@@ -477,6 +508,7 @@ impl MetaState {
                 Ok(())
             }
             Command::Group(g) => self.groups.check(g, &self.topics),
+            Command::Txn(t) => self.txns.check(t, self),
             Command::CommitWal {
                 broker_id,
                 broker_epoch,
@@ -953,6 +985,8 @@ impl MetaState {
                 {
                     let part = std::sync::Arc::make_mut(part);
                     part.log_start_offset = part.log_start_offset.max(offset);
+                    let start = part.log_start_offset;
+                    part.aborted_txns.retain(|a| a.last_offset >= start);
                     current = part.log_start_offset;
                 }
                 let now = self.clock_ms;
@@ -969,6 +1003,12 @@ impl MetaState {
                 CommandOutput::ProducerIdsAllocated { first, count }
             }
             Command::Group(g) => CommandOutput::Group(self.groups.apply_checked(g, &self.topics)),
+            Command::Txn(t) => CommandOutput::Txn(self.txns.apply_checked(
+                t,
+                &mut self.next_producer_id,
+                &mut self.groups,
+                &self.topics,
+            )),
             Command::CommitWal {
                 broker_id,
                 key,
@@ -1320,6 +1360,8 @@ mod tests {
                 epoch_start_offsets: vec![(0, 0)],
                 committed_end: 0,
                 extents: Vec::new(),
+                ongoing_txns: BTreeMap::new(),
+                aborted_txns: Vec::new(),
             }
         );
         assert!(s.partition("orders", 3).is_none());
@@ -1738,6 +1780,8 @@ mod tests {
             epoch_start_offsets: vec![(1, 10), (3, 30), (5, 50)],
             committed_end: 0,
             extents: Vec::new(),
+            ongoing_txns: BTreeMap::new(),
+            aborted_txns: Vec::new(),
         };
         assert_eq!(p.end_offset_for_epoch(0, 99), None);
         assert_eq!(p.end_offset_for_epoch(1, 99), Some((1, 30)));

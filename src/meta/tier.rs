@@ -69,7 +69,36 @@ pub struct WalExtent {
     /// Largest record timestamp in the extent.
     #[serde(default = "no_ts")]
     pub max_timestamp: i64,
+    /// Transaction starts and markers in the extent, in offset order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub txn: Vec<TxnMark>,
 }
+
+/// A transaction event in a partition's log, carried by the WAL commit of
+/// the extent that holds it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub enum TxnMark {
+    /// The producer's first transactional batch of a transaction.
+    Begin { producer_id: i64, offset: i64 },
+    /// Its COMMIT or ABORT control batch.
+    End {
+        producer_id: i64,
+        offset: i64,
+        commit: bool,
+    },
+}
+
+/// An aborted transaction's range in one partition.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// Offset of its ABORT marker.
+    pub last_offset: i64,
+}
+
+/// Most aborted transactions remembered per partition (oldest dropped).
+pub const MAX_ABORTED_TXNS: usize = 100_000;
 
 /// Reference count of a live object.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -191,6 +220,33 @@ pub fn apply_commit_wal(
             continue;
         }
         p.committed_end = e.end_offset;
+        for m in &e.txn {
+            match *m {
+                TxnMark::Begin {
+                    producer_id,
+                    offset,
+                } => {
+                    p.ongoing_txns.entry(producer_id).or_insert(offset);
+                }
+                TxnMark::End {
+                    producer_id,
+                    offset,
+                    commit,
+                } => {
+                    let first = p.ongoing_txns.remove(&producer_id);
+                    if let (false, Some(first_offset)) = (commit, first) {
+                        p.aborted_txns.push(AbortedTxn {
+                            producer_id,
+                            first_offset,
+                            last_offset: offset,
+                        });
+                        if p.aborted_txns.len() > MAX_ABORTED_TXNS {
+                            p.aborted_txns.remove(0);
+                        }
+                    }
+                }
+            }
+        }
         p.extents.push(Extent {
             kind: ExtentKind::Wal,
             key: key.clone(),
@@ -510,6 +566,7 @@ mod tests {
             byte_offset: at,
             byte_len: 100,
             max_timestamp: 1000 + base,
+            txn: Vec::new(),
         }
     }
 

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::log::batch::BatchHeader;
-use crate::meta::tier::WalExtent;
+use crate::meta::tier::{TxnMark, WalExtent};
 use crate::objstore::{paths, Store, StoreError};
 
 /// Magic prefix of every WAL object (16 bytes with the format version).
@@ -73,6 +73,7 @@ struct Entry {
     end: i64,
     first_in_segment: bool,
     max_timestamp: i64,
+    mark: Option<TxnMark>,
     data: Bytes,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -252,6 +253,7 @@ impl Wal {
         h: &BatchHeader,
         bytes: Bytes,
         first_in_segment: bool,
+        mark: Option<TxnMark>,
         permit: Option<OwnedSemaphorePermit>,
     ) {
         let Target {
@@ -271,6 +273,7 @@ impl Wal {
                 end: h.last_offset() + 1,
                 first_in_segment,
                 max_timestamp: h.max_timestamp,
+                mark,
                 data: bytes,
                 _permit: permit,
             });
@@ -355,6 +358,7 @@ impl Wal {
                         c.end_offset = e.end;
                         c.byte_len += len;
                         c.max_timestamp = c.max_timestamp.max(e.max_timestamp);
+                        c.txn.extend(e.mark);
                     }
                     _ => {
                         if let Some(c) = cur.take() {
@@ -369,6 +373,7 @@ impl Wal {
                             byte_offset: at,
                             byte_len: len,
                             max_timestamp: e.max_timestamp,
+                            txn: e.mark.into_iter().collect(),
                         });
                     }
                 }
@@ -585,6 +590,7 @@ mod tests {
             end: h.last_offset() + 1,
             first_in_segment: first,
             max_timestamp: h.max_timestamp,
+            mark: None,
             data: b.freeze(),
             _permit: None,
         }

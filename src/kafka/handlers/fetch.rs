@@ -14,8 +14,12 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseKind, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName,
+};
 use uuid::Uuid;
 
 use super::sb;
@@ -301,7 +305,7 @@ fn gather(
                 let replica = r.replicas[p.unsigned_abs() as usize % r.replicas.len()];
                 parts.push(
                     pd.with_high_watermark(pm.committed_end)
-                        .with_last_stable_offset(pm.committed_end)
+                        .with_last_stable_offset(pm.last_stable_offset())
                         .with_log_start_offset(pm.log_start_offset)
                         .with_preferred_read_replica(BrokerId(replica)),
                 );
@@ -327,10 +331,24 @@ fn gather(
             } else {
                 ph.log.log_end_offset().max(hw)
             };
-            let pd = pd
+            let lso = pm.last_stable_offset();
+            // read_committed consumers read up to the last stable offset.
+            let upto = if read_committed { lso } else { hw };
+            let mut pd = pd
                 .with_high_watermark(hw)
-                .with_last_stable_offset(hw)
+                .with_last_stable_offset(lso)
                 .with_log_start_offset(start);
+            if read_committed {
+                pd.aborted_transactions = Some(
+                    pm.aborted_in(offset, upto)
+                        .map(|a| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(a.producer_id))
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect(),
+                );
+            }
             if offset < start || offset > leo {
                 errors = true;
                 parts.push(pd.with_error_code(code::OFFSET_OUT_OF_RANGE));
@@ -339,7 +357,7 @@ fn gather(
             let room = max_bytes.saturating_sub(total);
             let limit = (pmax.max(0) as usize).min(room);
             let min_one = total == 0;
-            if offset >= hw || (limit == 0 && !min_one) {
+            if offset >= upto || (limit == 0 && !min_one) {
                 parts.push(pd);
                 continue;
             }
@@ -360,7 +378,7 @@ fn gather(
                             extent: e.clone(),
                             offset,
                             limit: limit.max(1),
-                            hw,
+                            hw: upto,
                             local_ok: !replica_read,
                         });
                         parts.push(pd);
@@ -379,7 +397,7 @@ fn gather(
                 offset
             )
             .entered();
-            match ph.log.read_upto(offset, limit, min_one, hw) {
+            match ph.log.read_upto(offset, limit, min_one, upto) {
                 Ok(r) => {
                     total += r.records.len();
                     b.metrics

@@ -1,6 +1,6 @@
 //! FindCoordinator: which broker coordinates a group (v0-3: one key,
 //! v4+: a batch). Placement is `groups::Coordinator::coordinator_for`.
-//! Transaction coordinators are refused until transactions exist.
+//! Transaction coordinators are placed the same way (see `crate::txn`).
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -30,13 +30,7 @@ fn lookup(ctx: &Ctx, key_type: i8, key: &str) -> Found {
         message: Some(message.to_string()),
     };
     match key_type {
-        KEY_GROUP => {}
-        KEY_TRANSACTION => {
-            return refuse(
-                codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                "transactions are not supported yet",
-            )
-        }
+        KEY_GROUP | KEY_TRANSACTION => {}
         _ => return refuse(codes::INVALID_REQUEST, "unknown coordinator key type"),
     }
     let node = ctx.broker.groups.coordinator_for(key);

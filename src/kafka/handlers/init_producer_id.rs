@@ -1,5 +1,6 @@
-//! InitProducerId for idempotent producers. Transactional ids are refused
-//! until transactions exist.
+//! InitProducerId: idempotent producers get a fresh id (or an epoch bump,
+//! KIP-360); transactional ones go to the transaction coordinator, which
+//! fences older instances of the same `transactional.id`.
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
@@ -9,8 +10,22 @@ pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResp
     let r = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        return r.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    if let Some(id) = req.transactional_id.as_ref().filter(|i| !i.0.is_empty()) {
+        return match crate::txn::TxnCoordinator::init_producer(
+            &ctx.broker,
+            &id.0,
+            req.transaction_timeout_ms,
+        )
+        .await
+        {
+            Ok((pid, epoch)) => r
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch),
+            Err(e) => {
+                tracing::debug!(transactional_id = %id.0, error = %e, "InitProducerId refused");
+                r.with_error_code(e.code)
+            }
+        };
     }
     // KIP-360: a producer that already has an id asks for an epoch bump.
     if req.producer_id.0 >= 0 {

@@ -10,6 +10,7 @@ use crate::kafka::{code, Ctx};
 
 pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let b = &ctx.broker;
+    let read_committed = ctx.version >= 2 && req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -45,8 +46,23 @@ pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                         .as_ref()
                         .and_then(|h| b.partition_bounds(&h.id, p.partition_index))
                         .unwrap_or((0, 0));
+                    // read_committed: latest is the last stable offset.
+                    let latest = if read_committed {
+                        handle
+                            .as_ref()
+                            .and_then(|h| {
+                                b.meta()
+                                    .topic_by_id(&h.id)?
+                                    .partitions
+                                    .get(p.partition_index as usize)
+                                    .map(|pm| pm.last_stable_offset())
+                            })
+                            .unwrap_or(hw)
+                    } else {
+                        hw
+                    };
                     let found = match p.timestamp {
-                        -1 => Ok(Some((hw, -1))),
+                        -1 => Ok(Some((latest, -1))),
                         -2 => Ok(Some((start, -1))),
                         -4 => Ok(Some((ph.log.log_start_offset().max(start), -1))),
                         -3 => ph.log.max_timestamp_offset(),

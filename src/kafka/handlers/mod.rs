@@ -26,6 +26,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn;
 
 use kafka_protocol::protocol::StrBytes;
 

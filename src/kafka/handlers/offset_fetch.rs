@@ -63,6 +63,10 @@ fn v8_group(
     }
 }
 
+/// UNSTABLE_OFFSET_COMMIT: a transaction has staged an offset for this
+/// partition and not ended yet (`require_stable`, KIP-447).
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+
 pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let v = ctx.version;
     let meta = ctx.broker.meta();
@@ -77,7 +81,18 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
                         .collect()
                 });
                 let r = fetch(ctx, &meta, &g.group_id, wanted);
-                v8_group(g.group_id, r)
+                let gid = g.group_id.to_string();
+                let mut out = v8_group(g.group_id, r);
+                if req.require_stable {
+                    for t in &mut out.topics {
+                        for p in &mut t.partitions {
+                            if meta.txns.pending_offset(&gid, &t.name, p.partition_index) {
+                                p.error_code = UNSTABLE_OFFSET_COMMIT;
+                            }
+                        }
+                    }
+                }
+                out
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
@@ -104,7 +119,7 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
         .into_iter()
         .map(|(t, parts)| {
             OffsetFetchResponseTopic::default()
-                .with_name(TopicName(sb(t)))
+                .with_name(TopicName(sb(t.clone())))
                 .with_partitions(
                     parts
                         .into_iter()
@@ -113,11 +128,18 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
                                 Some(c) => (c.offset, c.leader_epoch, c.metadata),
                                 None => (-1, -1, String::new()),
                             };
+                            let unstable = v >= 7
+                                && req.require_stable
+                                && meta.txns.pending_offset(&req.group_id, &t, p);
                             let r = OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
                                 .with_metadata(Some(sb(md)))
-                                .with_error_code(partition_code);
+                                .with_error_code(if unstable {
+                                    UNSTABLE_OFFSET_COMMIT
+                                } else {
+                                    partition_code
+                                });
                             if v >= 5 {
                                 r.with_committed_leader_epoch(epoch)
                             } else {

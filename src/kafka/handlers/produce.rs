@@ -45,14 +45,6 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                 ));
                 continue;
             }
-            if req.transactional_id.is_some() {
-                parts.push(err(
-                    r,
-                    code::INVALID_REQUEST,
-                    "transactions are not supported yet".into(),
-                ));
-                continue;
-            }
             let (Some(h), Some(p)) = (
                 handle.as_ref(),
                 handle.as_ref().and_then(|h| h.partition(pd.index)),
