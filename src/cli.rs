@@ -549,3 +549,123 @@ pub async fn run_drain(args: DrainArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `strata txn` subcommands (over a broker's HTTP API).
+#[derive(Debug, clap::Subcommand)]
+pub enum TxnCmd {
+    /// List transactional ids with their producer, state and coordinator.
+    List {
+        #[command(flatten)]
+        http: TxnHttp,
+    },
+    /// Show one transactional id: state, partitions, groups, timeout.
+    Describe {
+        /// The transactional id.
+        transactional_id: String,
+        #[command(flatten)]
+        http: TxnHttp,
+    },
+}
+
+/// Where the broker's HTTP API listens.
+#[derive(Debug, clap::Args)]
+pub struct TxnHttp {
+    /// A broker's HTTP listener (host:port).
+    #[arg(long, env = "STRATA_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct ClusterList {
+    data: Vec<serde_json::Value>,
+}
+
+/// Runs `strata txn ...`.
+pub async fn run_txn(cmd: TxnCmd) -> anyhow::Result<()> {
+    let client = crate::controller::network::JsonClient::new();
+    let t = Duration::from_secs(30);
+    let http = match &cmd {
+        TxnCmd::List { http } | TxnCmd::Describe { http, .. } => http,
+    };
+    let clusters: ClusterList = client
+        .call::<(), _>(&http.http, "/v3/clusters", None, t)
+        .await?;
+    let cluster = clusters
+        .data
+        .first()
+        .and_then(|c| c["cluster_id"].as_str())
+        .ok_or_else(|| anyhow::anyhow!("{} lists no cluster", http.http))?
+        .to_string();
+    let rows: Vec<serde_json::Value> = match &cmd {
+        TxnCmd::List { .. } => {
+            let l: ClusterList = client
+                .call::<(), _>(
+                    &http.http,
+                    &format!("/v3/clusters/{cluster}/transactions"),
+                    None,
+                    t,
+                )
+                .await?;
+            l.data
+        }
+        TxnCmd::Describe {
+            transactional_id, ..
+        } => {
+            let path = format!(
+                "/v3/clusters/{cluster}/transactions/{}",
+                url_escape(transactional_id)
+            );
+            vec![client.call::<(), _>(&http.http, &path, None, t).await?]
+        }
+    };
+    if http.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<32} {:>12} {:>6} {:<15} {:>11} {:>10}  PARTITIONS",
+        "TRANSACTIONAL ID", "PRODUCER ID", "EPOCH", "STATE", "COORDINATOR", "TIMEOUT MS"
+    );
+    for r in rows {
+        let parts: Vec<String> = r["partitions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| {
+                        format!(
+                            "{}-{}",
+                            p["topic_name"].as_str().unwrap_or("?"),
+                            p["partition_id"]
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "{:<32} {:>12} {:>6} {:<15} {:>11} {:>10}  {}",
+            r["transactional_id"].as_str().unwrap_or("?"),
+            r["producer_id"],
+            r["producer_epoch"],
+            r["state"].as_str().unwrap_or("?"),
+            r["coordinator_id"],
+            r["timeout_ms"],
+            parts.join(",")
+        );
+    }
+    Ok(())
+}
+
+/// Percent-escapes a path segment.
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -29,6 +29,9 @@ enum Command {
     /// Controller quorum status and membership.
     #[command(subcommand)]
     Controller(strata::controller::cli::ControllerCmd),
+    /// List and describe transactions.
+    #[command(subcommand)]
+    Txn(strata::cli::TxnCmd),
     /// Hand a running broker's partitions and group coordinators to the
     /// other brokers and stop its writes (a Kubernetes preStop hook); it
     /// exits on the SIGTERM that follows.
@@ -71,6 +74,7 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Controller(cmd)) => {
             rt.block_on(strata::controller::cli::run_controller(cmd))?
         }
+        Some(Command::Txn(cmd)) => rt.block_on(strata::cli::run_txn(cmd))?,
         Some(Command::Drain(args)) => rt.block_on(strata::cli::run_drain(args))?,
         Some(Command::Serve(_)) | None => {}
     }

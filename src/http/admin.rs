@@ -1031,3 +1031,95 @@ pub async fn list_group_lags(
         data,
     ))
 }
+
+/// A transaction (`strata txn describe`).
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Transaction {
+    pub kind: String,
+    pub metadata: ResourceMeta,
+    pub cluster_id: String,
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Empty, Ongoing, PrepareCommit, PrepareAbort, CompleteCommit or
+    /// CompleteAbort.
+    pub state: String,
+    pub timeout_ms: i32,
+    /// When the ongoing transaction started (-1 when none is ongoing).
+    pub start_time_ms: i64,
+    /// Broker coordinating this transactional id.
+    pub coordinator_id: i32,
+    pub partitions: Vec<AssignedPartition>,
+    pub groups: Vec<String>,
+}
+
+fn transaction(rest: &Rest, b: &str, id: &str, t: &crate::meta::txn::TxnMeta) -> Transaction {
+    let c = &rest.broker.cluster_id;
+    let ongoing = t.status == crate::meta::txn::TxnStatus::Ongoing;
+    Transaction {
+        kind: "KafkaTransaction".into(),
+        metadata: meta(format!("{b}/v3/clusters/{c}/transactions/{id}"), None),
+        cluster_id: c.clone(),
+        transactional_id: id.to_string(),
+        producer_id: t.producer_id,
+        producer_epoch: t.producer_epoch,
+        state: t.status.kafka_name().into(),
+        timeout_ms: t.timeout_ms,
+        start_time_ms: if ongoing { t.started_ms } else { -1 },
+        coordinator_id: rest.broker.groups.coordinator_for(id),
+        partitions: t
+            .partitions
+            .iter()
+            .map(|(topic_name, partition_id)| AssignedPartition {
+                topic_name: topic_name.clone(),
+                partition_id: *partition_id,
+            })
+            .collect(),
+        groups: t.groups.iter().cloned().collect(),
+    }
+}
+
+/// List transactional ids and their state.
+#[utoipa::path(get, path = "/v3/clusters/{cluster_id}/transactions", tag = "Admin (v3)",
+    params(("cluster_id" = String, Path)),
+    responses((status = 200, body = inline(List<Transaction>)), (status = 404, body = ErrorBody)))]
+pub async fn list_transactions(
+    State(rest): State<Arc<Rest>>,
+    Path(cluster_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<List<Transaction>>> {
+    rest.check_cluster(&cluster_id)?;
+    let b = base(&headers);
+    let m = rest.broker.meta();
+    let data = m
+        .txns
+        .txns
+        .iter()
+        .take(10_000)
+        .map(|(id, t)| transaction(&rest, &b, id, t))
+        .collect();
+    Ok(list(
+        "KafkaTransactionList",
+        format!("{b}/v3/clusters/{cluster_id}/transactions"),
+        data,
+    ))
+}
+
+/// Describe one transactional id.
+#[utoipa::path(get, path = "/v3/clusters/{cluster_id}/transactions/{transactional_id}", tag = "Admin (v3)",
+    params(("cluster_id" = String, Path), ("transactional_id" = String, Path)),
+    responses((status = 200, body = Transaction), (status = 404, body = ErrorBody)))]
+pub async fn get_transaction(
+    State(rest): State<Arc<Rest>>,
+    Path((cluster_id, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Transaction>> {
+    rest.check_cluster(&cluster_id)?;
+    let m = rest.broker.meta();
+    let t = m
+        .txns
+        .txns
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("transactional id {id} not found")))?;
+    Ok(Json(transaction(&rest, &base(&headers), &id, t)))
+}

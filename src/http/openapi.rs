@@ -57,6 +57,8 @@ pub fn api_router() -> OpenApiRouter<Arc<Rest>> {
         .routes(routes!(admin::get_group))
         .routes(routes!(admin::list_group_consumers))
         .routes(routes!(admin::list_group_lags))
+        .routes(routes!(admin::list_transactions))
+        .routes(routes!(admin::get_transaction))
         .routes(routes!(consumer::create_instance))
         .routes(routes!(consumer::delete_instance))
         .routes(routes!(
