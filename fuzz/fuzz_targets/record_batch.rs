@@ -1,0 +1,5 @@
+//! cargo-fuzz target `record_batch`: see `strata::fuzzing::record_batch` (the replay test
+//! `tests/fuzz_replay.rs` runs the same function over the committed corpus).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| strata::fuzzing::record_batch(data));
