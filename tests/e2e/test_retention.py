@@ -12,6 +12,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, OFFSET_BEGINNING, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from cluster import wait_until
 from conftest import http_get, strata_bin
 
 FAST = ["--upload-interval-ms", "300", "--gc-grace-ms", "0", "--tier-tick-ms", "100", "--wal-flush-ms", "50"]
@@ -82,20 +83,23 @@ def test_time_retention_drops_old_data_everywhere(broker_factory, tmp_path):
     produce(b, "timed", 2000)
     lo, hi = watermarks(b, "timed")
     assert (lo, hi) == (0, 2000)
-    time.sleep(1.5)
-    assert files_under(objects, tid), "segments were uploaded"
+    wait_until(lambda: files_under(objects, tid), 20, "segments of the topic uploaded")
     local_before = len(files_under(b.data_dir, "logs"))
+
     # New data keeps arriving; the old data expires.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def expired():
         produce(b, "timed", 50)
-        lo, hi = watermarks(b, "timed")
-        if lo >= 2000:
-            break
-        time.sleep(0.5)
-    assert lo >= 2000, f"log start did not advance past the expired data: {lo}"
-    assert first_offset_from_beginning(b, "timed") == lo
-    # A consumer below the start is out of range and resets to earliest.
+        return watermarks(b, "timed")[0] >= 2000
+
+    wait_until(expired, 30, "log start advanced past the expired data", interval=0.5)
+    # A reader from the beginning starts at the log start (which may move on
+    # while it reads: the data produced above expires too).
+    lo, hi = watermarks(b, "timed")
+    first = first_offset_from_beginning(b, "timed")
+    assert first is not None and lo <= first <= watermarks(b, "timed")[0], (lo, first)
+    # A consumer below the start is out of range and resets to earliest
+    # (fresh records, so there is something to read there for 3 s).
+    produce(b, "timed", 50)
     c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "oor", "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     c.assign([TopicPartition("timed", 0, 5)])
     got = None
@@ -106,14 +110,19 @@ def test_time_retention_drops_old_data_everywhere(broker_factory, tmp_path):
             got = m.offset()
     c.close()
     assert got is not None and got >= lo
-    # Old objects are gone from the bucket, old local segments from disk.
-    time.sleep(1.5)
-    status, body, _ = http_get(b.http_url + "/metrics")
-    assert "strata_retention_bytes_reclaimed_total" in body
-    reclaimed = [l for l in body.splitlines() if l.startswith("strata_retention_bytes_reclaimed_total ")]
-    assert float(reclaimed[0].split()[1]) > 1_500_000
-    seg_bytes = sum(p.stat().st_size for p in files_under(objects, tid) if p.suffix == ".log")
-    assert seg_bytes < 1_000_000, f"expired segment objects remain: {seg_bytes} bytes"
+    # Old objects are gone from the bucket (after GC), old local segments
+    # from disk.
+    def reclaimed():
+        _, body, _ = http_get(b.http_url + "/metrics")
+        lines = [l for l in body.splitlines() if l.startswith("strata_retention_bytes_reclaimed_total ")]
+        return float(lines[0].split()[1]) if lines else 0.0
+
+    wait_until(lambda: reclaimed() > 1_500_000, 20, "strata_retention_bytes_reclaimed_total > 1.5 MB")
+
+    def seg_bytes():
+        return sum(p.stat().st_size for p in files_under(objects, tid) if p.suffix == ".log")
+
+    wait_until(lambda: seg_bytes() < 1_000_000, 20, f"expired segment objects deleted (now {seg_bytes()} bytes)")
     assert len(files_under(b.data_dir, "logs")) <= local_before
 
 
@@ -122,21 +131,50 @@ def test_size_retention_stays_within_one_segment(broker_factory, tmp_path):
     limit, seg = 200_000, 65_536
     create(b, "sized", config={"retention.bytes": str(limit), "segment.bytes": str(seg), "retention.ms": "-1"})
     rec = 1000
+    per_record = rec + 70  # value plus record and batch overhead
+    rounds_of = 200
+    round_bytes = rounds_of * per_record
     p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5})
-    worst = 0
-    end = time.monotonic() + 8
-    while time.monotonic() < end:
-        for _ in range(200):
+    samples = []  # (time, log start, high watermark) after each round
+    t0 = time.monotonic()
+    while time.monotonic() < t0 + 8:
+        for _ in range(rounds_of):
             p.produce("sized", value=os.urandom(rec), partition=0)
-        p.flush(30)
-        time.sleep(0.05)
+        assert p.flush(30) == 0
         lo, hi = watermarks(b, "sized")
-        worst = max(worst, (hi - lo) * (rec + 70))
-    time.sleep(1.5)
-    lo, hi = watermarks(b, "sized")
-    assert lo > 0, "size retention never advanced the log start"
-    # Within one segment (plus one batch) of the limit once the job caught up.
-    assert (hi - lo) * (rec + 70) <= limit + seg + 20_000, (lo, hi)
+        samples.append((time.monotonic(), lo, hi))
+    # The bound while producing. Retention drops whole extents, oldest
+    # first, while what is left stays >= the limit, so right after a pass
+    # the log holds < limit + its oldest extent (a segment, or one WAL flush
+    # of this partition: at most one round here, as acks=all waits for each
+    # round's commit). Passes run every tier tick (100 ms here) after the
+    # segment upload and commit through the controller; allowing them to lag
+    # production by LAG_S (10 ticks), the log holds at most
+    #   limit + max(segment, round) + what was produced in the last LAG_S.
+    # Without retention the log would grow by the whole 8 s of production.
+    lag_s = 1.0
+    base = limit + max(seg, round_bytes)
+    worst, worst_excess = 0, None
+    for t, lo, hi in samples:
+        before = [h for (u, _, h) in samples if u <= t - lag_s]
+        recent = (hi - (before[-1] if before else 0)) * per_record
+        retained = (hi - lo) * per_record
+        worst = max(worst, retained)
+        excess = retained - (base + recent)
+        worst_excess = excess if worst_excess is None else max(worst_excess, excess)
+    print(f"size retention: {len(samples)} rounds of {round_bytes} bytes, worst retained {worst} bytes (limit {limit}), worst margin to the bound {-worst_excess} bytes")
+    assert len(samples) >= 2 * 8 / lag_s, f"only {len(samples)} rounds in 8 s: the bound says nothing"
+    assert worst_excess <= 0, f"retained {worst_excess} bytes more than limit + one extent + {lag_s}s of production"
+    produced = samples[-1][2] * per_record
+    assert worst <= produced / 4, f"retention does not keep up: retained up to {worst} of {produced} bytes produced"
+
+    # Once production stops, the job catches up to within one segment (plus
+    # one batch) of the limit.
+    def caught_up():
+        lo, hi = watermarks(b, "sized")
+        return lo > 0 and (hi - lo) * per_record <= limit + seg + 20_000
+
+    wait_until(caught_up, 20, f"retained bytes within one segment of the limit (now {watermarks(b, 'sized')})")
 
 
 def test_delete_records_and_truncate_cli(broker_factory, tmp_path):
@@ -175,12 +213,8 @@ def test_deleted_topic_objects_are_garbage_collected(broker_factory, tmp_path):
     tid = topic_id(admin, "doomed")
     for p in range(3):
         produce(b, "doomed", 500, partition=p)
-    time.sleep(1.5)
-    assert files_under(objects, tid), "segments of the topic exist before the delete"
+    wait_until(lambda: files_under(objects, tid), 20, "segments of the topic uploaded before the delete")
     for f in admin.delete_topics(["doomed"]).values():
         f.result(30)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (files_under(objects, tid) or files_under(objects, "/wal/")):
-        time.sleep(0.3)
-    assert files_under(objects, tid) == [], "objects of the deleted topic remain"
-    assert files_under(objects, "/wal/") == [], "WAL objects holding only the deleted topic remain"
+    wait_until(lambda: files_under(objects, tid) == [], 20, "objects of the deleted topic deleted")
+    wait_until(lambda: files_under(objects, "/wal/") == [], 20, "WAL objects holding only the deleted topic deleted")
