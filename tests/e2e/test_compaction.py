@@ -6,12 +6,15 @@ restart."""
 from __future__ import annotations
 
 import random
+import re
 import time
 import uuid
+from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from cluster import wait_until
 from conftest import http_get
 
 FAST = ["--upload-interval-ms", "300", "--gc-grace-ms", "0", "--tier-tick-ms", "100", "--wal-flush-ms", "50"]
@@ -70,19 +73,21 @@ def produce_updates(b, topic, n=100_000, keys=1000, seed=7):
 
 def wait_compacted(b, topic, latest, timeout=90):
     live = {k: v for k, v in latest.items() if v is not None}
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        recs, hi = read_all(b, topic)
-        got = {}
-        for _, k, v in recs:
-            got[k] = v
+    last = {}
+
+    def compacted():
+        recs, _ = read_all(b, topic)
+        got = {k: v for _, k, v in recs}
         keys_seen = [k for _, k, _ in recs]
-        last = (len(recs), len(keys_seen) - len(set(keys_seen)), sum(1 for _, _, v in recs if v is None))
+        last["state"] = (len(recs), len(keys_seen) - len(set(keys_seen)), sum(1 for _, _, v in recs if v is None))
         if len(keys_seen) == len(set(keys_seen)) and all(v is not None for _, _, v in recs) and got == live:
             return recs
-        time.sleep(1)
-    raise AssertionError(f"not compacted in {timeout}s: (records, duplicate keys, tombstones) = {last}")
+        return None
+
+    try:
+        return wait_until(compacted, timeout, "compacted", interval=1.0)
+    except AssertionError:
+        raise AssertionError(f"not compacted in {timeout}s: (records, duplicate keys, tombstones) = {last.get('state')}") from None
 
 
 def test_compaction_keeps_latest_value_per_key(broker_factory, tmp_path):
@@ -105,18 +110,80 @@ def test_compaction_keeps_latest_value_per_key(broker_factory, tmp_path):
     assert recs2[-1][2] == b"after" and recs2[-1][0] == hi - 1 == 100_000
 
 
+def store_objects(objects: Path) -> list[str]:
+    """Keys of the WAL and segment objects in a file:// store."""
+    return sorted(str(p.relative_to(objects)) for p in objects.rglob("*") if p.is_file() and p.relative_to(objects).parts[0] in ("wal", "segments"))
+
+
+COMPACTED_KEY = re.compile(r"^segments/[0-9a-f]+/(\d+)/(\d+)-(\d+)(?:\.c(\d+))?\.(log|idx)$")
+
+
+def orphans(objects: Path, restarted_ms: int) -> list[str]:
+    """Objects that no metadata can reference once compaction and GC are
+    done and nothing is produced: WAL objects (every extent was uploaded as
+    a segment and released), objects written by a compaction generation from
+    before the restart (the killed run never committed them), and any
+    second object for one segment's base offset or a data object without its
+    index (or the reverse)."""
+    out = []
+    seen: dict[tuple[str, str, str], list[str]] = {}
+    for key in store_objects(objects):
+        if key.startswith("wal/"):
+            out.append(key)
+            continue
+        m = COMPACTED_KEY.match(key)
+        if not m:
+            out.append(key)
+            continue
+        part, base, _epoch, generation, ext = m.groups()
+        if generation is not None and int(generation) < restarted_ms:
+            out.append(key)
+        seen.setdefault((part, base, ext), []).append(key)
+    for (part, base, ext), keys in seen.items():
+        if len(keys) > 1:
+            out.extend(keys)
+        other = "idx" if ext == "log" else "log"
+        if (part, base, other) not in seen:
+            out.extend(keys)
+    return sorted(set(out))
+
+
 def test_sigkill_mid_compaction_then_finishes(broker_factory, tmp_path):
-    b = broker_factory(extra_args=["--object-store", f"file://{tmp_path / 'objects'}", *FAST])
+    objects = tmp_path / "objects"
+    # Compaction reads are paced (--job-io-bytes-per-sec), so a run over the
+    # uploaded segments (128 KiB each) takes seconds: a window to kill it
+    # in. Segments must be 2 s old before they are compacted, so the first
+    # run starts once several are uploaded.
+    b = broker_factory(extra_args=["--object-store", f"file://{objects}", *FAST, "--job-io-bytes-per-sec", "131072"])
     a = AdminClient({"bootstrap.servers": b.bootstrap})
-    for f in a.create_topics([NewTopic("ck", num_partitions=1, config=CONFIG)]).values():
+    config = dict(CONFIG, **{"min.compaction.lag.ms": "2000", "segment.bytes": "131072"})
+    for f in a.create_topics([NewTopic("ck", num_partitions=1, config=config)]).values():
         f.result(30)
     latest = produce_updates(b, "ck", n=60_000, keys=500, seed=11)
-    # Kill as soon as compaction has started reading.
-    deadline = time.monotonic() + 30
-    while metric(b, "strata_compaction_runs_total") < 1 and metric(b, "strata_segments_uploaded_total") < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+
+    # In progress: the job examined the partition and found it dirty enough
+    # (strata_compaction_dirty_ratio is set just before a run starts, and
+    # only for a non-empty run of segments old enough), and no run has
+    # finished or failed yet.
+    def in_progress():
+        return (
+            metric(b, "strata_compaction_dirty_ratio") >= float(CONFIG["min.cleanable.dirty.ratio"])
+            and metric(b, "strata_compaction_runs_total") == 0
+            and metric(b, "strata_compaction_errors_total") == 0
+        )
+
+    wait_until(in_progress, 30, "a compaction run in progress")
     b.kill()
+    killed_log = b.log_text()
+    assert not re.search(r"compacted topic=ck", killed_log), "the run finished before the kill"
+    restarted_ms = int(time.time() * 1000)
     b.start()
     recs, _ = read_all(b, "ck")
     assert recs, "log readable after the kill"
     wait_compacted(b, "ck", latest)
+    assert metric(b, "strata_compaction_runs_total") >= 1
+    # Whatever the killed run wrote is garbage collected (grace 0 here);
+    # the store ends up holding only what the metadata references.
+    wait_until(lambda: not orphans(objects, restarted_ms), 30, f"no orphan objects (now {orphans(objects, restarted_ms)})")
+    # And the log reads the same afterwards.
+    wait_compacted(b, "ck", latest, timeout=30)
