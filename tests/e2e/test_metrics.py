@@ -103,7 +103,13 @@ def test_metrics_match_the_catalogue_and_the_traffic(broker):
         assert value(fams, "kafka_topic_partitions", topic=topic) == 3
         ends = sum(value(fams, "kafka_topic_partition_current_offset", topic=topic, partition=str(p)) for p in range(3))
         assert ends == len(payload), f"partition end offsets sum to {ends}"
-        assert value(fams, "kafka_topic_partition_leader", topic=topic, partition="0") >= 0
+        # The leader is the broker id the cluster metadata names (the single
+        # broker, node 1), for every partition.
+        md = a.list_topics(topic, timeout=10)
+        assert [b.id for b in md.brokers.values()] == [1]
+        for p, pm in md.topics[topic].partitions.items():
+            assert pm.leader == 1, f"metadata leader of partition {p}: {pm.leader}"
+            assert value(fams, "kafka_topic_partition_leader", topic=topic, partition=str(p)) == pm.leader
         lag = sum(value(fams, "kafka_consumergroup_lag", consumergroup="metrics-g", topic=topic, partition=str(p)) for p in range(3))
         assert lag == 0, f"lag after consuming and committing everything: {lag}"
         assert value(fams, "kafka_consumergroup_members", consumergroup="metrics-g") == 1
