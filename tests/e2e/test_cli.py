@@ -9,6 +9,7 @@ import time
 import pytest
 from confluent_kafka.admin import ConfigResource, ConfigSource
 
+from cluster import wait_until
 from conftest import child_env, free_port, strata_bin
 from kclients import Rec, admin, create_topic, produce, producer, unique_topic, wait_topic
 
@@ -242,10 +243,7 @@ def test_topic_commands(broker):
     assert cfg["retention.ms"].value == "1000", "--delete of one key touched another"
 
     ok("topic", "delete", topic, *bs)
-    deadline = time.monotonic() + 10
-    while topic in admin(broker.bootstrap).list_topics(timeout=10).topics:
-        assert time.monotonic() < deadline, "topic still there after `topic delete`"
-        time.sleep(0.05)
+    wait_until(lambda: topic not in admin(broker.bootstrap).list_topics(timeout=10).topics, 10, "topic gone after `topic delete`")
     assert topic not in ok("topic", "list", *bs)
 
 

@@ -25,6 +25,7 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 
 import kproto
+from cluster import wait_until
 from conftest import child_env, http_get, strata_bin
 from kclients import Rec, admin, create_topic, produce, producer, unique_topic
 
@@ -477,27 +478,19 @@ def test_sigkill_member_partitions_move_after_session_timeout_at_least_once(brok
     outs = [tmp_path / f"w{i}.out" for i in range(3)]
     procs = [subprocess.Popen([sys.executable, str(script), broker.bootstrap, topic, group, str(o), str(stop)], stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"w{i}.err", "wb")) for i, o in enumerate(outs)]
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def stable():
             d = describe(broker.bootstrap, group)
-            if len(d.members) == 3 and str(d.state).upper().endswith("STABLE") and all(m.assignment.topic_partitions for m in d.members):
-                break
-            assert time.monotonic() < deadline, f"group never stabilized with 3 members: {d.state} {len(d.members)}"
-            time.sleep(0.3)
+            return len(d.members) == 3 and str(d.state).upper().endswith("STABLE") and all(m.assignment.topic_partitions for m in d.members)
+
+        wait_until(stable, 60, "group stable with 3 members, each assigned", interval=0.3)
         placed1 = produce_n(broker.bootstrap, topic, 600, 6, "one")
-        deadline = time.monotonic() + 60
-        while not set(placed1) <= read_processed(outs):
-            assert time.monotonic() < deadline, f"first batch not processed: {len(set(placed1) - read_processed(outs))} left"
-            time.sleep(0.2)
+        wait_until(lambda: set(placed1) <= read_processed(outs), 60, "first batch processed", interval=0.2)
         victim = procs[0]
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         killed_at = time.monotonic()
         placed2 = produce_n(broker.bootstrap, topic, 600, 6, "two")
-        deadline = time.monotonic() + 60
-        while not set(placed2) <= read_processed(outs[1:]):
-            assert time.monotonic() < deadline, f"second batch not fully processed by survivors: {len(set(placed2) - read_processed(outs[1:]))} left"
-            time.sleep(0.2)
+        wait_until(lambda: set(placed2) <= read_processed(outs[1:]), 60, "second batch processed by the survivors", interval=0.2)
         took = time.monotonic() - killed_at
         # The dead member's partitions moved only after its session expired.
         assert took >= SESSION_MS / 1000 - 1.5, f"partitions moved after {took:.1f}s, before the {SESSION_MS} ms session timeout"
@@ -784,10 +777,7 @@ def test_wire_member_id_required_generation_and_errors(broker):
         assert r2["error_code"] == 79
         m2 = r2["member_id"]
         c2.send_raw(kproto.frame(kproto.encode_request(JOIN_GROUP, 5, 99, {"group_id": group, "session_timeout_ms": SESSION_MS, "rebalance_timeout_ms": 30000, "member_id": m2, "group_instance_id": None, "protocol_type": "consumer", "protocols": [{"name": "range", "metadata": subscription([topic])}]})))
-        deadline = time.monotonic() + 5
-        while heartbeat(c1, group, m1, gen) != 27:
-            assert time.monotonic() < deadline, "heartbeat never said REBALANCE_IN_PROGRESS"
-            time.sleep(0.1)
+        wait_until(lambda: heartbeat(c1, group, m1, gen) == 27, 5, "heartbeat says REBALANCE_IN_PROGRESS", interval=0.1)
         assert sync(c1, group, m1, gen)["error_code"] == 27
         r = join(c1, group, m1, topics=[topic])
         _, r2 = kproto.decode_response(JOIN_GROUP, 5, c2.recv_frame())
@@ -833,10 +823,12 @@ def test_wire_session_timeout_removes_silent_member(broker):
         gen = r["generation_id"]
         sync(c1, group, m1, gen, {m1: assignment({topic: [0, 1]})})
         t0 = time.monotonic()
-        # Stay silent past the session timeout: the member is removed.
-        time.sleep(SESSION_MS / 1000 + 1.0)
+        # Stay silent past the session timeout: the member is removed (seen
+        # through DescribeGroups on another connection, which is no
+        # heartbeat).
+        wait_until(lambda: len(describe(broker.bootstrap, group).members) == 0, SESSION_MS / 1000 + 10, "silent member removed", interval=0.2)
+        assert time.monotonic() - t0 >= SESSION_MS / 1000, "removed before the session timeout"
         assert heartbeat(c1, group, m1, gen) == 25
-        assert time.monotonic() - t0 >= SESSION_MS / 1000
 
 
 def test_sigterm_with_parked_join_exits_promptly(broker):
@@ -852,7 +844,8 @@ def test_sigterm_with_parked_join_exits_promptly(broker):
         # A second member joins; m1 keeps quiet, so the join phase waits.
         m2 = join(c2, group, topics=[topic])["member_id"]
         c2.send_raw(kproto.frame(kproto.encode_request(JOIN_GROUP, 5, 7, {"group_id": group, "session_timeout_ms": 30000, "rebalance_timeout_ms": 30000, "member_id": m2, "group_instance_id": None, "protocol_type": "consumer", "protocols": [{"name": "range", "metadata": subscription([topic])}]})))
-        time.sleep(0.3)
+        # The join is parked: the group waits in PreparingRebalance.
+        wait_until(lambda: "PREPARING_REBALANC" in str(describe(broker.bootstrap, group).state), 10, "group preparing a rebalance")
         t0 = time.monotonic()
         rc = broker.stop(signal.SIGTERM)
         took = time.monotonic() - t0

@@ -13,6 +13,7 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, TopicPartition
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KTP
 
+from cluster import wait_until
 from kclients import (
     Got,
     Rec,
@@ -193,10 +194,7 @@ def test_acks_zero(broker):
             p.poll(0)
     assert p.flush(30) == 0
     # acks=0 gives no ack to wait on: poll the high watermark.
-    deadline = time.monotonic() + 15
-    while watermarks(broker.bootstrap, topic, [0])[0][1] < n:
-        assert time.monotonic() < deadline, f"after acks=0 produce, high watermark {watermarks(broker.bootstrap, topic, [0])} < {n}"
-        time.sleep(0.05)
+    wait_until(lambda: watermarks(broker.bootstrap, topic, [0])[0][1] >= n, 15, f"high watermark {n} after acks=0 produce")
     assert watermarks(broker.bootstrap, topic, [0]) == {0: (0, n)}
     got = consume_range(broker.bootstrap, topic, {0: n})
     assert [m.value for m in got[0]] == [b"v%d" % i for i in range(n)]

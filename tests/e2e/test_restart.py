@@ -9,7 +9,8 @@ import pytest
 from confluent_kafka.admin import ConfigResource
 
 import kproto
-
+from cluster import wait_until
+from conftest import http_get
 from kclients import (
     Rec,
     admin,
@@ -24,6 +25,14 @@ from kclients import (
 )
 
 PARTITIONS = 3
+
+
+def metric(broker, name: str) -> float:
+    _, body, _ = http_get(broker.http_url + "/metrics")
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
 TOPIC_CONFIG = ConfigResource.Type.TOPIC if hasattr(ConfigResource, "Type") else ConfigResource.ResourceType.TOPIC
 
 
@@ -225,6 +234,7 @@ def test_sigterm_with_pending_long_poll_fetch(broker, client_gone):
     already gone; nor must a connection halfway through a request."""
     topic = unique_topic("longpoll")
     create_topic(broker.bootstrap, topic, 1)
+    accepted = metric(broker, "strata_connections_accepted_total")
     c = kproto.Conn("127.0.0.1", broker.kafka_port)
     req = kproto.encode_request(
         kproto.FETCH,
@@ -243,7 +253,8 @@ def test_sigterm_with_pending_long_poll_fetch(broker, client_gone):
     # A second connection stuck in the middle of a request frame.
     half = kproto.Conn("127.0.0.1", broker.kafka_port)
     half.send_raw(kproto.frame(req)[:20])
-    time.sleep(0.2)  # let the broker start waiting (nothing observable to poll)
+    # Both connections accepted (the frames are read as soon as they are).
+    wait_until(lambda: metric(broker, "strata_connections_accepted_total") >= accepted + 2, 10, "both connections accepted")
     if client_gone:
         c.close()
     try:

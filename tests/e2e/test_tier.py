@@ -26,6 +26,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from cluster import wait_until
 from conftest import free_port, http_get
 
 BUCKET = "strata-test"
@@ -169,14 +170,13 @@ def test_acks_all_survives_sigkill_and_wiped_data_dir(broker_factory, moto, tmp_
 
     t = threading.Thread(target=load)
     t.start()
-    deadline = time.monotonic() + 30
-    while len(acked) < 5000 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(acked) >= 5000, f"only {len(acked)} acked; errors={errors[:3]}"
+    wait_until(lambda: len(acked) >= 5000, 30, f"5000 records acked (errors {errors[:3]})")
     b.kill()  # mid-load
     shutil.rmtree(b.data_dir)  # every local byte of the broker is gone
     b.start()
-    time.sleep(1.0)
+    # The load goes on against the restarted broker until it acks more.
+    at_restart = len(acked)
+    wait_until(lambda: len(acked) >= at_restart + 1000, 60, "records acked after the restart")
     stop.set()
     t.join()
     assert p.flush(120) == 0, "producer could not deliver everything after the restart"
@@ -209,11 +209,14 @@ def test_cold_read_from_object_storage_is_byte_identical(broker_factory, moto, t
         p.produce(topic, key=str(i).encode(), value=v, partition=i % 2, headers=[("i", str(i).encode())])
         sent[str(i).encode()] = v
     assert p.flush(60) == 0
-    deadline = time.monotonic() + 30
-    while metric(b, "strata_segments_uploaded_total") < 4 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    # The active segments roll and upload too once idle past the interval.
-    time.sleep(1.5)
+    wait_until(lambda: metric(b, "strata_segments_uploaded_total") >= 4, 30, "segments uploaded")
+
+    # The active segments roll and upload too once idle past the interval:
+    # everything is uploaded once the uploaded bytes reach the local logs'.
+    def local_bytes():
+        return sum(f.stat().st_size for f in (b.data_dir / "logs").rglob("*.log"))
+
+    wait_until(lambda: metric(b, "strata_segment_upload_bytes_total") >= local_bytes() > 0, 30, "every local segment uploaded")
     b.stop()
     shutil.rmtree(b.data_dir)
     b.start()
@@ -268,10 +271,7 @@ def test_superseded_wal_objects_are_garbage_collected(broker_factory, moto, tmp_
         p.produce(topic, value=f"{i}".encode(), partition=i % 3)
     assert p.flush(30) == 0
     assert keys(moto, f"{prefix}/wal/"), "WAL objects were written"
-    deadline = time.monotonic() + 30
-    while keys(moto, f"{prefix}/wal/") and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert keys(moto, f"{prefix}/wal/") == [], "superseded WAL objects must be deleted"
+    wait_until(lambda: keys(moto, f"{prefix}/wal/") == [], 30, "superseded WAL objects deleted", interval=0.3)
     segs = keys(moto, f"{prefix}/segments/")
     assert any(k.endswith(".log") for k in segs) and any(k.endswith(".idx") for k in segs)
     got = consume_all(b, topic, 3, 3000)
@@ -291,11 +291,8 @@ def test_local_disk_is_trimmed_to_the_cache_limit(broker_factory, moto, tmp_path
         sent.append(v)
     assert p.flush(60) == 0
     logs = lambda: [f for f in (b.data_dir / "logs").rglob("*.log")]  # noqa: E731
-    deadline = time.monotonic() + 30
-    while (len(logs()) > 2 or metric(b, "strata_segments_uploaded_total") < 10) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert metric(b, "strata_segments_uploaded_total") >= 10, "many segments were uploaded"
-    assert len(logs()) <= 2, f"local segments not trimmed: {len(logs())}"
+    wait_until(lambda: metric(b, "strata_segments_uploaded_total") >= 10, 30, "many segments uploaded", interval=0.2)
+    wait_until(lambda: len(logs()) <= 2, 30, f"local segments trimmed (now {len(logs())})", interval=0.2)
     got = consume_all(b, topic, 1, 3000)
     assert [v for _, _, v in got[0]] == sent
     assert metric(b, "strata_cache_misses_total") > 0

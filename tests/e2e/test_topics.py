@@ -19,6 +19,7 @@ from kafka import KafkaProducer
 from kafka.partitioner.default import DefaultPartitioner
 
 import kproto
+from cluster import wait_until
 from kclients import (
     Rec,
     admin,
@@ -141,10 +142,7 @@ def test_delete_topic_and_recreate_is_empty(broker):
     produce(producer(broker.bootstrap), topic, [Rec(b"k", b"old-%d" % i, partition=i % 2) for i in range(10)])
     a = admin(broker.bootstrap)
     a.delete_topics([topic], operation_timeout=10)[topic].result(timeout=30)
-    deadline = time.monotonic() + 10
-    while topic in a.list_topics(timeout=10).topics:
-        assert time.monotonic() < deadline, f"{topic} still listed 10 s after DeleteTopics"
-        time.sleep(0.05)
+    wait_until(lambda: topic not in a.list_topics(timeout=10).topics, 10, f"{topic} no longer listed after DeleteTopics")
     # Deleting again: UNKNOWN_TOPIC_OR_PART.
     expect_admin_error(a.delete_topics([topic], operation_timeout=10)[topic], KafkaError.UNKNOWN_TOPIC_OR_PART, "delete a deleted topic")
     # Same name again starts from offset 0 with none of the old records.

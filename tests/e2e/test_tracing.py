@@ -3,11 +3,11 @@ protobuf with the OpenTelemetry protocol package), and RUST_LOG filtering."""
 
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from cluster import wait_until
 from conftest import child_env, free_port, strata_bin
 from kclients import Rec, consume_range, create_topic, produce, producer, unique_topic
 
@@ -111,10 +111,10 @@ def test_rust_log_filters_and_a_bad_filter_is_refused(tmp_path):
         with open(log, "w") as out:
             p = subprocess.Popen(args, env=child_env({"RUST_LOG": level}), stdout=out, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and "strata listening" not in log.read_text():
-                time.sleep(0.1)
-            time.sleep(0.5)
+            # "strata started" (info, strata::server) is logged right after
+            # "strata listening" and before the broker handles SIGTERM, so
+            # the whole log is there once the process has exited.
+            wait_until(lambda: "strata listening" in log.read_text(), 20, "strata listening")
         finally:
             p.terminate()
             p.wait(timeout=30)
