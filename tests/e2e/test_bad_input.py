@@ -205,10 +205,172 @@ def test_corrupt_crc_is_corrupt_message(broker):
 
 # ---------------------------------------------------------------- fuzzing
 
+# The frame fuzzer is reproducible: the same seed sends the same frames.
+# CI uses this seed; STRATA_FUZZ_SEED=<n> picks another (printed either way).
+DEFAULT_FUZZ_SEED = 20240518
+FIXED_TS = 1_700_000_000_000  # record timestamps of the templates
 
-def _templates(topic: str, pid: int) -> list[bytes]:
-    """Valid request payloads (header + body, no length prefix) to mutate."""
-    ts = int(time.time() * 1000)
+A, NA = kproto.A, kproto.NA
+FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 10, 11, 12, 13, 14
+OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS = 8, 9, 15, 16
+DELETE_RECORDS, OFFSET_FOR_LEADER_EPOCH, DELETE_GROUPS, OFFSET_DELETE = 21, 23, 42, 47
+
+# Request schemas of the group and admin APIs the fuzzer sends (kproto
+# covers the data-path APIs), in the shape of kproto.SCHEMAS. Versions sent
+# are non-flexible except DescribeCluster (flexible from v0).
+GROUP_ADMIN_SCHEMAS = {
+    FIND_COORDINATOR: [("key", "string", 0, 3), ("key_type", "int8", 1, None)],
+    JOIN_GROUP: [
+        ("group_id", "string", 0, None),
+        ("session_timeout_ms", "int32", 0, None),
+        ("rebalance_timeout_ms", "int32", 1, None),
+        ("member_id", "string", 0, None),
+        ("group_instance_id", "nstring", 5, None),
+        ("protocol_type", "string", 0, None),
+        ("protocols", A([("name", "string", 0, None), ("metadata", "bytes", 0, None)]), 0, None),
+    ],
+    SYNC_GROUP: [
+        ("group_id", "string", 0, None),
+        ("generation_id", "int32", 0, None),
+        ("member_id", "string", 0, None),
+        ("group_instance_id", "nstring", 3, None),
+        ("assignments", A([("member_id", "string", 0, None), ("assignment", "bytes", 0, None)]), 0, None),
+    ],
+    HEARTBEAT: [("group_id", "string", 0, None), ("generation_id", "int32", 0, None), ("member_id", "string", 0, None), ("group_instance_id", "nstring", 3, None)],
+    LEAVE_GROUP: [
+        ("group_id", "string", 0, None),
+        ("member_id", "string", 0, 2),
+        ("members", A([("member_id", "string", 3, None), ("group_instance_id", "nstring", 3, None)]), 3, None),
+    ],
+    OFFSET_COMMIT: [
+        ("group_id", "string", 0, None),
+        ("generation_id_or_member_epoch", "int32", 1, None),
+        ("member_id", "string", 1, None),
+        ("group_instance_id", "nstring", 7, None),
+        ("retention_time_ms", "int64", 2, 4),
+        (
+            "topics",
+            A([("name", "string", 0, None), ("partitions", A([("partition_index", "int32", 0, None), ("committed_offset", "int64", 0, None), ("committed_leader_epoch", "int32", 6, None), ("committed_metadata", "nstring", 0, None)]), 0, None)]),
+            0,
+            None,
+        ),
+    ],
+    OFFSET_FETCH: [("group_id", "string", 0, 7), ("topics", NA([("name", "string", 0, None), ("partition_indexes", A("int32"), 0, None)]), 0, 7)],
+    LIST_GROUPS: [],
+    DESCRIBE_GROUPS: [("groups", A("string"), 0, None), ("include_authorized_operations", "bool", 3, None)],
+    DELETE_GROUPS: [("groups_names", A("string"), 0, None)],
+    OFFSET_DELETE: [("group_id", "string", 0, None), ("topics", A([("name", "string", 0, None), ("partitions", A([("partition_index", "int32", 0, None)]), 0, None)]), 0, None)],
+    kproto.CREATE_TOPICS: [
+        (
+            "topics",
+            A([
+                ("name", "string", 0, None),
+                ("num_partitions", "int32", 0, None),
+                ("replication_factor", "int16", 0, None),
+                ("assignments", A([("partition_index", "int32", 0, None), ("broker_ids", A("int32"), 0, None)]), 0, None),
+                ("configs", A([("name", "string", 0, None), ("value", "nstring", 0, None)]), 0, None),
+            ]),
+            0,
+            None,
+        ),
+        ("timeout_ms", "int32", 0, None),
+        ("validate_only", "bool", 1, None),
+    ],
+    kproto.DELETE_TOPICS: [("topic_names", A("string"), 0, 5), ("timeout_ms", "int32", 0, None)],
+    kproto.DESCRIBE_CONFIGS: [
+        ("resources", A([("resource_type", "int8", 0, None), ("resource_name", "string", 0, None), ("configuration_keys", NA("string"), 0, None)]), 0, None),
+        ("include_synonyms", "bool", 1, None),
+        ("include_documentation", "bool", 3, None),
+    ],
+    kproto.ALTER_CONFIGS: [
+        ("resources", A([("resource_type", "int8", 0, None), ("resource_name", "string", 0, None), ("configs", A([("name", "string", 0, None), ("value", "nstring", 0, None)]), 0, None)]), 0, None),
+        ("validate_only", "bool", 0, None),
+    ],
+    kproto.CREATE_PARTITIONS: [
+        ("topics", A([("name", "string", 0, None), ("count", "int32", 0, None), ("assignments", NA([("broker_ids", A("int32"), 0, None)]), 0, None)]), 0, None),
+        ("timeout_ms", "int32", 0, None),
+        ("validate_only", "bool", 0, None),
+    ],
+    kproto.INCREMENTAL_ALTER_CONFIGS: [
+        (
+            "resources",
+            A([("resource_type", "int8", 0, None), ("resource_name", "string", 0, None), ("configs", A([("name", "string", 0, None), ("config_operation", "int8", 0, None), ("value", "nstring", 0, None)]), 0, None)]),
+            0,
+            None,
+        ),
+        ("validate_only", "bool", 0, None),
+    ],
+    DELETE_RECORDS: [
+        ("topics", A([("name", "string", 0, None), ("partitions", A([("partition_index", "int32", 0, None), ("offset", "int64", 0, None)]), 0, None)]), 0, None),
+        ("timeout_ms", "int32", 0, None),
+    ],
+    OFFSET_FOR_LEADER_EPOCH: [
+        ("replica_id", "int32", 3, None),
+        ("topics", A([("topic", "string", 0, None), ("partitions", A([("partition", "int32", 0, None), ("current_leader_epoch", "int32", 2, None), ("leader_epoch", "int32", 0, None)]), 0, None)]), 0, None),
+    ],
+    kproto.DESCRIBE_CLUSTER: [("include_cluster_authorized_operations", "bool", 0, None)],
+}
+FLEXIBLE = {kproto.DESCRIBE_CLUSTER}
+
+
+def _request(api: int, version: int, correlation_id: int, values: dict) -> bytes:
+    """Header + body of a group or admin request (no length prefix)."""
+    flexible = api in FLEXIBLE
+    header = kproto.request_header(api, version, correlation_id, "fuzz")
+    if flexible and not kproto.is_flexible(api, version):
+        header += kproto.uvarint(0)  # header v2: tagged fields
+    return header + kproto.encode(GROUP_ADMIN_SCHEMAS[api], values, version, flexible)
+
+
+def _group_admin_templates(topic: str, group: str) -> list[bytes]:
+    sub = struct.pack(">hih", 0, 1, len(topic)) + topic.encode() + struct.pack(">i", -1)
+    assign = struct.pack(">hih", 0, 1, len(topic)) + topic.encode() + struct.pack(">ii", 1, 0) + struct.pack(">i", -1)
+    member = {"group_id": group, "generation_id": 1, "member_id": "m-1", "group_instance_id": None}
+    parts = [{"name": topic, "partitions": [{"partition_index": 0, "committed_offset": 3, "committed_leader_epoch": -1, "committed_metadata": "m"}]}]
+    out = []
+    for v in (1, 2):
+        out.append(_request(FIND_COORDINATOR, v, 10, {"key": group, "key_type": 0}))
+    for v in (4, 5):
+        # An unknown member joining with v4+ is answered at once (MEMBER_ID_REQUIRED).
+        out.append(_request(JOIN_GROUP, v, 11, {"group_id": group, "session_timeout_ms": 10_000, "rebalance_timeout_ms": 30_000, "member_id": "", "group_instance_id": None, "protocol_type": "consumer", "protocols": [{"name": "range", "metadata": sub}]}))
+    for v in (1, 3):
+        out.append(_request(SYNC_GROUP, v, 12, dict(member, assignments=[{"member_id": "m-1", "assignment": assign}])))
+        out.append(_request(HEARTBEAT, v, 13, member))
+    out.append(_request(LEAVE_GROUP, 1, 14, {"group_id": group, "member_id": "m-1"}))
+    out.append(_request(LEAVE_GROUP, 3, 14, {"group_id": group, "members": [{"member_id": "m-1", "group_instance_id": None}]}))
+    for v in (2, 7):
+        # generation -1 and no member: a commit outside the group protocol.
+        out.append(_request(OFFSET_COMMIT, v, 15, {"group_id": group, "generation_id_or_member_epoch": -1, "member_id": "", "group_instance_id": None, "retention_time_ms": -1, "topics": parts}))
+    for v in (1, 5):
+        out.append(_request(OFFSET_FETCH, v, 16, {"group_id": group, "topics": [{"name": topic, "partition_indexes": [0, 1]}]}))
+    for v in (0, 2):
+        out.append(_request(LIST_GROUPS, v, 17, {}))
+    for v in (0, 4):
+        out.append(_request(DESCRIBE_GROUPS, v, 18, {"groups": [group, "other"], "include_authorized_operations": True}))
+    out.append(_request(DELETE_GROUPS, 1, 19, {"groups_names": ["no-such-group"]}))
+    out.append(_request(OFFSET_DELETE, 0, 20, {"group_id": group, "topics": [{"name": topic, "partitions": [{"partition_index": 0}]}]}))
+    # Admin APIs (validate_only where there is one, so a template itself changes nothing).
+    for v in (2, 4):
+        out.append(_request(kproto.CREATE_TOPICS, v, 21, {"topics": [{"name": topic + "-new", "num_partitions": 3, "replication_factor": -1, "assignments": [], "configs": [{"name": "cleanup.policy", "value": "compact"}]}], "timeout_ms": 10_000, "validate_only": True}))
+    for v in (1, 3):
+        out.append(_request(kproto.DELETE_TOPICS, v, 22, {"topic_names": ["no-such-topic"], "timeout_ms": 10_000}))
+    for v in (1, 3):
+        out.append(_request(kproto.DESCRIBE_CONFIGS, v, 23, {"resources": [{"resource_type": 2, "resource_name": topic, "configuration_keys": None}, {"resource_type": 4, "resource_name": "1", "configuration_keys": ["log.retention.ms"]}], "include_synonyms": True, "include_documentation": True}))
+    out.append(_request(kproto.ALTER_CONFIGS, 1, 24, {"resources": [{"resource_type": 2, "resource_name": topic, "configs": [{"name": "retention.ms", "value": "86400000"}]}], "validate_only": True}))
+    out.append(_request(kproto.CREATE_PARTITIONS, 1, 25, {"topics": [{"name": topic, "count": 2, "assignments": None}], "timeout_ms": 10_000, "validate_only": True}))
+    out.append(_request(kproto.INCREMENTAL_ALTER_CONFIGS, 0, 26, {"resources": [{"resource_type": 2, "resource_name": topic, "configs": [{"name": "retention.ms", "config_operation": 0, "value": "86400000"}]}], "validate_only": True}))
+    out.append(_request(DELETE_RECORDS, 1, 27, {"topics": [{"name": topic, "partitions": [{"partition_index": 0, "offset": 0}]}], "timeout_ms": 10_000}))
+    for v in (2, 3):
+        out.append(_request(OFFSET_FOR_LEADER_EPOCH, v, 28, {"replica_id": -1, "topics": [{"topic": topic, "partitions": [{"partition": 0, "current_leader_epoch": -1, "leader_epoch": 0}]}]}))
+    out.append(_request(kproto.DESCRIBE_CLUSTER, 0, 29, {"include_cluster_authorized_operations": False}))
+    return out
+
+
+def _templates(topic: str, pid: int, group: str) -> list[bytes]:
+    """Valid request payloads (header + body, no length prefix) to mutate:
+    the data path, group coordination and admin APIs."""
+    ts = FIXED_TS
+
     batch = kproto.record_batch([kproto.Record(b"k%d" % i, b"v" * i, [("h", b"x")], ts + i) for i in range(4)])
     idem = kproto.record_batch([kproto.Record(b"k", b"v", timestamp=ts)], producer_id=pid, producer_epoch=0, base_sequence=0)
     out = []
@@ -242,7 +404,7 @@ def _templates(topic: str, pid: int) -> list[bytes]:
     for v in (1, 6):
         out.append(kproto.encode_request(kproto.LIST_OFFSETS, v, 5, {"replica_id": -1, "topics": [{"name": topic, "partitions": [{"partition_index": 0, "timestamp": -1}]}]}))
     out.append(kproto.encode_request(kproto.INIT_PRODUCER_ID, 0, 6, {"transactional_id": None, "transaction_timeout_ms": 1000}))
-    return out
+    return out + _group_admin_templates(topic, group)
 
 
 def _mutate(rng: random.Random, tmpl: bytes) -> bytes:
@@ -283,14 +445,27 @@ def _mutate(rng: random.Random, tmpl: bytes) -> bytes:
 
 
 def test_fuzz_frames(broker):
-    seed = int(os.environ.get("STRATA_FUZZ_SEED", "0")) or random.randrange(1, 1 << 30)
+    seed = int(os.environ.get("STRATA_FUZZ_SEED") or DEFAULT_FUZZ_SEED)
+    print(f"fuzz: seed={seed} (STRATA_FUZZ_SEED overrides)")
     rng = random.Random(seed)
-    topic = unique_topic("fuzz")
+    # Names of fixed length: the same seed mutates the same positions.
+    topic, group = f"fuzz-{seed}", f"fuzz-group-{seed}"
     create_topic(broker.bootstrap, topic, 1)
     with kproto.Conn("127.0.0.1", broker.kafka_port) as c:
         pid, _ = c.init_producer_id()
-    templates = _templates(topic, pid)
-    frames_total = 5000
+    templates = _templates(topic, pid, group)
+    # Every template is a valid request the broker answers (else the fuzzer
+    # would mutate garbage): one at a time, each on its own connection.
+    for t in templates:
+        corr = struct.unpack_from(">i", t, 4)[0]
+        with kproto.Conn("127.0.0.1", broker.kafka_port) as c:
+            c.send_raw(kproto.frame(t))
+            frame = c.recv_frame()
+        api, version = struct.unpack_from(">hh", t, 0)
+        assert struct.unpack_from(">i", frame, 0)[0] == corr, f"template {kproto.API_NAMES.get(api, api)} v{version}: wrong correlation id"
+    apis = {struct.unpack_from(">h", t, 0)[0] for t in templates}
+    assert {kproto.PRODUCE, JOIN_GROUP, SYNC_GROUP, OFFSET_COMMIT, kproto.CREATE_TOPICS, kproto.INCREMENTAL_ALTER_CONFIGS} <= apis
+    frames_total = 20_000
     per_conn = 10
     sent = 0
     conns = 0
@@ -319,7 +494,7 @@ def test_fuzz_frames(broker):
             s.close()
         if sent % 1000 < per_conn and not broker.alive():
             break
-    print(f"fuzz: seed={seed} frames={sent} connections={conns} closed by broker={closed_by_broker}")
+    print(f"fuzz: seed={seed} templates={len(templates)} apis={len(apis)} frames={sent} connections={conns} closed by broker={closed_by_broker}")
     assert broker.alive(), f"broker died during fuzzing (STRATA_FUZZ_SEED={seed}), exit {broker.proc.returncode}\n{broker.log_tail()}"
     assert sent >= 1000, f"only {sent} frames in 45 s"
     try:
