@@ -186,6 +186,39 @@ fn command() -> impl Strategy<Value = Command> {
             broker_epoch: e
         }),
         Just(Command::AllocateBrokerId),
+        ("[ab]", 0i32..3, 1i64..4).prop_map(|(id, timeout, now)| Command::Txn(
+            crate::meta::txn::TxnCommand::InitProducer {
+                transactional_id: id,
+                timeout_ms: timeout * 1000,
+                now_ms: now
+            }
+        )),
+        ("[ab]", 1000i64..1003, 0i16..2, 0i32..3, name()).prop_map(|(id, pid, ep, p, n)| {
+            Command::Txn(crate::meta::txn::TxnCommand::AddPartitions {
+                transactional_id: id,
+                producer_id: pid,
+                producer_epoch: ep,
+                partitions: vec![(n, p)],
+                now_ms: 1,
+            })
+        }),
+        ("[ab]", 1000i64..1003, 0i16..2, any::<bool>()).prop_map(|(id, pid, ep, commit)| {
+            Command::Txn(crate::meta::txn::TxnCommand::End {
+                transactional_id: id,
+                producer_id: pid,
+                producer_epoch: ep,
+                commit,
+                now_ms: 2,
+            })
+        }),
+        ("[ab]", 1000i64..1003, 0i16..2).prop_map(|(id, pid, ep)| Command::Txn(
+            crate::meta::txn::TxnCommand::Complete {
+                transactional_id: id,
+                producer_id: pid,
+                producer_epoch: ep,
+                now_ms: 3
+            }
+        )),
         (topic_id(), 0i32..3, 0i32..3, 1i32..3).prop_map(|(t, p, e, l)| Command::MoveLeaders {
             moves: vec![crate::meta::command::LeaderMove {
                 topic_id: t,

@@ -594,3 +594,243 @@ fn begin(t: &mut TxnMeta, now_ms: i64) {
     }
     t.updated_ms = now_ms;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::groups::OffsetEntry;
+    use crate::meta::{Command, CommandOutput};
+
+    fn state() -> MetaState {
+        let mut s = MetaState::new();
+        s.apply(Command::RegisterBroker {
+            broker_id: 1,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+        })
+        .unwrap();
+        s.apply(Command::CreateTopic {
+            name: "t".into(),
+            topic_id: uuid::Uuid::from_u128(1),
+            partitions: 2,
+            replication_factor: -1,
+            configs: Default::default(),
+            leader: 1,
+            created_at_ms: 0,
+        })
+        .unwrap();
+        s
+    }
+
+    fn txn(s: &mut MetaState, c: TxnCommand) -> Result<TxnOutput, MetaError> {
+        s.apply(Command::Txn(c)).map(|o| match o {
+            CommandOutput::Txn(t) => t,
+            o => panic!("{o:?}"),
+        })
+    }
+
+    fn init(s: &mut MetaState, id: &str) -> (i64, i16) {
+        match txn(
+            s,
+            TxnCommand::InitProducer {
+                transactional_id: id.into(),
+                timeout_ms: 60_000,
+                now_ms: 0,
+            },
+        )
+        .unwrap()
+        {
+            TxnOutput::Initialized {
+                producer_id,
+                producer_epoch,
+            } => (producer_id, producer_epoch),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    fn code(e: MetaError) -> i16 {
+        e.kafka_code()
+    }
+
+    #[test]
+    fn a_new_instance_fences_the_old_and_aborts_its_transaction() {
+        let mut s = state();
+        let (pid, e0) = init(&mut s, "x");
+        assert_eq!(e0, 0);
+        txn(
+            &mut s,
+            TxnCommand::AddPartitions {
+                transactional_id: "x".into(),
+                producer_id: pid,
+                producer_epoch: 0,
+                partitions: vec![("t".into(), 0)],
+                now_ms: 5,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            s.txns.of_producer(pid).unwrap().1.status,
+            TxnStatus::Ongoing
+        );
+        // A second instance: the open transaction must be aborted first.
+        let out = txn(
+            &mut s,
+            TxnCommand::InitProducer {
+                transactional_id: "x".into(),
+                timeout_ms: 60_000,
+                now_ms: 6,
+            },
+        )
+        .unwrap();
+        assert_eq!(out, TxnOutput::Aborting);
+        let t = s.txns.txns["x"].clone();
+        assert_eq!((t.status, t.producer_epoch), (TxnStatus::PrepareAbort, 1));
+        // The zombie (epoch 0) can do nothing any more.
+        let e = txn(
+            &mut s,
+            TxnCommand::End {
+                transactional_id: "x".into(),
+                producer_id: pid,
+                producer_epoch: 0,
+                commit: true,
+                now_ms: 7,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(code(e), codes::PRODUCER_FENCED);
+        // Init again while completing: CONCURRENT_TRANSACTIONS.
+        let e = txn(
+            &mut s,
+            TxnCommand::InitProducer {
+                transactional_id: "x".into(),
+                timeout_ms: 60_000,
+                now_ms: 8,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(code(e), codes::CONCURRENT_TRANSACTIONS);
+        txn(
+            &mut s,
+            TxnCommand::Complete {
+                transactional_id: "x".into(),
+                producer_id: pid,
+                producer_epoch: 1,
+                now_ms: 9,
+            },
+        )
+        .unwrap();
+        assert_eq!(s.txns.txns["x"].status, TxnStatus::CompleteAbort);
+        assert_eq!(init(&mut s, "x"), (pid, 2));
+    }
+
+    #[test]
+    fn staged_offsets_commit_only_with_the_transaction() {
+        for commit in [true, false] {
+            let mut s = state();
+            let (pid, ep) = init(&mut s, "y");
+            txn(
+                &mut s,
+                TxnCommand::AddGroup {
+                    transactional_id: "y".into(),
+                    producer_id: pid,
+                    producer_epoch: ep,
+                    group: "g".into(),
+                    now_ms: 1,
+                },
+            )
+            .unwrap();
+            let offsets = GroupCommit {
+                group: "g".into(),
+                offsets: vec![OffsetEntry {
+                    topic: "t".into(),
+                    partition: 1,
+                    offset: 42,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                }],
+            };
+            txn(
+                &mut s,
+                TxnCommand::StageOffsets {
+                    transactional_id: "y".into(),
+                    producer_id: pid,
+                    producer_epoch: ep,
+                    commit: offsets,
+                },
+            )
+            .unwrap();
+            assert!(s.txns.pending_offset("g", "t", 1));
+            assert!(s.groups.group("g").is_none(), "visible before the commit");
+            txn(
+                &mut s,
+                TxnCommand::End {
+                    transactional_id: "y".into(),
+                    producer_id: pid,
+                    producer_epoch: ep,
+                    commit,
+                    now_ms: 2,
+                },
+            )
+            .unwrap();
+            txn(
+                &mut s,
+                TxnCommand::Complete {
+                    transactional_id: "y".into(),
+                    producer_id: pid,
+                    producer_epoch: ep,
+                    now_ms: 3,
+                },
+            )
+            .unwrap();
+            assert!(!s.txns.pending_offset("g", "t", 1));
+            let got = s
+                .groups
+                .group("g")
+                .and_then(|g| g.get("t", 1))
+                .map(|o| o.offset);
+            assert_eq!(got, commit.then_some(42), "commit={commit}");
+        }
+    }
+
+    #[test]
+    fn expiry_bumps_the_epoch_and_bad_inputs_are_refused() {
+        let mut s = state();
+        let (pid, ep) = init(&mut s, "z");
+        let add = |p: i32| TxnCommand::AddPartitions {
+            transactional_id: "z".into(),
+            producer_id: pid,
+            producer_epoch: ep,
+            partitions: vec![("t".into(), p)],
+            now_ms: 1,
+        };
+        assert!(matches!(
+            s.apply(Command::Txn(add(7))),
+            Err(MetaError::UnknownPartition { .. })
+        ));
+        txn(&mut s, add(0)).unwrap();
+        txn(
+            &mut s,
+            TxnCommand::Expire {
+                transactional_id: "z".into(),
+                producer_id: pid,
+                producer_epoch: ep,
+                now_ms: 70_000,
+            },
+        )
+        .unwrap();
+        let t = &s.txns.txns["z"];
+        assert_eq!((t.status, t.producer_epoch), (TxnStatus::PrepareAbort, 1));
+        let e = txn(
+            &mut s,
+            TxnCommand::InitProducer {
+                transactional_id: "w".into(),
+                timeout_ms: MAX_TXN_TIMEOUT_MS + 1,
+                now_ms: 0,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(code(e), codes::INVALID_TRANSACTION_TIMEOUT);
+        s.check_invariants().unwrap();
+    }
+}
