@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use crate::broker::{Broker, BrokerError};
 use crate::meta::txn::{TxnCommand, TxnMeta, TxnOutput, TxnStatus};
-use crate::meta::{Command, CommandOutput, MetaError};
+use crate::meta::{Command, CommandOutput};
 
 /// NOT_COORDINATOR.
 pub const NOT_COORDINATOR: i16 = 16;
@@ -486,9 +486,4 @@ async fn write_remote(
         }
     }
     parts.iter().filter(|k| !ok.contains(*k)).cloned().collect()
-}
-
-/// A refusal's Kafka code for responses.
-pub fn code_of(e: &MetaError) -> i16 {
-    e.kafka_code()
 }
