@@ -1,12 +1,26 @@
 //! Consumer lag: per group and partition, high watermark (the end offset consumers can reach) minus committed
 //! offset, exported with kafka_exporter's metric names so existing
-//! dashboards and alerts work unchanged.
+//! dashboards and alerts work unchanged. A group whose offsets are committed
+//! by transactions (an exactly-once consumer, reading read_committed) is
+//! measured against the last stable offset instead.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::Coordinator;
 use crate::broker::Broker;
+use crate::meta::MetaState;
+
+/// The end a group can reach in a partition: the high watermark, or the
+/// last stable offset for a transactional group.
+fn reachable_end(meta: &MetaState, topic: &str, p: i32, transactional: bool) -> Option<i64> {
+    let pm = meta.topics.get(topic)?.partitions.get(usize::try_from(p).ok()?)?;
+    Some(if transactional {
+        pm.last_stable_offset()
+    } else {
+        pm.committed_end
+    })
+}
 
 /// Lag of one committed partition.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,12 +42,8 @@ pub fn group_lag(broker: &Broker, group: &str) -> Vec<PartitionLag> {
     };
     let mut out = Vec::with_capacity(g.len());
     for (topic, parts) in &g.offsets {
-        let handle = broker.topic(topic);
         for (p, c) in parts {
-            let end = handle
-                .as_ref()
-                .and_then(|h| broker.partition_bounds(&h.id, *p))
-                .map_or(-1, |(_, hw)| hw);
+            let end = reachable_end(&meta, topic, *p, g.transactional).unwrap_or(-1);
             out.push(PartitionLag {
                 topic: topic.clone(),
                 partition: *p,
@@ -75,13 +85,8 @@ impl Coordinator {
             let g = label(group);
             let mut per_topic: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
             for (topic, parts) in &offsets.offsets {
-                let handle = broker.topic(topic);
                 for (p, c) in parts {
-                    let Some(end) = handle
-                        .as_ref()
-                        .and_then(|h| broker.partition_bounds(&h.id, *p))
-                        .map(|(_, hw)| hw)
-                    else {
+                    let Some(end) = reachable_end(&meta, topic, *p, offsets.transactional) else {
                         continue;
                     };
                     let l = (end - c.offset).max(0);

@@ -148,6 +148,11 @@ pub struct CommittedOffset {
 pub struct GroupOffsets {
     /// Offsets by topic name, then partition.
     pub offsets: super::Map<String, super::Map<i32, CommittedOffset>>,
+    /// Offsets were committed by a transaction (an exactly-once consumer,
+    /// which reads with read_committed): its lag counts to the last stable
+    /// offset.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transactional: bool,
 }
 
 impl GroupOffsets {

@@ -542,6 +542,7 @@ impl TxnsState {
                             c
                         })
                         .collect();
+                    let names: Vec<String> = commits.iter().map(|c| c.group.clone()).collect();
                     groups.apply_checked(
                         super::groups::GroupCommand::CommitOffsets {
                             timestamp_ms: now_ms,
@@ -549,6 +550,11 @@ impl TxnsState {
                         },
                         topics,
                     );
+                    for g in names {
+                        if let Some(g) = groups.groups.get_mut(&g) {
+                            g.transactional = true;
+                        }
+                    }
                 }
                 t.status = if commit {
                     TxnStatus::CompleteCommit
@@ -790,6 +796,9 @@ mod tests {
                 .and_then(|g| g.get("t", 1))
                 .map(|o| o.offset);
             assert_eq!(got, commit.then_some(42), "commit={commit}");
+            // A group committed by a transaction has its lag measured to
+            // the last stable offset.
+            assert_eq!(s.groups.group("g").is_some_and(|g| g.transactional), commit);
         }
     }
 
