@@ -134,6 +134,9 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub produce_errors: AtomicU64,
+    /// Fetches whose local read lost the race with local trimming and were
+    /// served from object storage.
+    pub fetch_trim_races: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -148,6 +151,7 @@ impl Default for Metrics {
             connections_refused: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             produce_errors: AtomicU64::new(0),
+            fetch_trim_races: AtomicU64::new(0),
         }
     }
 }
@@ -197,7 +201,7 @@ impl Metrics {
                     .render(&mut o, "strata_request_duration_seconds", &labels);
             }
         }
-        let counters: [(&str, &str, u64); 8] = [
+        let counters: [(&str, &str, u64); 9] = [
             (
                 "strata_bytes_in_total",
                 "Record batch bytes appended.",
@@ -232,6 +236,11 @@ impl Metrics {
                 "strata_produce_errors_total",
                 "Partition appends refused.",
                 self.produce_errors.load(Relaxed),
+            ),
+            (
+                "strata_fetch_trim_races_total",
+                "Fetches whose local read lost the race with local trimming and were served from object storage.",
+                self.fetch_trim_races.load(Relaxed),
             ),
             (
                 "strata_produce_not_leader_total",

@@ -136,9 +136,7 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         )),
         RequestKind::Produce(r) => produce::handle(ctx, r).await,
         RequestKind::Fetch(r) => fetch::handle(ctx, r),
-        RequestKind::ListOffsets(r) => {
-            Reply::Now(ResponseKind::ListOffsets(list_offsets::handle(ctx, r)))
-        }
+        RequestKind::ListOffsets(r) => list_offsets::handle(ctx, r),
         RequestKind::DescribeConfigs(r) => Reply::Now(ResponseKind::DescribeConfigs(
             describe_configs::handle(ctx, r),
         )),

@@ -361,56 +361,67 @@ fn gather(
                 parts.push(pd);
                 continue;
             }
-            if replica_read || offset < ph.log.log_start_offset() {
-                // Not on local disk: read from object storage.
-                match pm
-                    .extents
-                    .iter()
-                    .find(|e| e.base_offset <= offset && offset < e.end_offset)
-                {
-                    Some(e) => {
-                        total += limit.max(1);
-                        remotes.push(Remote {
-                            topic_id: pm_topic_id,
-                            partition: p,
-                            topic: wi,
-                            part: pi,
-                            extent: e.clone(),
-                            offset,
-                            limit: limit.max(1),
-                            hw: upto,
-                            local_ok: !replica_read,
-                        });
-                        parts.push(pd);
+            // Local first; a read that loses the race with local trimming
+            // (retention of the local copy, a compaction swap) between the
+            // check and the read goes to object storage instead of
+            // answering OFFSET_OUT_OF_RANGE (which resets consumers).
+            if !replica_read && offset >= ph.log.log_start_offset() {
+                let _read = tracing::debug_span!(
+                    "read",
+                    topic = w.topic.as_ref().map(|t| t.name.as_str()),
+                    partition = p,
+                    offset
+                )
+                .entered();
+                match ph.log.read_upto(offset, limit, min_one, upto) {
+                    Ok(r) => {
+                        total += r.records.len();
+                        b.metrics
+                            .bytes_out
+                            .fetch_add(r.records.len() as u64, Relaxed);
+                        if let Some(t) = &w.topic {
+                            t.stats.bytes_out.fetch_add(r.records.len() as u64, Relaxed);
+                        }
+                        parts.push(pd.with_records(Some(r.records)));
+                        continue;
                     }
-                    None => {
+                    Err(e)
+                        if e.kafka_code() == code::OFFSET_OUT_OF_RANGE
+                            && offset < ph.log.log_start_offset() =>
+                    {
+                        b.metrics.fetch_trim_races.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => {
                         errors = true;
-                        parts.push(pd.with_error_code(code::OFFSET_OUT_OF_RANGE));
+                        parts.push(pd.with_error_code(e.kafka_code()));
+                        continue;
                     }
                 }
-                continue;
             }
-            let _read = tracing::debug_span!(
-                "read",
-                topic = w.topic.as_ref().map(|t| t.name.as_str()),
-                partition = p,
-                offset
-            )
-            .entered();
-            match ph.log.read_upto(offset, limit, min_one, upto) {
-                Ok(r) => {
-                    total += r.records.len();
-                    b.metrics
-                        .bytes_out
-                        .fetch_add(r.records.len() as u64, Relaxed);
-                    if let Some(t) = &w.topic {
-                        t.stats.bytes_out.fetch_add(r.records.len() as u64, Relaxed);
-                    }
-                    parts.push(pd.with_records(Some(r.records)));
+            // Not on local disk: read from object storage.
+            match pm
+                .extents
+                .iter()
+                .find(|e| e.base_offset <= offset && offset < e.end_offset)
+            {
+                Some(e) => {
+                    total += limit.max(1);
+                    remotes.push(Remote {
+                        topic_id: pm_topic_id,
+                        partition: p,
+                        topic: wi,
+                        part: pi,
+                        extent: e.clone(),
+                        offset,
+                        limit: limit.max(1),
+                        hw: upto,
+                        local_ok: !replica_read,
+                    });
+                    parts.push(pd);
                 }
-                Err(e) => {
+                None => {
                     errors = true;
-                    parts.push(pd.with_error_code(e.kafka_code()));
+                    parts.push(pd.with_error_code(code::OFFSET_OUT_OF_RANGE));
                 }
             }
         }

@@ -4,22 +4,92 @@
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
 
-use crate::kafka::{code, Ctx};
+use crate::broker::Broker;
+use crate::kafka::{code, Ctx, Reply};
+use crate::meta::tier::Extent;
 
-pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
+/// Most extents one timestamp lookup reads from object storage.
+const MAX_REMOTE_EXTENTS: usize = 64;
+
+/// A timestamp lookup that the local log cannot answer: the first record
+/// at or after `ts` may be in data that is only in object storage.
+struct Remote {
+    topic: usize,
+    part: usize,
+    ts: i64,
+    extents: Vec<Extent>,
+}
+
+/// Answers now, or after reading older data from object storage.
+pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> Reply {
+    let (resp, remotes) = answer(ctx, req);
+    if remotes.is_empty() {
+        return Reply::Now(ResponseKind::ListOffsets(resp));
+    }
+    let b = ctx.broker.clone();
+    Reply::Later(Box::pin(async move {
+        let mut resp = resp;
+        for r in remotes {
+            if let Some((offset, ts)) = first_at_or_after(&b, &r.extents, r.ts).await {
+                let p = &mut resp.topics[r.topic].partitions[r.part];
+                p.offset = offset;
+                p.timestamp = ts;
+                p.error_code = code::NONE;
+            }
+        }
+        ResponseKind::ListOffsets(resp)
+    }))
+}
+
+/// The first record with a timestamp at or after `ts` in `extents`.
+async fn first_at_or_after(b: &Broker, extents: &[Extent], ts: i64) -> Option<(i64, i64)> {
+    use crate::log::batch::{BatchHeader, HEADER_LEN};
+    for e in extents {
+        let bytes = match b.reader().extent_bytes(e).await {
+            Ok(x) => x,
+            Err(err) => {
+                tracing::warn!(key = e.key, error = %err, "timestamp lookup in object storage failed");
+                return None;
+            }
+        };
+        let mut pos = 0usize;
+        while pos + HEADER_LEN <= bytes.len() {
+            let h = BatchHeader::parse(&bytes[pos..]).ok()?;
+            let end = pos + h.total_len();
+            if end > bytes.len() {
+                break;
+            }
+            if h.max_timestamp >= ts && !h.is_control() {
+                let mut one = bytes.slice(pos..end);
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut one).ok()?;
+                if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts) {
+                    return Some((r.offset, r.timestamp));
+                }
+            }
+            pos = end;
+        }
+    }
+    None
+}
+
+fn answer(ctx: &Ctx, req: ListOffsetsRequest) -> (ListOffsetsResponse, Vec<Remote>) {
     let b = &ctx.broker;
     let read_committed = ctx.version >= 2 && req.isolation_level == 1;
+    let meta = b.meta();
+    let mut remotes = Vec::new();
     let topics = req
         .topics
         .into_iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(ti, t)| {
             let handle = b.topic(t.name.0.as_str());
             let partitions = t
                 .partitions
                 .iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(pi, p)| {
                     let r = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
@@ -66,7 +136,38 @@ pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                         -2 => Ok(Some((start, -1))),
                         -4 => Ok(Some((ph.log.log_start_offset().max(start), -1))),
                         -3 => ph.log.max_timestamp_offset(),
-                        ts if ts >= 0 => ph.log.offset_for_timestamp(ts),
+                        ts if ts >= 0 => {
+                            // Older data only in object storage may hold
+                            // an earlier match than the local log.
+                            let local_start = ph.log.log_start_offset();
+                            let pm = handle.as_ref().and_then(|h| {
+                                meta.topic_by_id(&h.id)?
+                                    .partitions
+                                    .get(usize::try_from(p.partition_index).ok()?)
+                            });
+                            let older: Vec<Extent> = pm
+                                .map(|pm| {
+                                    pm.extents
+                                        .iter()
+                                        .filter(|e| e.base_offset < local_start)
+                                        .skip_while(|e| {
+                                            e.max_timestamp >= 0 && e.max_timestamp < ts
+                                        })
+                                        .take(MAX_REMOTE_EXTENTS)
+                                        .cloned()
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            if !older.is_empty() {
+                                remotes.push(Remote {
+                                    topic: ti,
+                                    part: pi,
+                                    ts,
+                                    extents: older,
+                                });
+                            }
+                            ph.log.offset_for_timestamp(ts)
+                        }
                         _ => return r.with_error_code(code::INVALID_REQUEST),
                     };
                     match found {
@@ -81,5 +182,5 @@ pub fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                 .with_partitions(partitions)
         })
         .collect();
-    ListOffsetsResponse::default().with_topics(topics)
+    (ListOffsetsResponse::default().with_topics(topics), remotes)
 }
