@@ -14,7 +14,11 @@ use crate::meta::MetaState;
 /// The end a group can reach in a partition: the high watermark, or the
 /// last stable offset for a transactional group.
 fn reachable_end(meta: &MetaState, topic: &str, p: i32, transactional: bool) -> Option<i64> {
-    let pm = meta.topics.get(topic)?.partitions.get(usize::try_from(p).ok()?)?;
+    let pm = meta
+        .topics
+        .get(topic)?
+        .partitions
+        .get(usize::try_from(p).ok()?)?;
     Some(if transactional {
         pm.last_stable_offset()
     } else {
