@@ -159,3 +159,49 @@ fn log_seeds_open_with_every_entry() {
     let store = strata::meta::store::MetaStore::open_with(dir.path(), 0).unwrap();
     assert_eq!(store.state().applied_index, 10);
 }
+
+/// The vendored kafka-protocol rejects an element count larger than the
+/// bytes left (a marked patch, see docs/dependencies.md) instead of trying
+/// to decode 54 million topics out of 5 bytes.
+#[test]
+fn element_counts_beyond_the_frame_are_rejected() {
+    let dir = corpus_dir("kafka_frame");
+    for (name, api, version) in [
+        (
+            "edge-metadata-v0-huge-array",
+            kafka_protocol::messages::ApiKey::Metadata,
+            0,
+        ),
+        (
+            "edge-metadata-v12-huge-compact-array",
+            kafka_protocol::messages::ApiKey::Metadata,
+            12,
+        ),
+    ] {
+        use kafka_protocol::protocol::Decodable;
+        let frame = std::fs::read(dir.join(name)).unwrap();
+        assert!(
+            strata::kafka::decode_request(api, version, &mut Bytes::from(frame.clone())).is_err(),
+            "{name} decodes"
+        );
+        let mut b = Bytes::from(frame);
+        kafka_protocol::messages::RequestHeader::decode(
+            &mut b,
+            api.request_header_version(version),
+        )
+        .unwrap();
+        let e =
+            kafka_protocol::messages::RequestKind::decode(api, &mut b, version).expect_err(name);
+        assert!(format!("{e:#}").contains("exceeds the"), "{name}: {e:#}");
+    }
+    let records = {
+        let mut b = strata::log::batch::build(0, &[(Some(b"k"), Some(b"v"), 0)], None);
+        // Claim 2^31-1 records.
+        b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b.freeze()
+    };
+    let e = kafka_protocol::records::RecordBatchDecoder::decode(&mut records.clone()).unwrap_err();
+    assert!(format!("{e:#}").contains("exceeds the"), "{e:#}");
+}
