@@ -241,12 +241,7 @@ impl TxnsState {
                         .ok_or_else(|| MetaError::InvalidRequest {
                             reason: "producer ids exhausted".into(),
                         }),
-                    Some(t) if t.status.is_prepare() => Err(refuse(
-                        id,
-                        codes::CONCURRENT_TRANSACTIONS,
-                        "the last transaction is completing",
-                    )),
-                    Some(_) => Ok(()),
+                    Some(t) => not_completing(id, t),
                 }
             }
             TxnCommand::AddPartitions {
@@ -257,13 +252,7 @@ impl TxnsState {
                 ..
             } => {
                 let t = self.producer(id, *producer_id, *producer_epoch)?;
-                if t.status.is_prepare() {
-                    return Err(refuse(
-                        id,
-                        codes::CONCURRENT_TRANSACTIONS,
-                        "the last transaction is completing",
-                    ));
-                }
+                not_completing(id, t)?;
                 for (topic, p) in partitions {
                     let known = state
                         .topics
@@ -294,13 +283,7 @@ impl TxnsState {
             } => {
                 super::groups::validate_group_id(group)?;
                 let t = self.producer(id, *producer_id, *producer_epoch)?;
-                if t.status.is_prepare() {
-                    return Err(refuse(
-                        id,
-                        codes::CONCURRENT_TRANSACTIONS,
-                        "the last transaction is completing",
-                    ));
-                }
+                not_completing(id, t)?;
                 if t.groups.len() >= 1000 {
                     return Err(MetaError::PolicyViolation {
                         reason: "more than 1000 groups in a transaction".into(),
@@ -588,6 +571,19 @@ impl TxnsState {
         let id = self.by_pid.get(&producer_id)?;
         Some((id, self.txns.get(id)?))
     }
+}
+
+/// CONCURRENT_TRANSACTIONS while the last transaction's markers are
+/// being written.
+fn not_completing(id: &str, t: &TxnMeta) -> Result<(), MetaError> {
+    if t.status.is_prepare() {
+        return Err(refuse(
+            id,
+            codes::CONCURRENT_TRANSACTIONS,
+            "the last transaction is completing",
+        ));
+    }
+    Ok(())
 }
 
 fn begin(t: &mut TxnMeta, now_ms: i64) {
