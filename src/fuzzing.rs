@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{self as km, ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 use crate::log::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
@@ -138,8 +138,8 @@ fn check_accepted_batch(b: &[u8], h: &BatchHeader, max: usize) {
 
 /// A batch as the broker stores it (validated on produce, compressed
 /// payloads stored as sent), decoded and decompressed by
-/// `RecordBatchDecoder::decode` as compaction, by-timestamp lookups and
-/// HTTP consume do. Input: codec (byte 0, modulo 5), record count (bytes
+/// `log::decode::decode_batch` (bounded) as compaction, by-timestamp
+/// lookups and HTTP consume do. Input: codec (byte 0, modulo 5), record count (bytes
 /// 1-2, big endian), then the (compressed) records.
 pub fn decompress(data: &[u8]) {
     if data.len() < 3 {
@@ -152,7 +152,10 @@ pub fn decompress(data: &[u8]) {
         return;
     }
     let mut bytes = Bytes::from(b);
-    if let Ok(set) = RecordBatchDecoder::decode(&mut bytes) {
+    if let Ok(set) = crate::log::decode::decode_batch(
+        &mut bytes,
+        crate::log::decode::MAX_DECOMPRESSED_BATCH_BYTES,
+    ) {
         assert!(set.records.len() <= count as usize);
     }
 }

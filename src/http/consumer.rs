@@ -27,7 +27,6 @@ use axum::Json;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{self as km, RequestKind, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -1259,7 +1258,10 @@ pub async fn fetch(
             };
             if let Some(mut bytes) = p.records {
                 while budget > 0 && !bytes.is_empty() {
-                    let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
+                    let Ok(set) = crate::log::decode::decode_batch(
+                        &mut bytes,
+                        crate::log::decode::MAX_DECOMPRESSED_BATCH_BYTES,
+                    ) else {
                         break;
                     };
                     for rec in set.records {

@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
 use crate::broker::Broker;
 use crate::log::batch::{BatchHeader, HEADER_LEN};
@@ -103,7 +101,11 @@ fn decode_all(bytes: &Bytes) -> Result<Vec<(BatchHeader, Vec<Record>)>, String> 
             return Err(format!("truncated batch at {pos}"));
         }
         let mut b = bytes.slice(pos..end);
-        let set = RecordBatchDecoder::decode(&mut b).map_err(|e| e.to_string())?;
+        let set = crate::log::decode::decode_batch(
+            &mut b,
+            crate::log::decode::MAX_DECOMPRESSED_BATCH_BYTES,
+        )
+        .map_err(|e| e.to_string())?;
         out.push((h, set.records));
         pos = end;
     }

@@ -6,6 +6,7 @@
 //! scan on start (torn tail cut, indexes rebuilt, producer state rebuilt).
 
 pub mod batch;
+pub mod decode;
 pub mod index;
 pub mod partition;
 pub mod producer;

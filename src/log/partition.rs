@@ -706,8 +706,18 @@ impl PartitionLog {
             }
             let raw = seg.read_batch(p, &h)?;
             let mut bytes = Bytes::from(raw);
-            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-                .map_err(|e| LogError::Corrupt(seg_name(seg), e.to_string()))?;
+            let set = match super::decode::decode_batch(
+                &mut bytes,
+                super::decode::MAX_DECOMPRESSED_BATCH_BYTES,
+            ) {
+                Ok(set) => set,
+                // A batch stored as sent that cannot be decoded within the
+                // bound: answer from its header (its first offset).
+                Err(super::decode::DecodeError::TooLarge { .. }) => {
+                    return Ok(Some((h.base_offset.max(inner.log_start), h.max_timestamp)));
+                }
+                Err(e) => return Err(LogError::Corrupt(seg_name(seg), e.to_string())),
+            };
             if let Some(r) = set
                 .records
                 .iter()

@@ -63,7 +63,13 @@ async fn first_at_or_after(b: &Broker, extents: &[Extent], ts: i64) -> Option<(i
             }
             if h.max_timestamp >= ts && !h.is_control() {
                 let mut one = bytes.slice(pos..end);
-                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut one).ok()?;
+                let Ok(set) = crate::log::decode::decode_batch(
+                    &mut one,
+                    crate::log::decode::MAX_DECOMPRESSED_BATCH_BYTES,
+                ) else {
+                    // Undecodable within the bound: its first offset.
+                    return Some((h.base_offset, h.max_timestamp));
+                };
                 if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts) {
                     return Some((r.offset, r.timestamp));
                 }
