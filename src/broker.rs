@@ -110,6 +110,8 @@ pub struct Broker {
     /// Writes refused because this broker did not lead the partition, had
     /// no lease, or had not finished taking it over.
     pub not_leader_refusals: std::sync::atomic::AtomicU64,
+    /// Request bytes held over all Kafka connections.
+    pub request_budget: crate::kafka::budget::RequestBudget,
     store: Arc<Store>,
     wal: Arc<Wal>,
     reader: Arc<TierReader>,
@@ -249,6 +251,9 @@ impl Broker {
             draining: std::sync::atomic::AtomicBool::new(false),
             txn_finishing: Default::default(),
             not_leader_refusals: Default::default(),
+            request_budget: crate::kafka::budget::RequestBudget::new(
+                config.queued_max_request_bytes,
+            ),
             store,
             wal,
             reader,

@@ -108,6 +108,10 @@ pub struct Config {
     /// Largest request frame accepted (`socket.request.max.bytes`); a bigger
     /// length prefix closes the connection before anything is allocated.
     pub request_max_bytes: usize,
+    /// Request bytes held by the broker at once, over all connections
+    /// (`queued.max.request.bytes`): a connection whose next frame does not
+    /// fit waits, without reading its socket, until earlier requests finish.
+    pub queued_max_request_bytes: usize,
     /// Concurrent client connections; more are refused at accept.
     pub max_connections: usize,
     /// Requests decoded ahead of their responses per connection.
@@ -198,6 +202,7 @@ impl Default for Config {
             cleanup_policy: "delete".into(),
             job_io_bytes_per_sec: 64 * 1024 * 1024,
             request_max_bytes: 100 * 1024 * 1024,
+            queued_max_request_bytes: 512 * 1024 * 1024,
             max_connections: 4096,
             max_inflight_per_connection: 128,
             connections_max_idle_ms: 600_000,
@@ -447,6 +452,17 @@ impl Config {
             return bad(
                 "--request-max-bytes",
                 format!("must be 1024..=1073741824, got {}", self.request_max_bytes),
+            );
+        }
+        if self.queued_max_request_bytes < self.request_max_bytes
+            || self.queued_max_request_bytes > 1 << 40
+        {
+            return bad(
+                "--queued-max-request-bytes",
+                format!(
+                    "must be at least --request-max-bytes ({}) and at most 1099511627776, got {}",
+                    self.request_max_bytes, self.queued_max_request_bytes
+                ),
             );
         }
         if self.http_idle_timeout_ms < 100 {
@@ -719,6 +735,9 @@ pub struct ServeArgs {
     /// Largest request accepted (socket.request.max.bytes) [default: 104857600].
     #[arg(long, env = "STRATA_REQUEST_MAX_BYTES", value_name = "BYTES")]
     pub request_max_bytes: Option<usize>,
+    /// Request bytes in flight over all connections (queued.max.request.bytes); beyond it sockets are not read [default: 536870912].
+    #[arg(long, env = "STRATA_QUEUED_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub queued_max_request_bytes: Option<usize>,
     /// Maximum concurrent client connections [default: 4096].
     #[arg(long, env = "STRATA_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -834,6 +853,7 @@ impl ServeArgs {
             cleanup_policy,
             job_io_bytes_per_sec,
             request_max_bytes,
+            queued_max_request_bytes,
             max_connections,
             max_inflight_per_connection,
             connections_max_idle_ms,

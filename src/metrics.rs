@@ -266,6 +266,22 @@ impl Metrics {
             "# HELP strata_connections Open Kafka connections.\n# TYPE strata_connections gauge\nstrata_connections {}",
             self.connections.load(Relaxed)
         );
+        let budget = &broker.request_budget;
+        let _ = writeln!(
+            o,
+            "# HELP strata_request_queued_bytes Request bytes held over all Kafka connections (bounded by queued.max.request.bytes).\n# TYPE strata_request_queued_bytes gauge\nstrata_request_queued_bytes {}",
+            budget.in_use()
+        );
+        let _ = writeln!(
+            o,
+            "# HELP strata_request_queued_bytes_peak The most request bytes held at once since start.\n# TYPE strata_request_queued_bytes_peak gauge\nstrata_request_queued_bytes_peak {}",
+            budget.peak()
+        );
+        let _ = writeln!(
+            o,
+            "# HELP strata_request_queue_waits_total Frames whose connection waited for request bytes to come back before reading them.\n# TYPE strata_request_queue_waits_total counter\nstrata_request_queue_waits_total {}",
+            budget.waits()
+        );
         let _ = writeln!(o, "# HELP strata_partitions Partition logs open on this broker.\n# TYPE strata_partitions gauge\nstrata_partitions {}", broker.partition_count());
         render_process(&mut o);
         if let Some(c) = broker.metadata().controller() {

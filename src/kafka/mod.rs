@@ -2,6 +2,7 @@
 //! APIs and versions this broker serves, request dispatch, and one handler
 //! file per API under `handlers/` (decode → handle → encode).
 
+pub mod budget;
 pub mod client;
 pub mod handlers;
 pub mod server;

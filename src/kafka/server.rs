@@ -5,7 +5,9 @@
 //! the body buffer grows only as bytes really arrive, so a lying length costs
 //! the attacker the bytes it sends; a stalled or idle connection is closed
 //! after `connections-max-idle-ms`; at most `max-inflight-per-connection`
-//! requests wait for their responses, which are written in request order.
+//! requests wait for their responses, which are written in request order;
+//! and the bytes of all requests held at once, over every connection, are
+//! bounded by `queued-max-request-bytes` (see `budget`).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::budget::{Held, RequestBudget};
 use super::{
     code, decode_request, dispatch, encode_response, response_has_error, supported_range, Ctx,
     Reply,
@@ -99,16 +102,18 @@ pub async fn serve(
 }
 
 enum Slot {
-    Ready(BytesMut),
-    Pending(JoinHandle<Option<BytesMut>>),
+    Ready(BytesMut, Held),
+    Pending(JoinHandle<Option<BytesMut>>, Held),
 }
 
-/// Read one frame body. `Ok(None)` = clean EOF between frames.
+/// Read one frame body, holding its bytes in the broker's request budget.
+/// `Ok(None)` = clean EOF between frames.
 async fn read_frame(
     stream: &mut tokio::net::tcp::OwnedReadHalf,
     max: usize,
     idle: Duration,
-) -> Result<Option<Bytes>, ConnError> {
+    budget: &RequestBudget,
+) -> Result<Option<(Bytes, Held)>, ConnError> {
     let mut len_buf = [0u8; 4];
     match tokio::time::timeout(idle, stream.read_exact(&mut len_buf)).await {
         Err(_) => return Err(ConnError::Idle(idle)),
@@ -127,6 +132,8 @@ async fn read_frame(
         });
     }
     let size = size as usize;
+    // Wait (without reading the socket) until the broker can hold it.
+    let held = budget.take(size).await;
     // Grow with the bytes that arrive; never trust the prefix for capacity.
     let mut buf = BytesMut::with_capacity(size.min(64 * 1024));
     let deadline = tokio::time::Instant::now() + idle;
@@ -146,7 +153,7 @@ async fn read_frame(
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
-    Ok(Some(buf.freeze()))
+    Ok(Some((buf.freeze(), held)))
 }
 
 async fn connection(
@@ -161,10 +168,12 @@ async fn connection(
     let writer_metrics = broker.clone();
     let writer = tokio::spawn(async move {
         while let Some(slot) = rx.recv().await {
-            let buf = match slot {
-                Slot::Ready(b) => b,
-                Slot::Pending(h) => match h.await {
-                    Ok(Some(b)) => b,
+            // The request's bytes go back to the budget once its response
+            // is written.
+            let (buf, _held) = match slot {
+                Slot::Ready(b, held) => (b, held),
+                Slot::Pending(h, held) => match h.await {
+                    Ok(Some(b)) => (b, held),
                     Ok(None) => continue,
                     Err(_) => break,
                 },
@@ -178,10 +187,10 @@ async fn connection(
     });
     let result = loop {
         let frame = tokio::select! {
-            f = read_frame(&mut rd, max, idle) => f,
+            f = read_frame(&mut rd, max, idle, &broker.request_budget) => f,
             _ = shutdown.changed() => break Ok(()),
         };
-        let mut frame = match frame {
+        let (mut frame, held) = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
@@ -202,7 +211,7 @@ async fn connection(
                 // client can retry with a version we speak.
                 let resp = super::handlers::api_versions::response(code::UNSUPPORTED_VERSION);
                 let buf = encode_api_versions_v0(correlation_id, resp);
-                if tx.send(Slot::Ready(buf)).await.is_err() {
+                if tx.send(Slot::Ready(buf, held)).await.is_err() {
                     break Ok(());
                 }
                 continue;
@@ -242,7 +251,7 @@ async fn connection(
                     response_has_error(&resp),
                 );
                 match encode_response(api, version, correlation_id, &resp) {
-                    Ok(buf) => Slot::Ready(buf),
+                    Ok(buf) => Slot::Ready(buf, held),
                     Err(e) => {
                         tracing::error!(error = %e, ?api, version, "cannot encode response");
                         break Err(ConnError::Malformed {
@@ -275,7 +284,7 @@ async fn connection(
                     }
                 }
                 .instrument(span),
-            )),
+            ), held),
         };
         if tx.send(slot).await.is_err() {
             break Ok(());

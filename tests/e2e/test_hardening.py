@@ -134,3 +134,62 @@ def test_list_offsets_by_timestamp_reads_object_storage(broker_factory):
         (got,) = c.offsets_for_times([TopicPartition(topic, 0, base + want * 10 + 5)], timeout=15)
         assert got.offset == want + 1, f"between {want} and {want + 1}: got {got.offset}"
     c.close()
+
+
+def test_request_bytes_are_bounded_broker_wide_with_back_pressure(broker_factory):
+    """Several producers sending ~1 MiB requests (acks=all holds each until
+    its WAL commit) to a broker allowed 2 MiB of requests at once: their
+    connections wait instead of the broker allocating, the bytes held never
+    exceed the budget, and every acknowledged record reads back intact."""
+    budget = 2 * 1024 * 1024
+    b = broker_factory(extra_args=["--request-max-bytes", str(1024 * 1024), "--queued-max-request-bytes", str(budget)])
+    topic = unique_topic("budget")
+    create_topic(b.bootstrap, topic, 3)
+    threads, per_thread, size = 4, 20, 200_000
+    acked: dict[bytes, int] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def run(t: int) -> None:
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 20, "batch.size": 900_000, "message.max.bytes": 950_000})
+
+        def done(err, msg):
+            with lock:
+                if err is not None:
+                    errors.append(str(err))
+                else:
+                    acked[msg.value()[:16]] = len(msg.value())
+
+        for i in range(per_thread):
+            head = f"{t:04d}-{i:011d}".encode()
+            p.produce(topic, head + bytes([t + 1]) * (size - len(head)), partition=i % 3, on_delivery=done)
+            p.poll(0)
+        assert p.flush(120) == 0
+
+    ts = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors[:3]
+    assert len(acked) == threads * per_thread
+    assert metric(b, "strata_request_queue_waits_total") > 0
+    peak = metric(b, "strata_request_queued_bytes_peak")
+    assert 0 < peak <= budget, peak
+    # Everything acknowledged reads back, byte for byte.
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": unique_topic("g"), "auto.offset.reset": "earliest", "fetch.max.bytes": 900_000, "message.max.bytes": 900_000})
+    c.assign([TopicPartition(topic, q, 0) for q in range(3)])
+    seen: dict[bytes, int] = {}
+    deadline = time.monotonic() + 60
+    while len(seen) < len(acked) and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error() is not None:
+            continue
+        v = m.value()
+        t = int(v[:4])
+        assert v[16:] == bytes([t + 1]) * (size - 16), v[:16]
+        assert v[:16] not in seen, f"duplicate {v[:16]!r}"
+        seen[v[:16]] = len(v)
+    c.close()
+    assert seen == acked
+    assert metric(b, "strata_request_queued_bytes") <= budget

@@ -29,7 +29,8 @@ WAL_ARGS = ["--wal-flush-ms", "20"]
 
 
 def txn_producer(bootstrap: str, tid: str, **conf) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "transactional.id": tid, "linger.ms": 5, "message.timeout.ms": 60000, **conf})
+    extra = {"debug": os.environ["STRATA_TXN_DEBUG"]} if os.environ.get("STRATA_TXN_DEBUG") else {}
+    return Producer({"bootstrap.servers": bootstrap, "transactional.id": tid, "linger.ms": 5, "message.timeout.ms": 60000, **extra, **conf})
 
 
 def read_values(bootstrap: str, topic: str, partitions: int, isolation: str, expect: int | None = None, timeout: float = 20.0) -> list[bytes]:
