@@ -18,13 +18,25 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct RequestBudget {
     sem: Arc<Semaphore>,
     total: usize,
+    /// Bytes granted now (not counting what waiters have reserved so far).
+    held: Arc<AtomicUsize>,
     peak: AtomicUsize,
     waits: AtomicU64,
 }
 
 /// Bytes of one request, given back when dropped (after its response has
 /// been written).
-pub type Held = OwnedSemaphorePermit;
+pub struct Held {
+    _permit: OwnedSemaphorePermit,
+    bytes: usize,
+    held: Arc<AtomicUsize>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Relaxed);
+    }
+}
 
 impl RequestBudget {
     pub fn new(total: usize) -> RequestBudget {
@@ -32,6 +44,7 @@ impl RequestBudget {
         RequestBudget {
             sem: Arc::new(Semaphore::new(total)),
             total,
+            held: Arc::new(AtomicUsize::new(0)),
             peak: AtomicUsize::new(0),
             waits: AtomicU64::new(0),
         }
@@ -41,7 +54,7 @@ impl RequestBudget {
     /// budget, waiting while it is spent.
     pub async fn take(&self, bytes: usize) -> Held {
         let n = bytes.clamp(1, self.total.min(u32::MAX as usize)) as u32;
-        let held = match self.sem.clone().try_acquire_many_owned(n) {
+        let permit = match self.sem.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(_) => {
                 self.waits.fetch_add(1, Relaxed);
@@ -55,13 +68,19 @@ impl RequestBudget {
                 }
             }
         };
-        self.peak.fetch_max(self.in_use(), Relaxed);
-        held
+        let bytes = n as usize;
+        let now = self.held.fetch_add(bytes, Relaxed) + bytes;
+        self.peak.fetch_max(now, Relaxed);
+        Held {
+            _permit: permit,
+            bytes,
+            held: self.held.clone(),
+        }
     }
 
     /// Bytes held now.
     pub fn in_use(&self) -> usize {
-        self.total - self.sem.available_permits()
+        self.held.load(Relaxed)
     }
 
     /// The most bytes ever held at once.
