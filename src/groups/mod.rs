@@ -13,11 +13,12 @@
 //! - `config`, `error`: settings (Kafka's defaults) and the error enum
 //!
 //! Placement: [`Coordinator::coordinator_for`] is the one place that decides
-//! which broker coordinates a group: a stable hash of the group id over the
-//! live (registered, unfenced) brokers of the metadata view, so every broker
-//! answers FindCoordinator alike and a group moves when its broker dies or
-//! leaves; members then rejoin the new coordinator and resume from the
-//! committed offsets.
+//! which broker coordinates a group: rendezvous hashing of the group id over
+//! the live (registered, unfenced) brokers of the metadata view, so every
+//! broker answers FindCoordinator alike, a group moves only when its own
+//! broker dies or leaves (or a new broker wins it: about 1/n of the groups
+//! when the pool grows to n), and members then rejoin the new coordinator
+//! and resume from the committed offsets.
 
 pub mod config;
 pub mod error;
@@ -222,7 +223,7 @@ impl Coordinator {
         if live.is_empty() {
             return self.cfg.broker_id;
         }
-        live[crc32c::crc32c(group.as_bytes()) as usize % live.len()]
+        place(group, &live)
     }
 
     fn check_local(&self, group: &str) -> Result<(), GroupError> {
@@ -923,6 +924,65 @@ impl Coordinator {
             *m.entry(g.state).or_default() += 1;
         }
         m
+    }
+}
+
+/// The broker of `live` that coordinates `key` (a group or transactional
+/// id): the one with the highest hash of (key, broker id), so removing a
+/// broker moves only the keys it had, and adding one takes about 1/n of
+/// them. `live` must not be empty.
+pub fn place(key: &str, live: &[i32]) -> i32 {
+    let base = crc32c::crc32c(key.as_bytes());
+    let score = |b: i32| {
+        // crc32c then a 64-bit finalizer (splitmix64): crc alone is linear,
+        // so scores of nearby broker ids would be correlated.
+        let mut z =
+            u64::from(crc32c::crc32c_append(base, &b.to_be_bytes())) ^ (u64::from(base) << 32);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    };
+    live.iter()
+        .copied()
+        .max_by_key(|&b| (score(b), b))
+        .unwrap_or(-1)
+}
+
+#[cfg(test)]
+mod place_tests {
+    use super::place;
+
+    #[test]
+    fn a_dead_broker_moves_only_its_own_keys_and_keys_spread_evenly() {
+        let keys: Vec<String> = (0..3000).map(|i| format!("group-{i}")).collect();
+        let three = [1, 2, 3];
+        let two = [1, 3];
+        let mut per = std::collections::HashMap::new();
+        for k in &keys {
+            let before = place(k, &three);
+            *per.entry(before).or_insert(0) += 1;
+            let after = place(k, &two);
+            if before != 2 {
+                assert_eq!(before, after, "{k} moved though its broker lives");
+            } else {
+                assert!(after == 1 || after == 3);
+            }
+            // Every broker computes the same answer, in any order.
+            assert_eq!(place(k, &[3, 1, 2]), before);
+        }
+        for b in three {
+            let n = per[&b];
+            assert!((800..=1200).contains(&n), "broker {b} got {n} of 3000");
+        }
+        // Growing to four takes about a quarter, all to the new broker.
+        let four = [1, 2, 3, 4];
+        let moved: Vec<_> = keys
+            .iter()
+            .filter(|k| place(k, &four) != place(k, &three))
+            .collect();
+        assert!(moved.iter().all(|k| place(k, &four) == 4));
+        assert!((600..=900).contains(&moved.len()), "{} moved", moved.len());
+        assert_eq!(place("g", &[]), -1);
     }
 }
 
