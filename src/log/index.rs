@@ -106,13 +106,18 @@ impl TimeIndex {
         }
     }
 
-    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
+    /// Encode as big-endian `(i64, u32)` pairs.
+    pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(self.entries.len() * 12);
         for (t, o) in &self.entries {
             buf.extend_from_slice(&t.to_be_bytes());
             buf.extend_from_slice(&o.to_be_bytes());
         }
-        write_synced(path, &buf)
+        buf
+    }
+
+    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
+        write_synced(path, &self.encode())
     }
 
     pub fn read_from(bytes: &[u8]) -> Option<TimeIndex> {

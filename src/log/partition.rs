@@ -542,13 +542,28 @@ impl PartitionLog {
     /// Seal the active segment and open a new one at the log end.
     fn roll(&self, inner: &mut Inner, now: i64) -> Result<(), LogError> {
         let leo = inner.leo();
-        // Sealing writes the index files; the data itself is fsynced by the
-        // next sync_to, which walks `unsynced`.
-        inner.active().seal()?;
+        let seg = Segment::create(&self.dir, leo, now)?;
+        // Sealing (a data fsync of up to segment.bytes, the index files and
+        // the footer) runs on a blocking thread, outside the partition lock:
+        // appends go on into the new segment meanwhile. Nothing waits for
+        // it: acks=all durability comes from the WAL or from sync_to, which
+        // walks `unsynced`; a crash before it is done costs a scan of the
+        // segment at the next start.
+        let job = inner.active().seal_job();
         let file = inner.active().file.clone();
         inner.unsynced.push(file);
-        let seg = Segment::create(&self.dir, leo, now)?;
         inner.segments.push(seg);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || {
+                    let path = job.path().to_path_buf();
+                    if let Err(e) = job.run() {
+                        tracing::warn!(segment = %path.display(), error = %e, "sealing a rolled segment failed; its indexes are rebuilt by a scan at the next start");
+                    }
+                });
+            }
+            Err(_) => job.run()?,
+        }
         Ok(())
     }
 
@@ -833,6 +848,44 @@ mod tests {
         clock.advance(150);
         log.append(&mut batch(1, 0), 0, &cfg).unwrap();
         assert_eq!(log.segment_count(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_roll_seals_off_the_appending_thread_and_deleted_segments_stay_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(0);
+        let cfg = small();
+        let log = PartitionLog::open(dir.path(), 0, &cfg, clock.clone()).unwrap();
+        for _ in 0..40 {
+            log.append(&mut batch(2, 5), 0, &cfg).unwrap();
+        }
+        assert!(log.segment_count() > 2);
+        let files = |ext: &str| {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == ext)
+                .count()
+        };
+        // Every sealed segment gets its footer, written by the seal jobs.
+        let sealed = log.segment_count() - 1;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while files("meta") < sealed {
+            assert!(std::time::Instant::now() < deadline, "footers not written");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // A seal job that runs after its segment was deleted writes nothing.
+        let seg = Segment::create(dir.path(), 1_000_000, 0).unwrap();
+        let job = seg.seal_job();
+        seg.delete_files();
+        job.run().unwrap();
+        assert!(!dir.path().join("00000000000001000000.meta").exists());
+        assert!(!dir.path().join("00000000000001000000.index").exists());
+        // Reopened, the log has every offset (indexes loaded or rebuilt).
+        let end = log.log_end_offset();
+        drop(log);
+        let log = PartitionLog::open(dir.path(), 0, &cfg, clock).unwrap();
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(end, 80);
     }
 
     #[test]

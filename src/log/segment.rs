@@ -30,6 +30,54 @@ pub struct Segment {
     pub time_index: TimeIndex,
     bytes_since_index: u64,
     path: PathBuf,
+    /// Set when the files are deleted; a seal job that runs later writes
+    /// nothing (held while writing and while deleting).
+    gone: Arc<parking_lot::Mutex<bool>>,
+}
+
+/// What sealing a segment writes: its data fsync, the index files and the
+/// footer. Taken under the partition lock (memory copies only) and run off
+/// the hot path (`run` blocks: call it from a blocking thread).
+pub struct SealJob {
+    file: Arc<File>,
+    path: PathBuf,
+    index: Vec<u8>,
+    time_index: Vec<u8>,
+    footer: [u8; 24],
+    gone: Arc<parking_lot::Mutex<bool>>,
+}
+
+impl SealJob {
+    pub fn run(self) -> Result<(), LogError> {
+        let gone = self.gone.lock();
+        if *gone {
+            return Ok(());
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| LogError::io(&self.path, e))?;
+        let (ip, tp, mp) = index_paths(&self.path);
+        for (p, bytes) in [
+            (&ip, &self.index[..]),
+            (&tp, &self.time_index[..]),
+            (&mp, &self.footer[..]),
+        ] {
+            super::index::write_synced(p, bytes).map_err(|e| LogError::io(p, e))?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn index_paths(path: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        path.with_extension("index"),
+        path.with_extension("timeindex"),
+        path.with_extension("meta"),
+    )
 }
 
 /// File name of a segment's log file.
@@ -58,6 +106,7 @@ impl Segment {
             time_index: TimeIndex::default(),
             bytes_since_index: 0,
             path,
+            gone: Default::default(),
         })
     }
 
@@ -89,6 +138,7 @@ impl Segment {
             time_index: TimeIndex::default(),
             bytes_since_index: 0,
             path: path.to_path_buf(),
+            gone: Default::default(),
         };
         if trust_indexes && seg.load_indexes(len) {
             return Ok(seg);
@@ -98,11 +148,7 @@ impl Segment {
     }
 
     fn index_paths(&self) -> (PathBuf, PathBuf, PathBuf) {
-        (
-            self.path.with_extension("index"),
-            self.path.with_extension("timeindex"),
-            self.path.with_extension("meta"),
-        )
+        index_paths(&self.path)
     }
 
     /// Load sealed indexes plus the `.meta` footer (next offset, max ts).
@@ -216,27 +262,32 @@ impl Segment {
         Ok(())
     }
 
-    /// Persist indexes and the footer; called when the segment is sealed.
+    /// What sealing writes (indexes and footer as of now), to run off the
+    /// hot path.
+    pub fn seal_job(&self) -> SealJob {
+        let mut footer = [0u8; 24];
+        footer[0..8].copy_from_slice(&self.next_offset.to_be_bytes());
+        footer[8..16].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        footer[16..24].copy_from_slice(&self.size.to_be_bytes());
+        SealJob {
+            file: self.file.clone(),
+            path: self.path.clone(),
+            index: self.offset_index.encode(),
+            time_index: self.time_index.encode(),
+            footer,
+            gone: self.gone.clone(),
+        }
+    }
+
+    /// Persist indexes and the footer now (blocking).
     pub fn seal(&self) -> Result<(), LogError> {
-        self.file
-            .sync_data()
-            .map_err(|e| LogError::io(&self.path, e))?;
-        let (ip, tp, mp) = self.index_paths();
-        self.offset_index
-            .write_to(&ip)
-            .map_err(|e| LogError::io(&ip, e))?;
-        self.time_index
-            .write_to(&tp)
-            .map_err(|e| LogError::io(&tp, e))?;
-        let mut m = Vec::with_capacity(24);
-        m.extend_from_slice(&self.next_offset.to_be_bytes());
-        m.extend_from_slice(&self.max_timestamp.to_be_bytes());
-        m.extend_from_slice(&self.size.to_be_bytes());
-        super::index::write_synced(&mp, &m).map_err(|e| LogError::io(&mp, e))
+        self.seal_job().run()
     }
 
     /// Remove the segment's files.
     pub fn delete_files(&self) {
+        let mut gone = self.gone.lock();
+        *gone = true;
         let (ip, tp, mp) = self.index_paths();
         for p in [&self.path, &ip, &tp, &mp] {
             let _ = std::fs::remove_file(p);
