@@ -303,7 +303,7 @@ impl Store {
             inner,
             prefix: Path::from(prefix),
             timeout,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::for_timeout(timeout),
             metrics: StoreMetrics::default(),
             description: description.to_string(),
         }

@@ -44,6 +44,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The default policy for a store whose attempts time out after
+    /// `timeout`: retries may start until twice that (at least 30 s) has
+    /// passed, so even a request that hung until its deadline is retried.
+    pub fn for_timeout(timeout: Duration) -> RetryPolicy {
+        let d = RetryPolicy::default();
+        RetryPolicy {
+            max_elapsed: d.max_elapsed.map(|m| m.max(timeout * 2)),
+            ..d
+        }
+    }
+
     /// The same backoff without limits: for writes that must land (WAL
     /// objects), whose caller bounds them by shutdown instead.
     pub fn unbounded(&self) -> RetryPolicy {
@@ -186,6 +197,11 @@ mod tests {
         assert!(p
             .next_wait(1, Duration::from_millis(990), &mut rng)
             .is_none());
+        let t = RetryPolicy::for_timeout(Duration::from_secs(30));
+        assert!(
+            t.next_wait(1, Duration::from_secs(30), &mut rng).is_some(),
+            "a request that hung until the default timeout is retried"
+        );
         let u = p.unbounded();
         assert!(u
             .next_wait(1_000, Duration::from_secs(86_400), &mut rng)

@@ -285,6 +285,7 @@ impl Gc {
             .iter()
             .filter(|(_, t)| now - **t >= grace)
             .map(|(k, _)| k.clone())
+            .take(GC_MAX_DELETE)
             .collect();
         let mut forgotten = Vec::new();
         let mut ok = true;
@@ -295,9 +296,13 @@ impl Gc {
                     forgotten.push(key);
                 }
                 Err(e) => {
+                    // The store's retries are spent: it is failing. Stop
+                    // here rather than spend them again on every key; this
+                    // key and the rest stay deletable for the next pass.
                     ok = false;
                     b.tier_metrics().gc_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(key, error = %e, "GC delete failed; will retry");
+                    tracing::warn!(key, error = %e, "GC delete failed; the next pass retries");
+                    break;
                 }
             }
         }
@@ -313,6 +318,9 @@ impl Gc {
         // they are condemned, and at most `GC_MAX_CONDEMN` per pass.
         let mut condemned = 0usize;
         for prefix in [paths::WAL_PREFIX, paths::SEGMENT_PREFIX] {
+            if condemned >= GC_MAX_CONDEMN {
+                break;
+            }
             let mut listing = store.lister(prefix);
             let mut chunk: Vec<String> = Vec::new();
             loop {
@@ -382,6 +390,8 @@ impl Gc {
 const GC_CHUNK: usize = 1_000;
 /// Orphans condemned per GC pass at most.
 const GC_MAX_CONDEMN: usize = 10_000;
+/// Deletions per GC pass at most (the rest wait for the next pass).
+const GC_MAX_DELETE: usize = 10_000;
 
 /// Drive the uploader and GC until shutdown.
 pub fn start_jobs(
