@@ -220,12 +220,16 @@ async fn wal_outage_times_producers_out_then_commits_everything_once() {
         matches!(r, Err(crate::wal::WalError::Timeout(_))),
         "acks=all must time out, never be acknowledged: {r:?}"
     );
-    assert!(!n.broker.wal().healthy(), "the outage shows on /readyz");
+    assert!(!n.broker.wal().healthy(), "the outage is reported");
+    let mut metrics = String::new();
+    n.broker.wal().metrics.render(&mut metrics);
+    assert!(metrics.contains("strata_wal_upload_failing 1"), "{metrics}");
     assert_eq!(n.committed_end(), 0);
     assert!(n.keys("wal").await.is_empty());
     n.faults.heal();
     n.durable(last + 1, Duration::from_secs(20)).await.unwrap();
     assert!(n.broker.wal().healthy());
+    assert_eq!(n.broker.wal().metrics.upload_failing.load(Relaxed), 0);
     assert_eq!(n.committed_records().await, expected(3));
 }
 

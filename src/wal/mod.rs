@@ -95,6 +95,8 @@ pub struct WalMetrics {
     pub commit_latency: crate::metrics::Histogram,
     pub commit_failures: AtomicU64,
     pub upload_retries: AtomicU64,
+    /// 1 while WAL uploads fail (the object store is down), else 0.
+    pub upload_failing: AtomicU64,
     pub inflight_uploads: AtomicU64,
     pub buffered_bytes: AtomicU64,
 }
@@ -136,6 +138,13 @@ impl WalMetrics {
             "counter",
             "WAL uploads retried after a store error.",
             l(&self.upload_retries),
+        );
+        crate::metrics::write_metric(
+            out,
+            "strata_wal_upload_failing",
+            "gauge",
+            "1 while WAL uploads are failing and being retried (acks=all producers time out), else 0.",
+            l(&self.upload_failing),
         );
         crate::metrics::write_metric(
             out,
@@ -215,6 +224,13 @@ impl Wal {
     /// Is the object store accepting our writes?
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn set_healthy(&self, ok: bool) {
+        self.healthy.store(ok, Ordering::Relaxed);
+        self.metrics
+            .upload_failing
+            .store(u64::from(!ok), Ordering::Relaxed);
     }
 
     /// Has a WAL commit been failing for several attempts in a row?
@@ -395,8 +411,9 @@ impl Wal {
     /// Upload until it lands, under the store's retry policy without its
     /// limits (a WAL object cannot be skipped: later commits continue it);
     /// after shutdown it keeps trying for at most [`SHUTDOWN_GRACE`]. While
-    /// it fails the WAL reports unhealthy (`/readyz`) and producers waiting
-    /// for acks=all time out; nothing is acknowledged. A retry that meets
+    /// it fails the WAL reports unhealthy ([`Wal::healthy`],
+    /// `strata_wal_upload_failing`) and producers waiting for acks=all time
+    /// out; nothing is acknowledged. A retry that meets
     /// `AlreadyExists` is success only when the object holds these very
     /// bytes (the earlier attempt's response was lost): see
     /// [`Store::put_create_with`].
@@ -410,7 +427,7 @@ impl Wal {
         let policy = store.retry_policy().unbounded();
         let payload: object_store::PutPayload = data.into_iter().collect();
         let on_retry = |e: &StoreError, attempt: u32| {
-            self.healthy.store(false, Ordering::Relaxed);
+            self.set_healthy(false);
             self.metrics.upload_retries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(key, attempt, error = %e, "WAL upload failed; retrying");
         };
@@ -422,13 +439,13 @@ impl Wal {
         tokio::select! {
             r = put => match r {
                 Ok(()) => {
-                    self.healthy.store(true, Ordering::Relaxed);
+                    self.set_healthy(true);
                     true
                 }
                 Err(e) => {
                     // A precondition on the first attempt: another writer
                     // owns this key. Never overwrite; the data stays local.
-                    self.healthy.store(false, Ordering::Relaxed);
+                    self.set_healthy(false);
                     tracing::error!(key, error = %e, "WAL upload refused");
                     false
                 }
@@ -703,6 +720,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert!(!up.is_finished());
         assert!(!wal.healthy());
+        assert_eq!(wal.metrics.upload_failing.load(Ordering::Relaxed), 1);
         assert!(fs.calls(Op::Put) > 10);
         // Shutdown: it gives up within the grace, uncommitted, not hung.
         let at = tokio::time::Instant::now();
