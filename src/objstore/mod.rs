@@ -7,10 +7,18 @@
 //! for MinIO, Ceph, R2, moto) and `memory://` for tests.
 //!
 //! [`Store`] is the narrow facade the broker uses: create-only puts, ranged
-//! gets, deletes and listings, each counted and timed for `/metrics`. Every
+//! gets, deletes and listings, each counted and timed for `/metrics` and
+//! retried under one [`RetryPolicy`] ([`retry`]). Listings are streamed
+//! ([`Lister`]), never collected whole. Multipart uploads abort on failure
+//! ([`multipart`]). [`fault::FaultStore`] injects failures for tests. Every
 //! key is built in [`paths`].
 
+pub mod fault;
+pub mod multipart;
 pub mod paths;
+pub mod retry;
+
+pub use retry::RetryPolicy;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -18,10 +26,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 /// Errors of the object store facade.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("invalid object store url {url}: {reason}")]
     Url { url: String, reason: String },
@@ -72,11 +80,17 @@ pub struct StoreConfig {
 }
 
 const OPS: [&str; 5] = ["put", "get", "delete", "list", "head"];
+const PUT: usize = 0;
+const GET: usize = 1;
+const DELETE: usize = 2;
+const LIST: usize = 3;
+const HEAD: usize = 4;
 /// Request counters of one operation.
 #[derive(Default)]
 struct OpStats {
     ok: AtomicU64,
     err: AtomicU64,
+    retries: AtomicU64,
     latency: crate::metrics::Histogram,
 }
 
@@ -99,6 +113,13 @@ impl StoreMetrics {
         s.latency.observe(secs);
     }
 
+    /// Retries of `op` ("put", "get", "delete", "list", "head") so far.
+    pub fn retries(&self, op: &str) -> u64 {
+        OPS.iter()
+            .position(|o| *o == op)
+            .map_or(0, |i| self.ops[i].retries.load(Relaxed))
+    }
+
     /// Render in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
@@ -113,6 +134,14 @@ impl StoreMetrics {
                 out,
                 "strata_object_store_requests_total{{operation=\"{op}\",status=\"error\"}} {}",
                 self.ops[i].err.load(Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP strata_object_store_retries_total Object store operations attempted again after a retriable error.\n# TYPE strata_object_store_retries_total counter");
+        for (i, op) in OPS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "strata_object_store_retries_total{{operation=\"{op}\"}} {}",
+                self.ops[i].retries.load(Relaxed)
             );
         }
         let _ = writeln!(out, "# HELP strata_object_store_request_duration_seconds Object store request latency.\n# TYPE strata_object_store_request_duration_seconds histogram");
@@ -145,6 +174,7 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     prefix: Path,
     timeout: Duration,
+    retry: RetryPolicy,
     pub metrics: StoreMetrics,
     description: String,
 }
@@ -224,9 +254,17 @@ impl Store {
                     .clone()
                     .or_else(|| sdk.region().map(|r| r.to_string()))
                     .unwrap_or_else(|| "us-east-1".to_string());
+                // Retries live in one place, the operation level
+                // (`retry::RetryPolicy`): the client makes one request per
+                // attempt, bounded by the request timeout.
                 let mut b = object_store::aws::AmazonS3Builder::new()
                     .with_bucket_name(bucket)
                     .with_region(region)
+                    .with_retry(object_store::RetryConfig {
+                        max_retries: 0,
+                        retry_timeout: cfg.request_timeout,
+                        ..Default::default()
+                    })
                     .with_virtual_hosted_style_request(!cfg.path_style)
                     .with_client_options(
                         object_store::ClientOptions::new()
@@ -250,24 +288,46 @@ impl Store {
                 )))
             }
         };
-        Ok(Store {
+        Ok(Store::wrap(inner, &prefix, cfg.request_timeout, &cfg.url))
+    }
+
+    /// A store over any `ObjectStore` (a fault-injecting wrapper in tests),
+    /// with keys under `prefix` and the default retry policy.
+    pub fn wrap(
+        inner: Arc<dyn ObjectStore>,
+        prefix: &str,
+        timeout: Duration,
+        description: &str,
+    ) -> Store {
+        Store {
             inner,
             prefix: Path::from(prefix),
-            timeout: cfg.request_timeout,
+            timeout,
+            retry: RetryPolicy::for_timeout(timeout),
             metrics: StoreMetrics::default(),
-            description: cfg.url.clone(),
-        })
+            description: description.to_string(),
+        }
+    }
+
+    /// Replace the retry policy of every operation.
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Store {
+        self.retry = policy;
+        self
+    }
+
+    /// The retry policy of every operation.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     /// An in-memory store (tests): nothing survives the process.
     pub fn memory() -> Store {
-        Store {
-            inner: Arc::new(object_store::memory::InMemory::new()),
-            prefix: Path::from(""),
-            timeout: Duration::from_secs(30),
-            metrics: StoreMetrics::default(),
-            description: "memory://".into(),
-        }
+        Store::wrap(
+            Arc::new(object_store::memory::InMemory::new()),
+            "",
+            Duration::from_secs(30),
+            "memory://",
+        )
     }
 
     fn path(&self, key: &str) -> Path {
@@ -278,6 +338,8 @@ impl Store {
         }
     }
 
+    /// One attempt of `op` on `key`, bounded by the request timeout, counted
+    /// and classified.
     async fn timed<T>(
         &self,
         op: usize,
@@ -293,26 +355,55 @@ impl Store {
                 key: key.to_string(),
                 after: self.timeout,
             }),
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(object_store::Error::AlreadyExists { .. }))
-            | Ok(Err(object_store::Error::Precondition { .. })) => Err(StoreError::AlreadyExists {
-                key: key.to_string(),
-            }),
-            Ok(Err(object_store::Error::NotFound { .. })) => Err(StoreError::NotFound {
-                key: key.to_string(),
-            }),
-            Ok(Err(e)) => Err(StoreError::Backend {
-                op: OPS[op],
-                key: key.to_string(),
-                message: e.to_string(),
-            }),
+            Ok(r) => r.map_err(|e| self.classify(op, key, e)),
         };
         self.metrics.observe(op, out.is_ok(), secs);
         out
     }
 
-    /// Create-only put (If-None-Match: *): a second writer of the same key
-    /// gets `AlreadyExists` instead of overwriting.
+    fn classify(&self, op: usize, key: &str, e: object_store::Error) -> StoreError {
+        match e {
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => StoreError::AlreadyExists {
+                key: key.to_string(),
+            },
+            object_store::Error::NotFound { .. } => StoreError::NotFound {
+                key: key.to_string(),
+            },
+            e => StoreError::Backend {
+                op: OPS[op],
+                key: key.to_string(),
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// Run `attempt` under `policy`, counting retries of `op` and telling
+    /// `on_retry` (the caller's own metrics and health) about each one.
+    async fn retrying<T, F, Fut>(
+        &self,
+        op: usize,
+        key: &str,
+        policy: &RetryPolicy,
+        on_retry: &(dyn Fn(&StoreError, u32) + Send + Sync),
+        attempt: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        policy
+            .run(
+                |e, n| {
+                    self.metrics.ops[op].retries.fetch_add(1, Relaxed);
+                    tracing::debug!(op = OPS[op], key, attempt = n, error = %e, "object store operation failed; retrying");
+                    on_retry(e, n);
+                },
+                attempt,
+            )
+            .await
+    }
+
     /// Claims the prefix for `cluster_id` with a create-only marker, or
     /// checks that the marker already there names it. A cluster pointed at
     /// another cluster's prefix must never write (or GC) there.
@@ -342,93 +433,180 @@ impl Store {
         }
     }
 
+    /// Create-only put (If-None-Match: *): a second writer of the same key
+    /// gets `AlreadyExists` instead of overwriting.
     pub async fn put_create(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
-        let len = data.len() as u64;
+        self.put_create_with(key, PutPayload::from(data), &self.retry, &|_, _| {})
+            .await
+    }
+
+    /// Create-only put of an object given as a list of buffers (no copy).
+    pub async fn put_create_parts(&self, key: &str, parts: Vec<Bytes>) -> Result<(), StoreError> {
+        self.put_create_with(key, parts.into_iter().collect(), &self.retry, &|_, _| {})
+            .await
+    }
+
+    /// Create-only put under `policy`. A retry follows a failure whose
+    /// outcome is unknown (a timeout or a 5xx may come after the write was
+    /// applied): when it meets `AlreadyExists`, the object there is read
+    /// back and, if it holds exactly these bytes, the put succeeded. Any
+    /// other object is another writer's and stays `AlreadyExists`.
+    pub async fn put_create_with(
+        &self,
+        key: &str,
+        payload: PutPayload,
+        policy: &RetryPolicy,
+        on_retry: &(dyn Fn(&StoreError, u32) + Send + Sync),
+    ) -> Result<(), StoreError> {
+        let len = payload.content_length() as u64;
+        let path = self.path(key);
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        self.timed(
-            0,
-            key,
-            self.inner
-                .put_opts(&self.path(key), PutPayload::from(data), opts),
-        )
+        self.retrying(PUT, key, policy, on_retry, |n| {
+            let payload = payload.clone();
+            let opts = opts.clone();
+            let path = &path;
+            async move {
+                match self
+                    .timed(PUT, key, self.inner.put_opts(path, payload.clone(), opts))
+                    .await
+                {
+                    Err(StoreError::AlreadyExists { .. }) if n > 0 => {
+                        self.holds(key, &payload).await
+                    }
+                    other => other.map(|_| ()),
+                }
+            }
+        })
         .await?;
         self.metrics.bytes_up.fetch_add(len, Relaxed);
         Ok(())
     }
 
-    /// Create-only put of an object given as a list of buffers (no copy).
-    pub async fn put_create_parts(&self, key: &str, parts: Vec<Bytes>) -> Result<(), StoreError> {
-        let len: u64 = parts.iter().map(|b| b.len() as u64).sum();
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        let payload: PutPayload = parts.into_iter().collect();
-        self.timed(0, key, self.inner.put_opts(&self.path(key), payload, opts))
+    /// `Ok` when `key` holds exactly `payload`, `AlreadyExists` when it holds
+    /// something else; a failed read is returned (and retried by the caller).
+    async fn holds(&self, key: &str, payload: &PutPayload) -> Result<(), StoreError> {
+        let p = self.path(key);
+        let have = self
+            .timed(GET, key, async {
+                let r = self.inner.get(&p).await?;
+                r.bytes().await
+            })
             .await?;
-        self.metrics.bytes_up.fetch_add(len, Relaxed);
-        Ok(())
+        let mut at = 0usize;
+        let same = have.len() == payload.content_length()
+            && payload.iter().all(|b| {
+                let ok = have[at..at + b.len()] == b[..];
+                at += b.len();
+                ok
+            });
+        if same {
+            tracing::info!(key, "a retried put met its own earlier attempt; success");
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists {
+                key: key.to_string(),
+            })
+        }
     }
 
     /// Upload `size` bytes of a local file as one object with a multipart
     /// upload, holding at most two parts in memory (a sealed segment can be
     /// as large as `segment.bytes`). Keys written this way are unique per
     /// leader epoch, so the missing create-only check cannot overwrite
-    /// another writer's data.
+    /// another writer's data. A failed or timed-out attempt aborts its
+    /// upload and is retried whole under the store's policy.
     pub async fn put_file(
         &self,
         key: &str,
         file: Arc<std::fs::File>,
         size: u64,
     ) -> Result<(), StoreError> {
-        const PART: u64 = 8 << 20;
-        if size <= PART {
+        self.put_file_with(key, file, size, PART_BYTES).await
+    }
+
+    async fn put_file_with(
+        &self,
+        key: &str,
+        file: Arc<std::fs::File>,
+        size: u64,
+        part: u64,
+    ) -> Result<(), StoreError> {
+        if size <= part {
             let data = read_at(file, 0, size as usize)
                 .await
                 .map_err(|e| self.io_err("put", key, e))?;
             return self.put_create(key, data).await;
         }
+        self.retrying(PUT, key, &self.retry, &|_, _| {}, |_| {
+            self.put_file_once(key, file.clone(), size, part)
+        })
+        .await?;
+        self.metrics.bytes_up.fetch_add(size, Relaxed);
+        Ok(())
+    }
+
+    async fn put_file_once(
+        &self,
+        key: &str,
+        file: Arc<std::fs::File>,
+        size: u64,
+        part: u64,
+    ) -> Result<(), StoreError> {
         let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.timeout * 10;
         let path = self.path(key);
-        let result = async {
-            let upload = self.inner.put_multipart(&path).await?;
-            let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART as usize);
+        let upload = match tokio::time::timeout_at(deadline, self.inner.put_multipart(&path)).await
+        {
+            Ok(Ok(u)) => u,
+            Ok(Err(e)) => return Err(self.classify(PUT, key, e)),
+            Err(_) => return Err(self.timeout_err(PUT, key, self.timeout * 10)),
+        };
+        let mut mp = multipart::Multipart::new(upload, 2, key);
+        let sent = tokio::time::timeout_at(deadline, async {
             let mut pos = 0u64;
             while pos < size {
-                let n = PART.min(size - pos);
+                let n = part.min(size - pos);
                 let chunk = read_at(file.clone(), pos, n as usize).await.map_err(|e| {
                     object_store::Error::Generic {
                         store: "local file",
                         source: Box::new(e),
                     }
                 })?;
-                w.wait_for_capacity(2).await?;
-                w.put(chunk);
+                mp.put_part(chunk.into()).await?;
                 pos += n;
             }
-            w.finish().await
-        };
-        let r = tokio::time::timeout(self.timeout * 10, result).await;
-        let ok = matches!(r, Ok(Ok(_)));
-        self.metrics.observe(0, ok, started.elapsed().as_secs_f64());
-        match r {
-            Ok(Ok(_)) => {
-                self.metrics.bytes_up.fetch_add(size, Relaxed);
-                Ok(())
+            mp.flush().await
+        })
+        .await;
+        let r = match sent {
+            // Completing: on an error or the deadline the upload is
+            // aborted by `Multipart`'s drop.
+            Ok(Ok(())) => match tokio::time::timeout_at(deadline, mp.complete()).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(self.classify(PUT, key, e)),
+                Err(_) => Err(self.timeout_err(PUT, key, self.timeout * 10)),
+            },
+            failed => {
+                let _ = tokio::time::timeout(self.timeout, mp.abort()).await;
+                match failed {
+                    Ok(Err(e)) => Err(self.classify(PUT, key, e)),
+                    _ => Err(self.timeout_err(PUT, key, self.timeout * 10)),
+                }
             }
-            Ok(Err(e)) => Err(StoreError::Backend {
-                op: "put",
-                key: key.to_string(),
-                message: e.to_string(),
-            }),
-            Err(_) => Err(StoreError::Timeout {
-                op: "put",
-                key: key.to_string(),
-                after: self.timeout * 10,
-            }),
+        };
+        self.metrics
+            .observe(PUT, r.is_ok(), started.elapsed().as_secs_f64());
+        r
+    }
+
+    fn timeout_err(&self, op: usize, key: &str, after: Duration) -> StoreError {
+        StoreError::Timeout {
+            op: OPS[op],
+            key: key.to_string(),
+            after,
         }
     }
 
@@ -446,8 +624,11 @@ impl Store {
         key: &str,
         range: std::ops::Range<u64>,
     ) -> Result<Bytes, StoreError> {
+        let p = self.path(key);
         let b = self
-            .timed(1, key, self.inner.get_range(&self.path(key), range))
+            .retrying(GET, key, &self.retry, &|_, _| {}, |_| {
+                self.timed(GET, key, self.inner.get_range(&p, range.clone()))
+            })
             .await?;
         self.metrics.bytes_down.fetch_add(b.len() as u64, Relaxed);
         Ok(b)
@@ -457,9 +638,11 @@ impl Store {
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
         let p = self.path(key);
         let b = self
-            .timed(1, key, async {
-                let r = self.inner.get(&p).await?;
-                r.bytes().await
+            .retrying(GET, key, &self.retry, &|_, _| {}, |_| {
+                self.timed(GET, key, async {
+                    let r = self.inner.get(&p).await?;
+                    r.bytes().await
+                })
             })
             .await?;
         self.metrics.bytes_down.fetch_add(b.len() as u64, Relaxed);
@@ -468,45 +651,149 @@ impl Store {
 
     /// Size of an object.
     pub async fn head(&self, key: &str) -> Result<u64, StoreError> {
+        let p = self.path(key);
         Ok(self
-            .timed(4, key, self.inner.head(&self.path(key)))
+            .retrying(HEAD, key, &self.retry, &|_, _| {}, |_| {
+                self.timed(HEAD, key, self.inner.head(&p))
+            })
             .await?
             .size)
     }
 
-    /// Delete (missing objects are not an error).
+    /// Delete (missing objects are not an error, so a retry after a lost
+    /// response succeeds).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        match self.timed(2, key, self.inner.delete(&self.path(key))).await {
+        let p = self.path(key);
+        let r = self
+            .retrying(DELETE, key, &self.retry, &|_, _| {}, |_| {
+                self.timed(DELETE, key, self.inner.delete(&p))
+            })
+            .await;
+        match r {
             Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
-    /// List every object under `sub` (keys relative to the store prefix).
-    pub async fn list(&self, sub: &str) -> Result<Vec<Listed>, StoreError> {
-        use futures_util::TryStreamExt;
-        let p = self.path(sub);
+    /// Stream the objects under `sub` (keys relative to the store prefix),
+    /// one at a time as the store's pages arrive: nothing holds the whole
+    /// listing.
+    pub fn lister(&self, sub: &str) -> Lister<'_> {
+        Lister {
+            store: self,
+            sub: sub.to_string(),
+            prefix: self.path(sub),
+            stream: None,
+            last: None,
+            failures: 0,
+            failing_since: None,
+            rng: retry::Rng::new(self.retry.seed),
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    fn relative(&self, location: &Path) -> String {
         let strip = if self.prefix.as_ref().is_empty() {
             0
         } else {
             self.prefix.as_ref().len() + 1
         };
-        let items: Vec<object_store::ObjectMeta> = self
-            .timed(3, sub, self.inner.list(Some(&p)).try_collect())
-            .await?;
-        Ok(items
-            .into_iter()
-            .map(|m| Listed {
-                key: m
-                    .location
-                    .as_ref()
-                    .get(strip..)
-                    .unwrap_or_default()
-                    .to_string(),
-                size: m.size,
-                last_modified_ms: m.last_modified.timestamp_millis(),
-            })
-            .collect())
+        location
+            .as_ref()
+            .get(strip..)
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// Part size of multipart uploads.
+const PART_BYTES: u64 = 8 << 20;
+
+/// A streamed listing ([`Store::lister`]). Each item waits at most the
+/// request timeout. After a retriable error the listing resumes after the
+/// last key it yielded (`list_with_offset`) under the store's retry policy
+/// (the limits count consecutive failures). On a store that does not list
+/// in key order a resumed listing can skip or repeat keys: callers treat a
+/// listing as a sample to act on idempotently, never as the complete set.
+pub struct Lister<'a> {
+    store: &'a Store,
+    sub: String,
+    prefix: Path,
+    stream: Option<futures_util::stream::BoxStream<'static, object_store::Result<ObjectMeta>>>,
+    last: Option<Path>,
+    failures: u32,
+    failing_since: Option<tokio::time::Instant>,
+    rng: retry::Rng,
+    started: Instant,
+    done: bool,
+}
+
+impl Lister<'_> {
+    /// The next object, `None` at the end; an error ends the listing.
+    pub async fn next(&mut self) -> Option<Result<Listed, StoreError>> {
+        use futures_util::StreamExt;
+        let store = self.store;
+        loop {
+            if self.done {
+                return None;
+            }
+            let prefix = &self.prefix;
+            let last = &self.last;
+            let stream = self.stream.get_or_insert_with(|| match last {
+                None => store.inner.list(Some(prefix)),
+                Some(after) => store.inner.list_with_offset(Some(prefix), after),
+            });
+            let item = tokio::time::timeout(store.timeout, stream.next()).await;
+            let err = match item {
+                Ok(None) => {
+                    self.done = true;
+                    store
+                        .metrics
+                        .observe(LIST, true, self.started.elapsed().as_secs_f64());
+                    return None;
+                }
+                Ok(Some(Ok(m))) => {
+                    self.failures = 0;
+                    self.failing_since = None;
+                    let listed = Listed {
+                        key: store.relative(&m.location),
+                        size: m.size,
+                        last_modified_ms: m.last_modified.timestamp_millis(),
+                    };
+                    self.last = Some(m.location);
+                    return Some(Ok(listed));
+                }
+                Ok(Some(Err(e))) => store.classify(LIST, &self.sub, e),
+                Err(_) => store.timeout_err(LIST, &self.sub, store.timeout),
+            };
+            self.stream = None;
+            self.failures += 1;
+            let since = *self
+                .failing_since
+                .get_or_insert_with(tokio::time::Instant::now);
+            let wait = if err.is_retriable() {
+                store
+                    .retry
+                    .next_wait(self.failures, since.elapsed(), &mut self.rng)
+            } else {
+                None
+            };
+            match wait {
+                Some(wait) => {
+                    store.metrics.ops[LIST].retries.fetch_add(1, Relaxed);
+                    tracing::debug!(prefix = self.sub, error = %err, "listing failed; resuming after the last key");
+                    tokio::time::sleep(wait).await;
+                }
+                None => {
+                    self.done = true;
+                    store
+                        .metrics
+                        .observe(LIST, false, self.started.elapsed().as_secs_f64());
+                    return Some(Err(err));
+                }
+            }
+        }
     }
 }
 
@@ -523,6 +810,7 @@ async fn read_at(file: Arc<std::fs::File>, pos: u64, len: usize) -> std::io::Res
 
 #[cfg(test)]
 mod tests {
+    use super::fault::{Fault, FaultStore, Op, Rule};
     use super::*;
 
     fn cfg(url: &str) -> StoreConfig {
@@ -533,6 +821,172 @@ mod tests {
             path_style: true,
             request_timeout: Duration::from_secs(5),
         }
+    }
+
+    async fn list_all(s: &Store, sub: &str) -> Result<Vec<Listed>, StoreError> {
+        let mut l = s.lister(sub);
+        let mut out = Vec::new();
+        while let Some(item) = l.next().await {
+            out.push(item?);
+        }
+        Ok(out)
+    }
+
+    fn faulty(seed: u64) -> (Arc<FaultStore>, Store) {
+        let fs = FaultStore::memory(seed);
+        let s = Store::wrap(fs.clone(), "pfx", Duration::from_secs(1), "fault://");
+        (fs, s)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_put_response_is_success_after_reading_back() {
+        let (fs, s) = faulty(1);
+        fs.inject(Rule::new(Op::Put, "pfx/wal/", Fault::LostResponse).times(1));
+        s.put_create_parts(
+            "wal/a",
+            vec![Bytes::from_static(b"he"), Bytes::from_static(b"llo")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(&s.get("wal/a").await.unwrap()[..], b"hello");
+        assert_eq!(fs.calls(Op::Put), 2, "one retry");
+        assert_eq!(s.metrics.retries("put"), 1);
+        assert_eq!(list_all(&s, "wal").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_meeting_another_writers_object_stays_already_exists() {
+        let (fs, s) = faulty(1);
+        s.put_create("wal/b", Bytes::from_static(b"theirs"))
+            .await
+            .unwrap();
+        // First attempt fails without applying: the retry meets the other
+        // writer's object, whose bytes differ.
+        fs.inject(Rule::new(Op::Put, "pfx/wal/", Fault::Error).times(1));
+        let r = s.put_create("wal/b", Bytes::from_static(b"ours")).await;
+        assert!(matches!(r, Err(StoreError::AlreadyExists { .. })), "{r:?}");
+        assert_eq!(&s.get("wal/b").await.unwrap()[..], b"theirs");
+        // Without a failure before it, AlreadyExists is returned at once.
+        let r = s.put_create("wal/b", Bytes::from_static(b"theirs")).await;
+        assert!(matches!(r, Err(StoreError::AlreadyExists { .. })), "{r:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn operations_retry_transient_errors_and_give_up_on_outages() {
+        let (fs, s) = faulty(1);
+        s.put_create("segments/x", Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        fs.inject(Rule::new(Op::Get, "pfx/segments/", Fault::Error).times(2));
+        assert_eq!(&s.get_range("segments/x", 2..5).await.unwrap()[..], b"234");
+        assert_eq!(s.metrics.retries("get"), 2);
+        // A hang is cut by the request timeout and retried.
+        fs.inject(Rule::new(Op::Head, "pfx/segments/", Fault::Hang).times(1));
+        assert_eq!(s.head("segments/x").await.unwrap(), 10);
+        // A permanent outage ends after max_attempts with the last error.
+        fs.inject(Rule::new(Op::Delete, "pfx/segments/", Fault::Error));
+        let before = fs.calls(Op::Delete);
+        let r = s.delete("segments/x").await;
+        assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
+        assert_eq!(fs.calls(Op::Delete) - before, 5);
+        fs.heal();
+        // A delete whose response was lost: the retry finds nothing, fine.
+        fs.inject(Rule::new(Op::Delete, "pfx/segments/", Fault::LostResponse).times(1));
+        s.delete("segments/x").await.unwrap();
+        assert!(matches!(
+            s.get("segments/x").await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn listings_stream_and_resume_after_a_partial_page() {
+        let (fs, s) = faulty(1);
+        for i in 0..10 {
+            s.put_create(&format!("wal/1/1/{i:02}"), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        fs.inject(Rule::new(Op::List, "pfx/wal", Fault::ListErrorAfter(3)).times(2));
+        let keys: Vec<String> = list_all(&s, "wal")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.key)
+            .collect();
+        let want: Vec<String> = (0..10).map(|i| format!("wal/1/1/{i:02}")).collect();
+        assert_eq!(
+            keys, want,
+            "resumed after the last key: nothing lost, nothing twice"
+        );
+        assert_eq!(s.metrics.retries("list"), 2);
+        // A listing that keeps failing at once ends with an error.
+        fs.inject(Rule::new(Op::List, "pfx/wal", Fault::Error));
+        let mut l = s.lister("wal");
+        assert!(matches!(
+            l.next().await,
+            Some(Err(StoreError::Backend { .. }))
+        ));
+        assert!(l.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_body_is_cut_by_the_deadline() {
+        let (fs, s) = faulty(1);
+        s.put_create("segments/y", Bytes::from(vec![1u8; 4096]))
+            .await
+            .unwrap();
+        fs.inject(Rule::new(
+            Op::Get,
+            "pfx/segments/",
+            Fault::SlowBody {
+                chunk: 64,
+                delay: Duration::from_millis(100),
+            },
+        ));
+        let started = tokio::time::Instant::now();
+        let r = s.get_range("segments/y", 0..4096).await;
+        assert!(matches!(r, Err(StoreError::Timeout { .. })), "{r:?}");
+        assert_eq!(fs.calls(Op::Get), 5, "every attempt timed out");
+        // 5 attempts of 1 s plus backoff, never the 6.4 s a body takes each.
+        assert!(
+            started.elapsed() < Duration::from_secs(5 + 2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_multipart_uploads_are_aborted_then_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let f = Arc::new(std::fs::File::open(&path).unwrap());
+        let (fs, s) = faulty(1);
+        let s = s.with_retry(RetryPolicy {
+            initial_backoff: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        });
+        fs.inject(Rule::new(Op::PutPart, "pfx/segments/", Fault::Error).times(1));
+        s.put_file_with("segments/z.log", f.clone(), data.len() as u64, 1024)
+            .await
+            .unwrap();
+        assert_eq!(&s.get("segments/z.log").await.unwrap()[..], &data[..]);
+        let (started, completed, aborted) = fs.multipart_counts();
+        assert_eq!((started, completed, aborted), (2, 1, 1));
+        // A permanent failure aborts every attempt and leaves no object.
+        fs.inject(Rule::new(Op::PutPart, "pfx/segments/", Fault::Error));
+        let r = s
+            .put_file_with("segments/w.log", f, data.len() as u64, 1024)
+            .await;
+        assert!(r.is_err());
+        let (started, completed, aborted) = fs.multipart_counts();
+        assert_eq!((started - 2, completed, aborted - 1), (5, 1, 5));
+        assert!(matches!(
+            s.head("segments/w.log").await,
+            Err(StoreError::NotFound { .. })
+        ));
     }
 
     /// The conformance checks every backend must pass.
@@ -567,7 +1021,7 @@ mod tests {
             s.head("wal/1/1/00000000000000000001.wal").await.unwrap(),
             11
         );
-        let listed = s.list("wal").await.unwrap();
+        let listed = list_all(s, "wal").await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].key, "wal/1/1/00000000000000000001.wal");
         s.delete("wal/1/1/00000000000000000001.wal").await.unwrap();
@@ -576,7 +1030,7 @@ mod tests {
             s.get("wal/1/1/00000000000000000001.wal").await,
             Err(StoreError::NotFound { .. })
         ));
-        assert!(s.list("wal").await.unwrap().is_empty());
+        assert!(list_all(s, "wal").await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -7,6 +7,9 @@
 
 pub mod reader;
 
+#[cfg(test)]
+mod fault_tests;
+
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -282,6 +285,7 @@ impl Gc {
             .iter()
             .filter(|(_, t)| now - **t >= grace)
             .map(|(k, _)| k.clone())
+            .take(GC_MAX_DELETE)
             .collect();
         let mut forgotten = Vec::new();
         let mut ok = true;
@@ -292,9 +296,13 @@ impl Gc {
                     forgotten.push(key);
                 }
                 Err(e) => {
+                    // The store's retries are spent: it is failing. Stop
+                    // here rather than spend them again on every key; this
+                    // key and the rest stay deletable for the next pass.
                     ok = false;
                     b.tier_metrics().gc_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(key, error = %e, "GC delete failed; will retry");
+                    tracing::warn!(key, error = %e, "GC delete failed; the next pass retries");
+                    break;
                 }
             }
         }
@@ -306,40 +314,45 @@ impl Gc {
             }
         }
         // Orphans: objects under our prefixes the metadata does not know.
+        // Listings are streamed: at most `GC_CHUNK` keys are held before
+        // they are condemned, and at most `GC_MAX_CONDEMN` per pass.
+        let mut condemned = 0usize;
         for prefix in [paths::WAL_PREFIX, paths::SEGMENT_PREFIX] {
-            let listed = match store.list(prefix).await {
-                Ok(l) => l,
-                Err(e) => {
-                    ok = false;
-                    tracing::warn!(prefix, error = %e, "GC list failed");
-                    continue;
-                }
-            };
-            // Orphans are first condemned through the metadata (a commit of
-            // a condemned key is refused), so no upload can be committed
-            // between "unreferenced" and the delete; the next pass deletes
-            // them like any deletable object.
-            let meta = b.meta();
-            let orphans: Vec<String> = listed
-                .into_iter()
-                .filter(|o| now - o.last_modified_ms >= grace && !meta.tier.knows(&o.key))
-                .map(|o| o.key)
-                .take(10_000)
-                .collect();
-            if !orphans.is_empty() {
-                let n = orphans.len();
-                match b
-                    .submit(Command::CondemnObjects {
-                        keys: orphans,
-                        at_ms: now - grace,
-                    })
-                    .await
-                {
-                    Ok(_) => tracing::info!(count = n, prefix, "GC condemned orphan objects"),
-                    Err(e) => {
+            if condemned >= GC_MAX_CONDEMN {
+                break;
+            }
+            let mut listing = store.lister(prefix);
+            let mut chunk: Vec<String> = Vec::new();
+            loop {
+                let item = listing.next().await;
+                let end = match item {
+                    None => true,
+                    Some(Err(e)) => {
+                        // What was listed before the failure is still
+                        // worth condemning: each key was checked alone.
                         ok = false;
-                        tracing::warn!(error = %e, "GC could not condemn orphans");
+                        tracing::warn!(prefix, error = %e, "GC list failed");
+                        true
                     }
+                    Some(Ok(o)) => {
+                        // A fresh view per key: an upload committed while
+                        // the listing runs is known by the time it is seen.
+                        if now - o.last_modified_ms >= grace && !b.meta().tier.knows(&o.key) {
+                            chunk.push(o.key);
+                        }
+                        condemned + chunk.len() >= GC_MAX_CONDEMN
+                    }
+                };
+                if chunk.len() >= GC_CHUNK || (end && !chunk.is_empty()) {
+                    let keys = std::mem::take(&mut chunk);
+                    let n = keys.len();
+                    if !self.condemn(keys, now - grace, prefix).await {
+                        ok = false;
+                    }
+                    condemned += n;
+                }
+                if end {
+                    break;
                 }
             }
         }
@@ -348,6 +361,37 @@ impl Gc {
         }
     }
 }
+
+impl Gc {
+    /// Orphans are first condemned through the metadata (a commit of a
+    /// condemned key is refused), so no upload can be committed between
+    /// "unreferenced" and the delete; a later pass deletes them like any
+    /// deletable object.
+    async fn condemn(&self, keys: Vec<String>, at_ms: i64, prefix: &str) -> bool {
+        let n = keys.len();
+        match self
+            .broker
+            .submit(Command::CondemnObjects { keys, at_ms })
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(count = n, prefix, "GC condemned orphan objects");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "GC could not condemn orphans");
+                false
+            }
+        }
+    }
+}
+
+/// Orphan keys held by GC before it condemns them.
+const GC_CHUNK: usize = 1_000;
+/// Orphans condemned per GC pass at most.
+const GC_MAX_CONDEMN: usize = 10_000;
+/// Deletions per GC pass at most (the rest wait for the next pass).
+const GC_MAX_DELETE: usize = 10_000;
 
 /// Drive the uploader and GC until shutdown.
 pub fn start_jobs(

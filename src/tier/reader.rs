@@ -77,14 +77,8 @@ impl TierReader {
         self.blocks
             .try_get_with(k, async move { store.get_range(&key_s, start..end).await })
             .await
-            .map_err(|e| match Arc::try_unwrap(e) {
-                Ok(e) => e,
-                Err(e) => StoreError::Backend {
-                    op: "get",
-                    key: key.to_string(),
-                    message: e.to_string(),
-                },
-            })
+            // The loader's own error, kind intact (a timeout stays a timeout).
+            .map_err(|e| Arc::try_unwrap(e).unwrap_or_else(|shared| (*shared).clone()))
     }
 
     /// Bytes `[from, to)` of an object whose total readable end is `object_end`.

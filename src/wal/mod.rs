@@ -4,7 +4,8 @@
 //! (or sooner once `wal-flush-bytes` are queued) the queue becomes one WAL
 //! object holding the batches of all partitions, grouped per partition so
 //! each partition gets one contiguous extent. The object is uploaded with a
-//! create-only put (retried with backoff while the store fails), then its
+//! create-only put (retried under the store's policy, unbounded, while
+//! the store fails), then its
 //! extents are committed to the metadata state machine with
 //! `(partition, leader_epoch, expected_base_offset)`. Uploads run
 //! concurrently (bounded); commits happen strictly in flush order so every
@@ -94,6 +95,8 @@ pub struct WalMetrics {
     pub commit_latency: crate::metrics::Histogram,
     pub commit_failures: AtomicU64,
     pub upload_retries: AtomicU64,
+    /// 1 while WAL uploads fail (the object store is down), else 0.
+    pub upload_failing: AtomicU64,
     pub inflight_uploads: AtomicU64,
     pub buffered_bytes: AtomicU64,
 }
@@ -138,6 +141,13 @@ impl WalMetrics {
         );
         crate::metrics::write_metric(
             out,
+            "strata_wal_upload_failing",
+            "gauge",
+            "1 while WAL uploads are failing and being retried (acks=all producers time out), else 0.",
+            l(&self.upload_failing),
+        );
+        crate::metrics::write_metric(
+            out,
             "strata_wal_upload_queue_depth",
             "gauge",
             "WAL objects uploading or waiting to commit.",
@@ -174,7 +184,11 @@ impl std::fmt::Debug for Wal {
     }
 }
 
-/// Backoff of a failing upload: 100 ms doubling to 5 s.
+/// How long a failing WAL upload keeps trying once shutdown began.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Backoff of a WAL commit the metadata quorum did not confirm: 100 ms
+/// doubling to 5 s. (Object-store retries follow the store's policy.)
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
 }
@@ -210,6 +224,13 @@ impl Wal {
     /// Is the object store accepting our writes?
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn set_healthy(&self, ok: bool) {
+        self.healthy.store(ok, Ordering::Relaxed);
+        self.metrics
+            .upload_failing
+            .store(u64::from(!ok), Ordering::Relaxed);
     }
 
     /// Has a WAL commit been failing for several attempts in a row?
@@ -387,9 +408,15 @@ impl Wal {
         (parts, extents, at)
     }
 
-    /// Upload with retries until it lands (or shutdown gives up after a
-    /// bounded time). A retry that meets `AlreadyExists` found our own
-    /// earlier attempt: keys are unique per broker incarnation.
+    /// Upload until it lands, under the store's retry policy without its
+    /// limits (a WAL object cannot be skipped: later commits continue it);
+    /// after shutdown it keeps trying for at most [`SHUTDOWN_GRACE`]. While
+    /// it fails the WAL reports unhealthy ([`Wal::healthy`],
+    /// `strata_wal_upload_failing`) and producers waiting for acks=all time
+    /// out; nothing is acknowledged. A retry that meets
+    /// `AlreadyExists` is success only when the object holds these very
+    /// bytes (the earlier attempt's response was lost): see
+    /// [`Store::put_create_with`].
     async fn upload(
         self: Arc<Self>,
         store: Arc<Store>,
@@ -397,38 +424,35 @@ impl Wal {
         data: Vec<Bytes>,
         mut shutdown: watch::Receiver<bool>,
     ) -> bool {
-        let mut attempt = 0u32;
-        let mut give_up_at: Option<Instant> = None;
-        loop {
-            match store.put_create_parts(&key, data.clone()).await {
+        let policy = store.retry_policy().unbounded();
+        let payload: object_store::PutPayload = data.into_iter().collect();
+        let on_retry = |e: &StoreError, attempt: u32| {
+            self.set_healthy(false);
+            self.metrics.upload_retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(key, attempt, error = %e, "WAL upload failed; retrying");
+        };
+        let put = store.put_create_with(&key, payload, &policy, &on_retry);
+        let give_up = async {
+            let _ = shutdown.wait_for(|closing| *closing).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            r = put => match r {
                 Ok(()) => {
-                    self.healthy.store(true, Ordering::Relaxed);
-                    return true;
+                    self.set_healthy(true);
+                    true
                 }
-                Err(StoreError::AlreadyExists { .. }) if attempt > 0 => return true,
                 Err(e) => {
-                    self.healthy.store(false, Ordering::Relaxed);
-                    self.metrics.upload_retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(key, attempt, error = %e, "WAL upload failed; retrying");
-                    if !e.is_retriable() && !matches!(e, StoreError::NotFound { .. }) {
-                        // A precondition on the first attempt: another writer
-                        // owns this key. Never overwrite; the data stays local.
-                        return false;
-                    }
-                    if *shutdown.borrow() {
-                        let at = *give_up_at
-                            .get_or_insert_with(|| Instant::now() + Duration::from_secs(10));
-                        if Instant::now() >= at {
-                            return false;
-                        }
-                    }
-                    let wait = backoff(attempt);
-                    attempt += 1;
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => {}
-                    }
+                    // A precondition on the first attempt: another writer
+                    // owns this key. Never overwrite; the data stays local.
+                    self.set_healthy(false);
+                    tracing::error!(key, error = %e, "WAL upload refused");
+                    false
                 }
+            },
+            _ = give_up => {
+                tracing::error!(key, "WAL upload still failing at shutdown; giving up");
+                false
             }
         }
     }
@@ -629,6 +653,102 @@ mod tests {
         }
         let total: u64 = ext.iter().map(|e| e.byte_len).sum();
         assert_eq!(total as usize + 16, data.len());
+    }
+
+    fn wal_and_store() -> (
+        Arc<Wal>,
+        Arc<crate::objstore::fault::FaultStore>,
+        Arc<Store>,
+    ) {
+        let wal = Wal::new(WalConfig {
+            flush_ms: 10,
+            flush_bytes: 1 << 20,
+            max_buffered_bytes: 1 << 20,
+            max_inflight_uploads: 2,
+        });
+        let fs = crate::objstore::fault::FaultStore::memory(3);
+        let store = Arc::new(Store::wrap(
+            fs.clone(),
+            "",
+            Duration::from_secs(1),
+            "fault://",
+        ));
+        (wal, fs, store)
+    }
+
+    fn object() -> Vec<Bytes> {
+        vec![
+            Bytes::from_static(WAL_MAGIC),
+            Bytes::from_static(b"batches"),
+        ]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn upload_lands_once_through_errors_hangs_and_a_lost_response() {
+        use crate::objstore::fault::{Fault, Op, Rule};
+        let (wal, fs, store) = wal_and_store();
+        fs.inject(Rule::new(Op::Put, "wal/", Fault::Error).times(2));
+        fs.inject(Rule::new(Op::Put, "wal/", Fault::Hang).times(1));
+        fs.inject(Rule::new(Op::Put, "wal/", Fault::LostResponse).times(1));
+        let (_tx, rx) = watch::channel(false);
+        let key = paths::wal(1, 1, 1);
+        assert!(
+            wal.clone()
+                .upload(store.clone(), key.clone(), object(), rx)
+                .await
+        );
+        // Four faults; the fifth attempt meets its own object.
+        assert_eq!(fs.calls(crate::objstore::fault::Op::Put), 5);
+        assert_eq!(wal.metrics.upload_retries.load(Ordering::Relaxed), 4);
+        assert!(wal.healthy());
+        assert_eq!(
+            &store.get(&key).await.unwrap()[..],
+            b"STRATA-WAL-v0001batches"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn upload_outlives_the_policy_limits_but_not_shutdown() {
+        use crate::objstore::fault::{Fault, Op, Rule};
+        let (wal, fs, store) = wal_and_store();
+        fs.inject(Rule::new(Op::Put, "wal/", Fault::Error));
+        let (tx, rx) = watch::channel(false);
+        let key = paths::wal(1, 1, 2);
+        let up = tokio::spawn(wal.clone().upload(store.clone(), key.clone(), object(), rx));
+        // Far past 5 attempts and 30 s, it still tries (a WAL object
+        // cannot be skipped) and reports the outage.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(!up.is_finished());
+        assert!(!wal.healthy());
+        assert_eq!(wal.metrics.upload_failing.load(Ordering::Relaxed), 1);
+        assert!(fs.calls(Op::Put) > 10);
+        // Shutdown: it gives up within the grace, uncommitted, not hung.
+        let at = tokio::time::Instant::now();
+        tx.send(true).unwrap();
+        assert!(!up.await.unwrap());
+        assert!(at.elapsed() <= SHUTDOWN_GRACE + Duration::from_secs(1));
+        assert!(matches!(
+            store.get(&key).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn upload_never_overwrites_another_writers_object() {
+        let (wal, fs, store) = wal_and_store();
+        let key = paths::wal(1, 1, 3);
+        store
+            .put_create(&key, Bytes::from_static(b"someone else"))
+            .await
+            .unwrap();
+        let (_tx, rx) = watch::channel(false);
+        assert!(
+            !wal.clone()
+                .upload(store.clone(), key.clone(), object(), rx)
+                .await
+        );
+        assert_eq!(fs.calls(crate::objstore::fault::Op::Put), 2);
+        assert_eq!(&store.get(&key).await.unwrap()[..], b"someone else");
     }
 
     #[test]
