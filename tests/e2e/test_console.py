@@ -269,53 +269,6 @@ def metrics_value(url: str, name: str, labels: dict) -> float:
 # -------------------------------------------------------------------- tests
 
 
-def test_every_page_renders_with_screenshots(console, driver, tmp_path):
-    """Each page shows real data at 1280x800 and at phone width."""
-    from selenium.webdriver.common.by import By
-
-    t0 = time.monotonic()
-    driver.set_window_size(1280, 800)
-    open_page(driver, console.url + "/ui", "Overview")
-    assert driver.find_element(By.CSS_SELECTOR, "#nodes tbody").text.strip(), "no nodes listed"
-    assert "controller" in driver.find_element(By.ID, "nodes").text
-    screenshot(driver, tmp_path, "overview")
-    open_page(driver, console.url + "/ui/topics", "Topics")
-    assert console.orders in driver.find_element(By.ID, "topics").text
-    screenshot(driver, tmp_path, "topics")
-    open_page(driver, f"{console.url}/ui/topics/{console.orders}", console.orders)
-    rows = driver.find_elements(By.CSS_SELECTOR, "#partitions tbody tr")
-    assert len(rows) == 3
-    ends = [int(r.find_elements(By.TAG_NAME, "td")[3].text) for r in rows]
-    hw = watermarks(console.broker.bootstrap, console.orders, range(3))
-    assert ends == [hw[p][1] for p in range(3)], (ends, hw)
-    screenshot(driver, tmp_path, "topic")
-    open_page(driver, f"{console.url}/ui/topics/{console.orders}/records?n=50&format=json", "Records")
-    assert len(driver.find_elements(By.CSS_SELECTOR, "#records tbody tr[data-offset]")) == 50
-    screenshot(driver, tmp_path, "records")
-    open_page(driver, console.url + "/ui/groups", "Consumer groups")
-    assert console.group in driver.find_element(By.ID, "groups").text
-    screenshot(driver, tmp_path, "groups")
-    open_page(driver, f"{console.url}/ui/group?id={console.live_group}", console.live_group)
-    members = driver.find_element(By.ID, "members").text
-    assert console.orders in members, members
-    screenshot(driver, tmp_path, "group")
-    open_page(driver, console.url + "/ui/brokers", "Brokers")
-    assert driver.find_element(By.CSS_SELECTOR, "#brokers tbody tr").text
-    screenshot(driver, tmp_path, "brokers")
-    open_page(driver, console.url + "/ui/cost", "Cost")
-    assert "cost metering" in driver.find_element(By.TAG_NAME, "main").text
-    screenshot(driver, tmp_path, "cost")
-    # Phone width: the page does not scroll sideways (tables scroll inside).
-    driver.set_window_size(390, 844)
-    for path, name in (("/ui", "overview-phone"), (f"/ui/group?id={console.group}", "group-phone")):
-        open_page(driver, console.url + path)
-        over = driver.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert over <= 1, f"{path} overflows the phone width by {over}px"
-        screenshot(driver, tmp_path, name)
-    driver.set_window_size(1280, 800)
-    assert time.monotonic() - t0 < 60
-
-
 def test_group_lag_equals_kafka_and_cli(console, driver):
     open_page(driver, f"{console.url}/ui/group?id={console.group}", console.group)
     shown = lag_by_partition(driver)
@@ -538,3 +491,54 @@ def test_cost_numbers_equal_metrics(console):
     assert m, "topic row missing"
     assert float(m.group(1)) == metrics_value(console.url, "strata_topic_bytes_in_total", {"topic": console.orders})
     assert "strata_object_store_requests_total" in page and "cost metering" in page
+
+
+# Last, so the charts hold the traffic of the tests above.
+def test_every_page_renders_with_screenshots(console, driver, tmp_path):
+    """Each page shows real data at 1280x800 and at phone width."""
+    from selenium.webdriver.common.by import By
+
+    t0 = time.monotonic()
+    driver.set_window_size(1280, 800)
+    open_page(driver, console.url + "/ui", "Overview")
+    assert driver.find_element(By.CSS_SELECTOR, "#nodes tbody").text.strip(), "no nodes listed"
+    assert "controller" in driver.find_element(By.ID, "nodes").text
+    screenshot(driver, tmp_path, "overview")
+    open_page(driver, console.url + "/ui/topics", "Topics")
+    assert console.orders in driver.find_element(By.ID, "topics").text
+    screenshot(driver, tmp_path, "topics")
+    open_page(driver, f"{console.url}/ui/topics/{console.orders}", console.orders)
+    rows = driver.find_elements(By.CSS_SELECTOR, "#partitions tbody tr")
+    assert len(rows) == 3
+    ends = [int(r.find_elements(By.TAG_NAME, "td")[3].text) for r in rows]
+    hw = watermarks(console.broker.bootstrap, console.orders, range(3))
+    assert ends == [hw[p][1] for p in range(3)], (ends, hw)
+    screenshot(driver, tmp_path, "topic")
+    open_page(driver, f"{console.url}/ui/topics/{console.orders}/records?n=50&format=json", "Records")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#records tbody tr[data-offset]")) == 50
+    screenshot(driver, tmp_path, "records")
+    open_page(driver, console.url + "/ui/groups", "Consumer groups")
+    assert console.group in driver.find_element(By.ID, "groups").text
+    screenshot(driver, tmp_path, "groups")
+    open_page(driver, f"{console.url}/ui/group?id={console.live_group}", console.live_group)
+    members = driver.find_element(By.ID, "members").text
+    assert console.orders in members, members
+    assert "STABLE" in driver.find_element(By.ID, "group-state").text
+    open_page(driver, f"{console.url}/ui/group?id={console.group}", console.group)
+    assert driver.find_elements(By.CSS_SELECTOR, "#chart-lag-0 polyline")
+    screenshot(driver, tmp_path, "group")
+    open_page(driver, console.url + "/ui/brokers", "Brokers")
+    assert driver.find_element(By.CSS_SELECTOR, "#brokers tbody tr").text
+    screenshot(driver, tmp_path, "brokers")
+    open_page(driver, console.url + "/ui/cost", "Cost")
+    assert "cost metering" in driver.find_element(By.TAG_NAME, "main").text
+    screenshot(driver, tmp_path, "cost")
+    # Phone width: the page does not scroll sideways (tables scroll inside).
+    driver.set_window_size(390, 844)
+    for path, name in (("/ui", "overview-phone"), (f"/ui/group?id={console.group}", "group-phone")):
+        open_page(driver, console.url + path)
+        over = driver.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert over <= 1, f"{path} overflows the phone width by {over}px"
+        screenshot(driver, tmp_path, name)
+    driver.set_window_size(1280, 800)
+    assert time.monotonic() - t0 < 60
