@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn origin_checks() {
         let host = (header::HOST, "127.0.0.1:8080");
-        assert!(same_origin(&hdrs(&[host.clone()])));
+        assert!(same_origin(&hdrs(std::slice::from_ref(&host))));
         assert!(same_origin(&hdrs(&[
             host.clone(),
             (header::ORIGIN, "http://127.0.0.1:8080")

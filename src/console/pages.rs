@@ -101,6 +101,9 @@ async fn controller_status(c: &Console) -> Option<crate::controller::Status> {
     None
 }
 
+/// Roles, addresses and states of one node.
+type NodeRow<'a> = (BTreeSet<&'a str>, Vec<String>, Vec<String>);
+
 /// `GET /ui`: the cluster at a glance.
 pub async fn overview(State(c): State<Arc<Console>>) -> ConsoleResult<HtmlPage> {
     let meta = c.broker.meta();
@@ -112,7 +115,7 @@ pub async fn overview(State(c): State<Arc<Console>>) -> ConsoleResult<HtmlPage> 
         .and_then(|s| s.leader)
         .map_or_else(|| "unknown".to_string(), |l| format!("node {l}"));
     let mut body = String::new();
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<dl class=\"facts\">\
          <div><dt>Cluster id</dt><dd><code>{}</code></dd></div>\
@@ -121,7 +124,7 @@ pub async fn overview(State(c): State<Arc<Console>>) -> ConsoleResult<HtmlPage> 
          <div><dt>Live brokers</dt><dd>{live} of {}</dd></div>\
          <div><dt>Topics</dt><dd><a href=\"/ui/topics\">{}</a> ({partitions} partitions)</dd></div>\
          <div><dt>Consumer groups</dt><dd><a href=\"/ui/groups\">{}</a></dd></div>\
-         </dl>\n",
+         </dl>",
         esc(&cluster(&c)),
         c.broker.broker_id,
         esc(&c.broker.config.roles),
@@ -131,7 +134,7 @@ pub async fn overview(State(c): State<Arc<Console>>) -> ConsoleResult<HtmlPage> 
         meta.groups.groups.len(),
     );
     // Nodes: brokers from the metadata, controllers from the quorum.
-    let mut nodes: BTreeMap<i64, (BTreeSet<&str>, Vec<String>, Vec<String>)> = BTreeMap::new();
+    let mut nodes: BTreeMap<i64, NodeRow> = BTreeMap::new();
     for b in meta.brokers.values() {
         let e = nodes.entry(i64::from(b.broker_id)).or_default();
         e.0.insert("broker");
@@ -1217,14 +1220,14 @@ pub async fn group(State(c): State<Arc<Console>>, Query(q): Params) -> ConsoleRe
         rows.push_str("<tr><td colspan=\"7\">No committed offsets and no assignment.</td></tr>\n");
     }
     let mut body = String::new();
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<dl class=\"facts\" id=\"group-facts\" data-live>\
          <div><dt>State</dt><dd id=\"group-state\">{}</dd></div>\
          <div><dt>Assignor</dt><dd>{}</dd></div>\
          <div><dt>Members</dt><dd>{}</dd></div>\
          <div><dt>Total lag</dt><dd id=\"group-lag\">{total}</dd></div>\
-         </dl>\n",
+         </dl>",
         esc(&g.state),
         esc(if g.partition_assignor.is_empty() {
             "-"
