@@ -13,6 +13,7 @@
 //! - [`groups`]: consumer group coordinator.
 //! - [`jobs`]: time and size retention.
 //! - [`http`]: health, readiness and Prometheus metrics.
+//! - [`console`]: the built-in web console at `/ui`.
 //! - [`server`]: starts and stops everything (`strata serve`).
 //! - [`cli`]: `strata topic ...` admin commands.
 //! - [`objstore`]: object store by URL, create-only puts, metrics.
@@ -25,6 +26,7 @@ pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod controller;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -116,6 +116,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/admin/drain", post(drain))
+        .merge(crate::console::router(state.clone()))
         .with_state(state)
         .merge(openapi::doc_routes(doc))
         .merge(api)
