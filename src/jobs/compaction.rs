@@ -31,6 +31,8 @@ pub struct CompactionMetrics {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub records_removed: AtomicU64,
+    /// Batches kept byte for byte because their records cannot be decoded.
+    pub opaque_batches: AtomicU64,
     pub last_success_ms: AtomicI64,
     /// Dirty ratio of the last partition examined, in millionths.
     pub last_dirty_ratio_ppm: AtomicU64,
@@ -75,6 +77,13 @@ impl CompactionMetrics {
         );
         crate::metrics::write_metric(
             out,
+            "strata_compaction_opaque_batches_total",
+            "counter",
+            "Batches compaction kept as they are because their records cannot be decoded.",
+            self.opaque_batches.load(Relaxed),
+        );
+        crate::metrics::write_metric(
+            out,
             "strata_compaction_last_success_timestamp_ms",
             "gauge",
             "Last successful compaction.",
@@ -90,8 +99,18 @@ impl CompactionMetrics {
     }
 }
 
-/// Split raw segment bytes into batches and decode each.
-fn decode_all(bytes: &Bytes) -> Result<Vec<(BatchHeader, Vec<Record>)>, String> {
+/// A stored batch as compaction sees it.
+enum Stored {
+    Records(Vec<Record>),
+    /// A batch whose records cannot be decoded (a codec error, a header key
+    /// that is not UTF-8, more than the decompression cap): its keys are
+    /// unknown, so it supersedes nothing and is kept byte for byte.
+    Opaque(Bytes),
+}
+
+/// Split raw segment bytes into batches and decode each. Only a broken
+/// batch framing (the object itself is damaged) is an error.
+fn decode_all(bytes: &Bytes) -> Result<Vec<(BatchHeader, Stored)>, String> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos + HEADER_LEN <= bytes.len() {
@@ -100,13 +119,19 @@ fn decode_all(bytes: &Bytes) -> Result<Vec<(BatchHeader, Vec<Record>)>, String> 
         if end > bytes.len() {
             return Err(format!("truncated batch at {pos}"));
         }
-        let mut b = bytes.slice(pos..end);
-        let set = crate::log::decode::decode_batch(
+        let raw = bytes.slice(pos..end);
+        let mut b = raw.clone();
+        let stored = match crate::log::decode::decode_batch(
             &mut b,
             crate::log::decode::MAX_DECOMPRESSED_BATCH_BYTES,
-        )
-        .map_err(|e| e.to_string())?;
-        out.push((h, set.records));
+        ) {
+            Ok(set) => Stored::Records(set.records),
+            Err(e) => {
+                tracing::warn!(base_offset = h.base_offset, error = %e, "batch cannot be decoded; compaction keeps it as it is");
+                Stored::Opaque(raw)
+            }
+        };
+        out.push((h, stored));
         pos = end;
     }
     Ok(out)
@@ -283,7 +308,10 @@ impl Compactor {
         // Pass 1: newest offset of each key across the run.
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for batches in &decoded {
-            for (_, recs) in batches {
+            for (_, stored) in batches {
+                let Stored::Records(recs) = stored else {
+                    continue;
+                };
                 for r in recs {
                     if aborted(r) {
                         continue;
@@ -299,13 +327,26 @@ impl Compactor {
         let generation = b.clock.now_ms();
         let mut commits = Vec::with_capacity(run.len());
         let mut uploads = Vec::with_capacity(run.len());
-        let (mut written, mut removed) = (0u64, 0u64);
+        let (mut written, mut removed, mut opaque) = (0u64, 0u64, 0u64);
         for (e, batches) in run.iter().zip(decoded) {
             let mut out = BytesMut::new();
             let mut index = Vec::new();
             let mut max_ts = -1i64;
             let mut tombstone_ts = -1i64;
-            for (h, recs) in batches {
+            for (h, stored) in batches {
+                let recs = match stored {
+                    Stored::Records(recs) => recs,
+                    Stored::Opaque(raw) => {
+                        opaque += 1;
+                        let pos = out.len();
+                        out.extend_from_slice(&raw);
+                        max_ts = max_ts.max(h.max_timestamp);
+                        let rel = (h.base_offset - e.base_offset).max(0) as u32;
+                        index.extend_from_slice(&rel.to_be_bytes());
+                        index.extend_from_slice(&(pos as u32).to_be_bytes());
+                        continue;
+                    }
+                };
                 let mut kept: Vec<Record> = recs
                     .into_iter()
                     .filter(|r| !aborted(r) && keep(r, &latest, tombstone_horizon_ms))
@@ -392,6 +433,11 @@ impl Compactor {
                 p.log.advance_start(end);
             }
         }
+        if opaque > 0 {
+            b.compaction_metrics()
+                .opaque_batches
+                .fetch_add(opaque, Relaxed);
+        }
         Ok((read, written, removed))
     }
 }
@@ -470,8 +516,37 @@ mod tests {
         let decoded = decode_all(&bytes).unwrap();
         let offsets: Vec<i64> = decoded
             .iter()
-            .flat_map(|(_, r)| r.iter().map(|r| r.offset))
+            .flat_map(|(_, r)| match r {
+                Stored::Records(r) => r.iter().map(|r| r.offset).collect(),
+                Stored::Opaque(_) => vec![],
+            })
             .collect();
         assert_eq!(offsets, vec![5, 9]);
+    }
+
+    #[test]
+    fn an_undecodable_batch_is_kept_as_it_is_and_the_others_decode() {
+        let good = crate::log::batch::build(0, &[(Some(b"k"), Some(b"v"), 1)], None);
+        // A batch that says gzip but holds plain records (valid CRC): the
+        // broker stored it as sent; its records cannot be read.
+        let mut bad = crate::log::batch::build(1, &[(Some(b"k"), Some(b"w"), 2)], None);
+        const OFF_CRC: usize = 17;
+        const OFF_ATTRIBUTES: usize = 21;
+        bad[OFF_ATTRIBUTES + 1] |= 1;
+        let crc = crc32c::crc32c(&bad[OFF_ATTRIBUTES..]);
+        bad[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        let mut all = BytesMut::new();
+        all.extend_from_slice(&good);
+        all.extend_from_slice(&bad);
+        all.extend_from_slice(&crate::log::batch::build(2, &[(Some(b"k"), None, 3)], None));
+        let decoded = decode_all(&all.freeze()).unwrap();
+        assert_eq!(decoded.len(), 3);
+        assert!(matches!(&decoded[0].1, Stored::Records(r) if r.len() == 1));
+        assert!(matches!(&decoded[1].1, Stored::Opaque(raw) if raw[..] == bad[..]));
+        assert!(matches!(&decoded[2].1, Stored::Records(r) if r[0].offset == 2));
+        // A damaged framing is still an error.
+        let mut cut = BytesMut::new();
+        cut.extend_from_slice(&good[..good.len() - 1]);
+        assert!(decode_all(&cut.freeze()).is_err());
     }
 }

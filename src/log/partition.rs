@@ -764,12 +764,22 @@ impl PartitionLog {
     /// Advance the log start (DeleteRecords / retention); whole segments
     /// below it are removed.
     pub fn advance_start(&self, offset: i64) {
-        let mut inner = self.inner.lock();
-        let leo = inner.leo();
-        inner.log_start = inner.log_start.max(offset.min(leo));
-        while inner.segments.len() > 1 && inner.segments[0].next_offset <= inner.log_start {
-            let seg = inner.segments.remove(0);
-            seg.delete_files();
+        let mut dropped = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            let leo = inner.leo();
+            inner.log_start = inner.log_start.max(offset.min(leo));
+            while inner.segments.len() > 1 && inner.segments[0].next_offset <= inner.log_start {
+                dropped.push(inner.segments.remove(0));
+            }
+        }
+        // Unlinking (which frees the file's blocks) happens outside the
+        // partition lock and, under a runtime, off its worker threads.
+        // Readers holding a view keep their open file.
+        let unlink = move || dropped.iter().for_each(Segment::delete_files);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(unlink)),
+            Err(_) => unlink(),
         }
     }
 
