@@ -214,6 +214,8 @@ A, NA = kproto.A, kproto.NA
 FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 10, 11, 12, 13, 14
 OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS = 8, 9, 15, 16
 DELETE_RECORDS, OFFSET_FOR_LEADER_EPOCH, DELETE_GROUPS, OFFSET_DELETE = 21, 23, 42, 47
+ADD_PARTITIONS_TO_TXN, ADD_OFFSETS_TO_TXN, END_TXN, TXN_OFFSET_COMMIT = 24, 25, 26, 28
+DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS = 65, 66
 
 # Request schemas of the group and admin APIs the fuzzer sends (kproto
 # covers the data-path APIs), in the shape of kproto.SCHEMAS. Versions sent
@@ -309,8 +311,27 @@ GROUP_ADMIN_SCHEMAS = {
         ("topics", A([("topic", "string", 0, None), ("partitions", A([("partition", "int32", 0, None), ("current_leader_epoch", "int32", 2, None), ("leader_epoch", "int32", 0, None)]), 0, None)]), 0, None),
     ],
     kproto.DESCRIBE_CLUSTER: [("include_cluster_authorized_operations", "bool", 0, None)],
+    # Transactions (non-flexible versions; the two describe APIs are
+    # flexible from v0).
+    ADD_PARTITIONS_TO_TXN: [
+        ("transactional_id", "string", 0, 3),
+        ("producer_id", "int64", 0, 3),
+        ("producer_epoch", "int16", 0, 3),
+        ("topics", A([("name", "string", 0, None), ("partitions", A("int32"), 0, None)]), 0, 3),
+    ],
+    ADD_OFFSETS_TO_TXN: [("transactional_id", "string", 0, None), ("producer_id", "int64", 0, None), ("producer_epoch", "int16", 0, None), ("group_id", "string", 0, None)],
+    END_TXN: [("transactional_id", "string", 0, None), ("producer_id", "int64", 0, None), ("producer_epoch", "int16", 0, None), ("committed", "bool", 0, None)],
+    TXN_OFFSET_COMMIT: [
+        ("transactional_id", "string", 0, None),
+        ("group_id", "string", 0, None),
+        ("producer_id", "int64", 0, None),
+        ("producer_epoch", "int16", 0, None),
+        ("topics", A([("name", "string", 0, None), ("partitions", A([("partition_index", "int32", 0, None), ("committed_offset", "int64", 0, None), ("committed_leader_epoch", "int32", 2, None), ("committed_metadata", "nstring", 0, None)]), 0, None)]), 0, None),
+    ],
+    DESCRIBE_TRANSACTIONS: [("transactional_ids", A("string"), 0, None)],
+    LIST_TRANSACTIONS: [("state_filters", A("string"), 0, None), ("producer_id_filters", A("int64"), 0, None)],
 }
-FLEXIBLE = {kproto.DESCRIBE_CLUSTER}
+FLEXIBLE = {kproto.DESCRIBE_CLUSTER, DESCRIBE_TRANSACTIONS, LIST_TRANSACTIONS}
 
 
 def _request(api: int, version: int, correlation_id: int, values: dict) -> bytes:
@@ -363,6 +384,16 @@ def _group_admin_templates(topic: str, group: str) -> list[bytes]:
     for v in (2, 3):
         out.append(_request(OFFSET_FOR_LEADER_EPOCH, v, 28, {"replica_id": -1, "topics": [{"topic": topic, "partitions": [{"partition": 0, "current_leader_epoch": -1, "leader_epoch": 0}]}]}))
     out.append(_request(kproto.DESCRIBE_CLUSTER, 0, 29, {"include_cluster_authorized_operations": False}))
+    # Transactions of an id that was never initialized: answered with an
+    # error (the templates must not open anything), mutated into the rest.
+    tid = group + "-tid"
+    for v in (0, 2):
+        out.append(_request(ADD_PARTITIONS_TO_TXN, v, 30, {"transactional_id": tid, "producer_id": 7, "producer_epoch": 0, "topics": [{"name": topic, "partitions": [0]}]}))
+        out.append(_request(ADD_OFFSETS_TO_TXN, v, 31, {"transactional_id": tid, "producer_id": 7, "producer_epoch": 0, "group_id": group}))
+        out.append(_request(END_TXN, v, 32, {"transactional_id": tid, "producer_id": 7, "producer_epoch": 0, "committed": True}))
+        out.append(_request(TXN_OFFSET_COMMIT, v, 33, {"transactional_id": tid, "group_id": group, "producer_id": 7, "producer_epoch": 0, "topics": parts}))
+    out.append(_request(DESCRIBE_TRANSACTIONS, 0, 34, {"transactional_ids": [tid, "other"]}))
+    out.append(_request(LIST_TRANSACTIONS, 0, 35, {"state_filters": ["Ongoing"], "producer_id_filters": []}))
     return out
 
 
@@ -464,7 +495,7 @@ def test_fuzz_frames(broker):
         api, version = struct.unpack_from(">hh", t, 0)
         assert struct.unpack_from(">i", frame, 0)[0] == corr, f"template {kproto.API_NAMES.get(api, api)} v{version}: wrong correlation id"
     apis = {struct.unpack_from(">h", t, 0)[0] for t in templates}
-    assert {kproto.PRODUCE, JOIN_GROUP, SYNC_GROUP, OFFSET_COMMIT, kproto.CREATE_TOPICS, kproto.INCREMENTAL_ALTER_CONFIGS} <= apis
+    assert {kproto.PRODUCE, JOIN_GROUP, SYNC_GROUP, OFFSET_COMMIT, kproto.CREATE_TOPICS, kproto.INCREMENTAL_ALTER_CONFIGS, END_TXN, TXN_OFFSET_COMMIT, LIST_TRANSACTIONS} <= apis
     frames_total = 20_000
     per_conn = 10
     sent = 0
