@@ -23,6 +23,34 @@ use crate::objstore::paths;
 /// Input bytes one compaction run reads at most (bounds memory).
 pub const MAX_RUN_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Decoded record bytes one run holds at most: compressed input can
+/// inflate far beyond `MAX_RUN_BYTES`, so a run stops taking extents once
+/// what it decoded passes this (it always takes the first one; a single
+/// batch is bounded by the decompression cap).
+pub const MAX_RUN_DECODED_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Memory a decoded batch holds (record bytes plus a per-record overhead).
+fn decoded_size(stored: &[(BatchHeader, Stored)]) -> u64 {
+    stored
+        .iter()
+        .map(|(_, s)| match s {
+            Stored::Opaque(raw) => raw.len() as u64,
+            Stored::Records(recs) => recs
+                .iter()
+                .map(|r| {
+                    (std::mem::size_of::<Record>()
+                        + r.key.as_ref().map_or(0, |k| k.len())
+                        + r.value.as_ref().map_or(0, |v| v.len())
+                        + r.headers
+                            .iter()
+                            .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + 64)
+                            .sum::<usize>()) as u64
+                })
+                .sum(),
+        })
+        .sum()
+}
+
 /// Compaction metrics.
 #[derive(Default)]
 pub struct CompactionMetrics {
@@ -289,6 +317,7 @@ impl Compactor {
         let store = b.store();
         let mut decoded = Vec::with_capacity(run.len());
         let mut read = 0u64;
+        let mut decoded_bytes = 0u64;
         for e in run {
             let bytes = store.get(&e.key).await.map_err(|e| e.to_string())?;
             read += bytes.len() as u64;
@@ -303,8 +332,14 @@ impl Compactor {
             let batches = tokio::task::spawn_blocking(move || decode_all(&bytes))
                 .await
                 .map_err(|e| e.to_string())??;
+            decoded_bytes += decoded_size(&batches);
+            if !decoded.is_empty() && decoded_bytes > MAX_RUN_DECODED_BYTES {
+                // This extent waits for the next run.
+                break;
+            }
             decoded.push(batches);
         }
+        let run = &run[..decoded.len()];
         // Pass 1: newest offset of each key across the run.
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for batches in &decoded {
@@ -544,6 +579,13 @@ mod tests {
         assert!(matches!(&decoded[0].1, Stored::Records(r) if r.len() == 1));
         assert!(matches!(&decoded[1].1, Stored::Opaque(raw) if raw[..] == bad[..]));
         assert!(matches!(&decoded[2].1, Stored::Records(r) if r[0].offset == 2));
+        // What a run budgets: the opaque batch's bytes plus each record's
+        // struct, key and value.
+        let per_record = std::mem::size_of::<Record>() as u64 + 2;
+        assert_eq!(
+            decoded_size(&decoded),
+            bad.len() as u64 + 2 * per_record - 1
+        );
         // A damaged framing is still an error.
         let mut cut = BytesMut::new();
         cut.extend_from_slice(&good[..good.len() - 1]);

@@ -140,3 +140,15 @@ impl LogManager {
         self.logs.read().is_empty()
     }
 }
+
+/// Run blocking file work (a timestamp lookup's reads) from async code
+/// without stalling a tokio worker: on the multi-threaded runtime the
+/// worker hands its other tasks to the rest of the pool first
+/// (`block_in_place`); elsewhere (current-thread tests, no runtime) it just
+/// runs.
+pub fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}

@@ -699,16 +699,24 @@ impl PartitionLog {
 
     /// First offset whose record timestamp is >= `ts`, with that timestamp.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
-        let inner = self.inner.lock();
-        for seg in &inner.segments {
-            if seg.max_timestamp < ts || seg.next_offset <= inner.log_start {
-                continue;
-            }
-            let rel = seg.time_index.floor(ts);
-            let pos = seg.offset_index.floor(rel) as u64;
+        // Views of the candidate segments under the lock; the reads (header
+        // scans, one batch read and its decompression) outside it, so
+        // appends never wait for a lookup. Segments are append-only below
+        // each view's size, and an unlinked file stays readable.
+        let (views, log_start) = {
+            let inner = self.inner.lock();
+            let views: Vec<_> = inner
+                .segments
+                .iter()
+                .filter(|seg| seg.max_timestamp >= ts && seg.next_offset > inner.log_start)
+                .map(|seg| seg.view_for_time(ts))
+                .collect();
+            (views, inner.log_start)
+        };
+        for seg in &views {
             let mut found = None;
-            seg.scan_headers(pos, seg.size, |p, h| {
-                if h.max_timestamp >= ts && h.last_offset() >= inner.log_start {
+            seg.scan_headers(seg.scan_from(), seg.size, |p, h| {
+                if h.max_timestamp >= ts && h.last_offset() >= log_start {
                     found = Some((p, *h));
                     false
                 } else {
@@ -717,7 +725,7 @@ impl PartitionLog {
             })?;
             let Some((p, h)) = found else { continue };
             if h.attributes & 0x08 != 0 {
-                return Ok(Some((h.base_offset.max(inner.log_start), h.max_timestamp)));
+                return Ok(Some((h.base_offset.max(log_start), h.max_timestamp)));
             }
             let raw = seg.read_batch(p, &h)?;
             let mut bytes = Bytes::from(raw);
@@ -729,14 +737,19 @@ impl PartitionLog {
                 // A batch stored as sent that cannot be decoded within the
                 // bound: answer from its header (its first offset).
                 Err(super::decode::DecodeError::TooLarge { .. }) => {
-                    return Ok(Some((h.base_offset.max(inner.log_start), h.max_timestamp)));
+                    return Ok(Some((h.base_offset.max(log_start), h.max_timestamp)));
                 }
-                Err(e) => return Err(LogError::Corrupt(seg_name(seg), e.to_string())),
+                Err(e) => {
+                    return Err(LogError::Corrupt(
+                        format!("segment {}", seg.base_offset),
+                        e.to_string(),
+                    ))
+                }
             };
             if let Some(r) = set
                 .records
                 .iter()
-                .find(|r| r.timestamp >= ts && r.offset >= inner.log_start)
+                .find(|r| r.timestamp >= ts && r.offset >= log_start)
             {
                 return Ok(Some((r.offset, r.timestamp)));
             }
@@ -787,10 +800,6 @@ impl PartitionLog {
     pub fn delete(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn seg_name(s: &Segment) -> String {
-    format!("segment {}", s.base_offset)
 }
 
 #[cfg(test)]

@@ -310,6 +310,33 @@ impl Segment {
         }
     }
 
+    /// A view for a lookup by timestamp: the scan starts at the index
+    /// position of the last indexed time below `ts`.
+    pub fn view_for_time(&self, ts: i64) -> SegmentView {
+        let rel = self.time_index.floor(ts);
+        SegmentView {
+            base_offset: self.base_offset,
+            next_offset: self.next_offset,
+            size: self.size,
+            scan_from: self.offset_index.floor(rel) as u64,
+            file: self.file.clone(),
+            path: self.path.clone(),
+        }
+    }
+}
+
+/// See [`Segment::view`].
+#[derive(Debug, Clone)]
+pub struct SegmentView {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub size: u64,
+    scan_from: u64,
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+impl SegmentView {
     /// Visit batch headers from `pos` to the end (bounded by `limit`).
     pub fn scan_headers(
         &self,
@@ -341,20 +368,12 @@ impl Segment {
             .map_err(|e| LogError::io(&self.path, e))?;
         Ok(buf)
     }
-}
 
-/// See [`Segment::view`].
-#[derive(Debug, Clone)]
-pub struct SegmentView {
-    pub base_offset: i64,
-    pub next_offset: i64,
-    pub size: u64,
-    scan_from: u64,
-    file: Arc<File>,
-    path: PathBuf,
-}
+    /// Where a scan for a time (see [`Segment::view_for_time`]) starts.
+    pub fn scan_from(&self) -> u64 {
+        self.scan_from
+    }
 
-impl SegmentView {
     /// Byte position of the batch containing `offset`, found from the sparse
     /// index position plus a header scan.
     pub fn position_of(&self, offset: i64) -> Result<Option<u64>, LogError> {

@@ -141,7 +141,7 @@ fn answer(ctx: &Ctx, req: ListOffsetsRequest) -> (ListOffsetsResponse, Vec<Remot
                         -1 => Ok(Some((latest, -1))),
                         -2 => Ok(Some((start, -1))),
                         -4 => Ok(Some((ph.log.log_start_offset().max(start), -1))),
-                        -3 => ph.log.max_timestamp_offset(),
+                        -3 => crate::log::off_worker(|| ph.log.max_timestamp_offset()),
                         ts if ts >= 0 => {
                             // Older data only in object storage may hold
                             // an earlier match than the local log.
@@ -172,7 +172,7 @@ fn answer(ctx: &Ctx, req: ListOffsetsRequest) -> (ListOffsetsResponse, Vec<Remot
                                     extents: older,
                                 });
                             }
-                            ph.log.offset_for_timestamp(ts)
+                            crate::log::off_worker(|| ph.log.offset_for_timestamp(ts))
                         }
                         _ => return r.with_error_code(code::INVALID_REQUEST),
                     };
