@@ -141,6 +141,14 @@ async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
             Json(json!({"status": "wal commits failing: the controller quorum is not committing"})),
         );
     }
+    if !s.broker.wal().healthy() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"status": "wal uploads failing: the object store is not accepting writes"}),
+            ),
+        );
+    }
     if s.ready.load(Ordering::Acquire) {
         (StatusCode::OK, Json(json!({"status": "ready"})))
     } else {

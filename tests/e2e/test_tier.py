@@ -252,9 +252,16 @@ def test_store_outage_never_acks_then_recovers(broker_factory, moto, tmp_path):
         p.flush(4)
         assert len(acked) == 100, "nothing may be acknowledged while the store is down"
         assert metric(b, "strata_wal_upload_retries_total") > 0
+        # The broker says so: not ready, and the gauge is up.
+        wait_until(lambda: http_get(b.http_url + "/readyz", timeout=5)[0] == 503, 20, "/readyz 503 while WAL uploads fail")
+        code, body, _ = http_get(b.http_url + "/readyz", timeout=5)
+        assert "object store" in body, body
+        assert metric(b, "strata_wal_upload_failing") == 1
     finally:
         os.kill(moto["proc"].pid, signal.SIGCONT)
     assert p.flush(90) == 0
+    wait_until(lambda: http_get(b.http_url + "/readyz", timeout=5)[0] == 200, 30, "/readyz 200 once uploads succeed")
+    assert metric(b, "strata_wal_upload_failing") == 0
     assert len(acked) == 200 and not errs, (len(acked), errs[:3])
     got = consume_all(b, topic, 1, 200)
     values = [v for _, _, v in got[0]]
