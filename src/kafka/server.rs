@@ -132,12 +132,20 @@ async fn read_frame(
         });
     }
     let size = size as usize;
-    // Wait (without reading the socket) until the broker can hold it.
-    let held = budget.take(size).await;
     // Grow with the bytes that arrive; never trust the prefix for capacity.
-    let mut buf = BytesMut::with_capacity(size.min(64 * 1024));
-    let deadline = tokio::time::Instant::now() + idle;
+    let mut buf = BytesMut::with_capacity(size.min(FIRST_CHUNK));
+    let mut deadline = tokio::time::Instant::now() + idle;
+    let mut held = None;
     while buf.len() < size {
+        if held.is_none() && buf.len() >= FIRST_CHUNK.min(size) {
+            // The first chunk has arrived: hold the whole frame in the
+            // broker's budget, waiting (socket unread) while it is spent.
+            // A sender that announces a large frame and goes quiet holds
+            // nothing (its first chunk is bounded per connection).
+            held = Some(budget.take(size).await);
+            // The wait for the budget is not the sender's stall.
+            deadline = tokio::time::Instant::now() + idle;
+        }
         if buf.capacity() == buf.len() {
             // At most 4× what has arrived: few reallocations (each one a
             // copy), and still no trust in the length prefix.
@@ -153,8 +161,16 @@ async fn read_frame(
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
+    let held = match held {
+        Some(h) => h,
+        None => budget.take(size).await,
+    };
     Ok(Some((buf.freeze(), held)))
 }
+
+/// Bytes of a frame's body read before it takes its size from the request
+/// budget (at most this much per connection is held outside the budget).
+const FIRST_CHUNK: usize = 64 * 1024;
 
 async fn connection(
     broker: Arc<Broker>,
