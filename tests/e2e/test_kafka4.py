@@ -1,0 +1,103 @@
+"""Kafka 4 protocol completeness: what compacted topics refuse, replica
+assignments on CreateTopics, the topic configs Kafka 3.x clients still send,
+and the admin APIs tools call (DescribeTopicPartitions, DescribeProducers,
+DescribeLogDirs, ElectLeaders, partition reassignments)."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError
+
+import kproto
+from kclients import admin, create_topic, producer, unique_topic
+
+INVALID_RECORD = 87
+
+
+def _deliver(p, topic: str, records: list[tuple[bytes | None, bytes]]) -> list:
+    """Produce and flush; returns per record the KafkaError or None."""
+    out: list = [None] * len(records)
+    done = [False] * len(records)
+
+    def cb(i):
+        def f(err, _msg):
+            out[i] = err
+            done[i] = True
+
+        return f
+
+    for i, (k, v) in enumerate(records):
+        p.produce(topic, key=k, value=v, partition=0, on_delivery=cb(i))
+    assert p.flush(60) == 0
+    assert all(done)
+    return out
+
+
+def test_compacted_topic_refuses_records_without_key(broker):
+    compacted = unique_topic("compact")
+    both = unique_topic("compact-delete")
+    plain = unique_topic("delete")
+    create_topic(broker.bootstrap, compacted, 1, config={"cleanup.policy": "compact"})
+    create_topic(broker.bootstrap, both, 1, config={"cleanup.policy": "compact,delete"})
+    create_topic(broker.bootstrap, plain, 1)
+
+    p = producer(broker.bootstrap, retries=0)
+    errs = _deliver(p, compacted, [(None, b"no key")])
+    assert errs[0] is not None and errs[0].code() == KafkaError.INVALID_RECORD, errs
+    errs = _deliver(p, both, [(None, b"no key")])
+    assert errs[0] is not None and errs[0].code() == KafkaError.INVALID_RECORD, errs
+    # Keyed records (and tombstones) to the same topic, keyless to a delete topic: fine.
+    assert _deliver(p, compacted, [(b"k1", b"v1"), (b"k2", None)]) == [None, None]
+    assert _deliver(p, plain, [(None, b"no key")]) == [None]
+
+
+def test_compacted_topic_record_errors_per_record(broker):
+    """KIP-467: the partition fails with INVALID_RECORD, record_errors name
+    the keyless records, other partitions of the same request are written."""
+    compacted = unique_topic("compact")
+    plain = unique_topic("delete")
+    create_topic(broker.bootstrap, compacted, 1, config={"cleanup.policy": "compact"})
+    create_topic(broker.bootstrap, plain, 1)
+    host, port = broker.bootstrap.split(":")
+    with kproto.Conn(host, int(port)) as c:
+        bad = kproto.record_batch([kproto.Record(b"k", b"a"), kproto.Record(None, b"b"), kproto.Record(b"k", b"c"), kproto.Record(None, b"d")])
+        good = kproto.record_batch([kproto.Record(None, b"x")])
+        resp = c.request(
+            kproto.PRODUCE,
+            9,
+            {
+                "transactional_id": None,
+                "acks": -1,
+                "timeout_ms": 10_000,
+                "topic_data": [
+                    {"name": compacted, "partition_data": [{"index": 0, "records": bad}]},
+                    {"name": plain, "partition_data": [{"index": 0, "records": good}]},
+                ],
+            },
+        )
+    by_name = {t["name"]: t["partition_responses"][0] for t in resp["responses"]}
+    r = by_name[compacted]
+    assert r["error_code"] == INVALID_RECORD, r
+    assert [e["batch_index"] for e in r["record_errors"]] == [1, 3], r
+    assert all("without key" in e["batch_index_error_message"] for e in r["record_errors"]), r
+    assert r["error_message"], r
+    ok = by_name[plain]
+    assert ok["error_code"] == 0 and ok["base_offset"] == 0, ok
+
+
+def test_compacted_topic_kafka_python(broker):
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError as KPError
+
+    compacted = unique_topic("compact")
+    create_topic(broker.bootstrap, compacted, 1, config={"cleanup.policy": "compact"})
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, retries=0, acks="all")
+    try:
+        fut = p.send(compacted, value=b"no key", partition=0)
+        try:
+            fut.get(timeout=30)
+            raise AssertionError("keyless record accepted by a compacted topic")
+        except KPError as e:
+            assert getattr(e, "errno", None) == INVALID_RECORD or "InvalidRecord" in type(e).__name__, repr(e)
+        assert p.send(compacted, key=b"k", value=b"v", partition=0).get(timeout=30).offset >= 0
+    finally:
+        p.close(timeout=5)
