@@ -101,3 +101,36 @@ def test_compacted_topic_kafka_python(broker):
         assert p.send(compacted, key=b"k", value=b"v", partition=0).get(timeout=30).offset >= 0
     finally:
         p.close(timeout=5)
+
+
+INVALID_REPLICA_ASSIGNMENT = 39
+
+
+def test_create_topic_with_replica_assignment(broker):
+    from confluent_kafka.admin import NewTopic
+
+    from kclients import expect_admin_error, wait_topic
+
+    a = admin(broker.bootstrap)
+    topic = unique_topic("assigned")
+    fs = a.create_topics([NewTopic(topic, replica_assignment=[[1], [1]])], operation_timeout=10, request_timeout=15)
+    fs[topic].result(timeout=30)
+    wait_topic(broker.bootstrap, topic, 2)
+    md = a.list_topics(topic=topic, timeout=10).topics[topic]
+    assert {p.id: p.leader for p in md.partitions.values()} == {0: 1, 1: 1}
+
+    # The topic takes records like any other.
+    p = producer(broker.bootstrap)
+    assert _deliver(p, topic, [(b"k", b"v")]) == [None]
+
+    # A broker the cluster does not know: refused, nothing created.
+    other = unique_topic("assigned-unknown")
+    fs = a.create_topics([NewTopic(other, replica_assignment=[[1], [42]])], operation_timeout=10, request_timeout=15)
+    expect_admin_error(fs[other], INVALID_REPLICA_ASSIGNMENT, "assignment naming unknown broker 42")
+    assert other not in a.list_topics(timeout=10).topics
+
+    # validate_only with an assignment checks it and creates nothing.
+    third = unique_topic("assigned-validate")
+    fs = a.create_topics([NewTopic(third, replica_assignment=[[1]])], validate_only=True, operation_timeout=10, request_timeout=15)
+    fs[third].result(timeout=30)
+    assert third not in a.list_topics(timeout=10).topics
