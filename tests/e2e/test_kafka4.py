@@ -134,3 +134,59 @@ def test_create_topic_with_replica_assignment(broker):
     fs = a.create_topics([NewTopic(third, replica_assignment=[[1]])], validate_only=True, operation_timeout=10, request_timeout=15)
     fs[third].result(timeout=30)
     assert third not in a.list_topics(timeout=10).topics
+
+
+# Kafka 3.x topic configs this broker accepts and ignores.
+IGNORED_CONFIGS = {
+    "message.format.version": "2.8-IV1",
+    "message.downconversion.enable": "false",
+    "file.delete.delay.ms": "1000",
+    "flush.messages": "10",
+    "flush.ms": "1000",
+    "preallocate": "true",
+    "segment.index.bytes": "4096",
+    "segment.jitter.ms": "5",
+    "unclean.leader.election.enable": "true",
+    "min.insync.replicas": "2",
+    "follower.replication.throttled.replicas": "*",
+    "leader.replication.throttled.replicas": "0:1",
+    "message.timestamp.difference.max.ms": "1000",
+}
+
+
+def test_kafka3_topic_configs_accepted_and_ignored(broker):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource
+
+    from kclients import expect_admin_error
+
+    topic_type = ConfigResource.Type.TOPIC if hasattr(ConfigResource, "Type") else ConfigResource.ResourceType.TOPIC
+    a = admin(broker.bootstrap)
+
+    def describe(topic):
+        res = ConfigResource(topic_type, topic)
+        return a.describe_configs([res])[res].result(timeout=30)
+
+    topic = unique_topic("k3cfg")
+    create_topic(broker.bootstrap, topic, 1, config={**IGNORED_CONFIGS, "retention.ms": "3600000"})
+    cfg = describe(topic)
+    assert cfg["retention.ms"].value == "3600000" and not cfg["retention.ms"].is_read_only
+    for name, sent in IGNORED_CONFIGS.items():
+        e = cfg[name]
+        assert e.is_read_only, name
+        assert e.source == ConfigSource.DEFAULT_CONFIG.value, (name, e.source)
+        assert e.value != sent, f"{name}: ignored value {sent} reported as in effect"
+
+    # IncrementalAlterConfigs and AlterConfigs take them too.
+    inc = ConfigResource(topic_type, topic, incremental_configs=[ConfigEntry(n, v, incremental_operation=AlterConfigOpType.SET) for n, v in IGNORED_CONFIGS.items()])
+    a.incremental_alter_configs([inc])[inc].result(timeout=30)
+    legacy = ConfigResource(topic_type, topic, set_config={"retention.ms": "7200000", "flush.ms": "5", "message.format.version": "3.0"})
+    a.alter_configs([legacy])[legacy].result(timeout=30)
+    cfg = describe(topic)
+    assert cfg["retention.ms"].value == "7200000"
+    assert cfg["flush.ms"].is_read_only and cfg["flush.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    # Unknown keys stay refused; a known ignored key with a bad value too.
+    bad = ConfigResource(topic_type, topic, incremental_configs=[ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET)])
+    expect_admin_error(a.incremental_alter_configs([bad])[bad], KafkaError.INVALID_CONFIG, "unknown key")
+    bad = ConfigResource(topic_type, topic, incremental_configs=[ConfigEntry("min.insync.replicas", "zero", incremental_operation=AlterConfigOpType.SET)])
+    expect_admin_error(a.incremental_alter_configs([bad])[bad], KafkaError.INVALID_CONFIG, "min.insync.replicas=zero")

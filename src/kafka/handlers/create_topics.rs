@@ -59,6 +59,11 @@ pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse
                 None => bad = Some(format!("config {} has a null value", c.name.as_str())),
             }
         }
+        if bad.is_none() {
+            if let Err(e) = super::strip_ignored_configs(&name, &mut configs) {
+                bad = Some(e.to_string());
+            }
+        }
         if let Some(msg) = bad {
             results.push(
                 result
@@ -210,6 +215,7 @@ fn resulting_configs(
         .iter()
         .map(|d| {
             let (value, source) = match overrides.get(d.name) {
+                _ if crate::meta::topic_config::is_ignored(d.name) => (d.default.to_string(), 5i8),
                 Some(v) => (v.clone(), 1i8), // DYNAMIC_TOPIC_CONFIG
                 None => match ctx.broker.broker_defaults().get(d.name) {
                     Some(v) => (v.clone(), 4i8),          // STATIC_BROKER_CONFIG

@@ -34,3 +34,21 @@ use kafka_protocol::protocol::StrBytes;
 pub(crate) fn sb(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
+
+/// Drops the topic configs this broker accepts and ignores (see
+/// [`crate::meta::topic_config::is_ignored`]) from a create or alter, after
+/// checking their values, with a warning naming them.
+pub(crate) fn strip_ignored_configs(
+    topic: &str,
+    configs: &mut std::collections::BTreeMap<String, String>,
+) -> Result<(), crate::meta::MetaError> {
+    let removed = crate::meta::topic_config::strip_ignored(configs)?;
+    if !removed.is_empty() {
+        tracing::warn!(
+            topic,
+            configs = ?removed,
+            "topic configs accepted and ignored: they have no effect on this broker"
+        );
+    }
+    Ok(())
+}
