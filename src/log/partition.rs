@@ -507,6 +507,21 @@ impl PartitionLog {
         self.inner.lock().txns.is_open(producer_id)
     }
 
+    /// The idempotent producers this log knows (at most `max`), each with
+    /// the first offset of its open transaction, if any.
+    pub fn producers(&self, max: usize) -> Vec<(super::producer::ProducerSummary, Option<i64>)> {
+        let inner = self.inner.lock();
+        inner
+            .producers
+            .summaries(max)
+            .into_iter()
+            .map(|p| {
+                let txn = inner.txns.start_of(p.producer_id);
+                (p, txn)
+            })
+            .collect()
+    }
+
     /// The producer epoch this log knows for `producer_id`.
     pub fn producer_epoch(&self, producer_id: i64) -> Option<i16> {
         self.inner.lock().producers.epoch_of(producer_id)

@@ -190,3 +190,119 @@ def test_kafka3_topic_configs_accepted_and_ignored(broker):
     expect_admin_error(a.incremental_alter_configs([bad])[bad], KafkaError.INVALID_CONFIG, "unknown key")
     bad = ConfigResource(topic_type, topic, incremental_configs=[ConfigEntry("min.insync.replicas", "zero", incremental_operation=AlterConfigOpType.SET)])
     expect_admin_error(a.incremental_alter_configs([bad])[bad], KafkaError.INVALID_CONFIG, "min.insync.replicas=zero")
+
+
+def _conn(broker) -> kproto.Conn:
+    host, port = broker.bootstrap.split(":")
+    return kproto.Conn(host, int(port))
+
+
+def test_new_admin_apis_are_advertised(broker):
+    with _conn(broker) as c:
+        v = c.api_versions(3)
+    assert v[kproto.DESCRIBE_TOPIC_PARTITIONS] == (0, 0)
+    assert v[kproto.DESCRIBE_PRODUCERS] == (0, 0)
+    assert v[kproto.DESCRIBE_LOG_DIRS] == (1, 4)
+    assert v[kproto.ELECT_LEADERS] == (0, 2)
+    assert v[kproto.LIST_PARTITION_REASSIGNMENTS] == (0, 0)
+    assert v[kproto.ALTER_PARTITION_REASSIGNMENTS] == (0, 1)
+
+
+def test_describe_topic_partitions_pages_with_a_cursor(broker):
+    a_topic, b_topic = sorted([unique_topic("dtp-a"), unique_topic("dtp-b")])
+    create_topic(broker.bootstrap, a_topic, 3)
+    create_topic(broker.bootstrap, b_topic, 2)
+    missing = unique_topic("dtp-missing")
+    seen = []
+    cursor = None
+    pages = 0
+    with _conn(broker) as c:
+        while True:
+            r = c.request(
+                kproto.DESCRIBE_TOPIC_PARTITIONS,
+                0,
+                {"topics": [{"name": a_topic}, {"name": b_topic}], "response_partition_limit": 2, "cursor": cursor},
+            )
+            pages += 1
+            for t in r["topics"]:
+                assert t["error_code"] == 0, t
+                for p in t["partitions"]:
+                    assert p["leader_id"] == 1 and p["replica_nodes"] == [1] and p["isr_nodes"] == [1], p
+                    seen.append((t["name"], p["partition_index"]))
+            cursor = r["next_cursor"]
+            if cursor is None:
+                break
+            assert pages < 10
+        assert pages == 3
+        assert seen == [(a_topic, 0), (a_topic, 1), (a_topic, 2), (b_topic, 0), (b_topic, 1)]
+        r = c.request(kproto.DESCRIBE_TOPIC_PARTITIONS, 0, {"topics": [{"name": missing}], "response_partition_limit": 100})
+        assert [(t["name"], t["error_code"]) for t in r["topics"]] == [(missing, kproto.UNKNOWN_TOPIC_OR_PARTITION)]
+        assert r["next_cursor"] is None
+
+
+def test_describe_producers_lists_idempotent_producer(broker):
+    topic = unique_topic("producers")
+    create_topic(broker.bootstrap, topic, 1)
+    p = producer(broker.bootstrap, **{"enable.idempotence": True})
+    assert _deliver(p, topic, [(b"k", b"v%d" % i) for i in range(3)]) == [None] * 3
+    with _conn(broker) as c:
+        r = c.request(kproto.DESCRIBE_PRODUCERS, 0, {"topics": [{"name": topic, "partition_indexes": [0, 7]}]})
+    (t,) = r["topics"]
+    by_index = {x["partition_index"]: x for x in t["partitions"]}
+    assert by_index[7]["error_code"] == kproto.UNKNOWN_TOPIC_OR_PARTITION
+    p0 = by_index[0]
+    assert p0["error_code"] == 0, p0
+    (ps,) = p0["active_producers"]
+    assert ps["producer_id"] >= 0 and ps["producer_epoch"] >= 0
+    assert ps["last_sequence"] == 2, ps
+    assert ps["current_txn_start_offset"] == -1
+
+
+def test_describe_log_dirs_reports_local_and_object_storage_bytes(broker):
+    topic = unique_topic("logdirs")
+    create_topic(broker.bootstrap, topic, 2)
+    p = producer(broker.bootstrap)
+    assert _deliver(p, topic, [(b"k", b"x" * 1000)]) == [None]
+    with _conn(broker) as c:
+        r = c.request(kproto.DESCRIBE_LOG_DIRS, 4, {"topics": [{"topic": topic, "partitions": [0, 1]}]})
+        assert r["error_code"] == 0
+        dirs = {d["log_dir"]: d for d in r["results"]}
+        assert "object-storage" in dirs and len(dirs) == 2, list(dirs)
+        (local_name,) = [n for n in dirs if n != "object-storage"]
+        local = dirs[local_name]
+        assert local["total_bytes"] > 0 and 0 <= local["usable_bytes"] <= local["total_bytes"]
+        sizes = {p["partition_index"]: p["partition_size"] for t in local["topics"] if t["name"] == topic for p in t["partitions"]}
+        assert sizes.keys() == {0, 1}
+        assert sizes[0] >= 1000, sizes
+        assert sizes[1] == 0, sizes
+        remote = {p["partition_index"]: p["partition_size"] for t in dirs["object-storage"]["topics"] for p in t["partitions"]}
+        assert remote.keys() == {0, 1}
+        # acks=all: the record is committed to the object store (WAL) already.
+        assert remote[0] >= 1000 and remote[1] == 0, remote
+        # All topics (null list) includes this one.
+        r = c.request(kproto.DESCRIBE_LOG_DIRS, 1, {"topics": None})
+        assert any(t["name"] == topic for d in r["results"] for t in d["topics"])
+
+
+def test_elect_leaders_not_needed_and_reassignments_refused(broker):
+    topic = unique_topic("elect")
+    create_topic(broker.bootstrap, topic, 2)
+    with _conn(broker) as c:
+        r = c.request(kproto.ELECT_LEADERS, 2, {"election_type": 0, "topic_partitions": [{"topic": topic, "partitions": [0, 1, 5]}], "timeout_ms": 5000})
+        assert r["error_code"] == 0
+        (res,) = r["replica_election_results"]
+        codes = {p["partition_id"]: p["error_code"] for p in res["partition_result"]}
+        assert codes == {0: 84, 1: 84, 5: kproto.UNKNOWN_TOPIC_OR_PARTITION}, codes
+
+        r = c.request(kproto.LIST_PARTITION_REASSIGNMENTS, 0, {"timeout_ms": 5000, "topics": None})
+        assert r["error_code"] == 0 and r["topics"] == []
+
+        r = c.request(
+            kproto.ALTER_PARTITION_REASSIGNMENTS,
+            0,
+            {"timeout_ms": 5000, "topics": [{"name": topic, "partitions": [{"partition_index": 0, "replicas": [1]}, {"partition_index": 1, "replicas": None}]}]},
+        )
+        (t,) = r["responses"]
+        codes = {p["partition_index"]: p["error_code"] for p in t["partitions"]}
+        assert codes == {0: INVALID_REPLICA_ASSIGNMENT, 1: 85}, t
+        assert "object storage" in t["partitions"][0]["error_message"]
