@@ -8,6 +8,7 @@ from __future__ import annotations
 from confluent_kafka import KafkaError
 
 import kproto
+from cluster import wait_until
 from kclients import admin, create_topic, producer, unique_topic
 
 INVALID_RECORD = 87
@@ -113,7 +114,7 @@ def test_create_topic_with_replica_assignment(broker):
 
     a = admin(broker.bootstrap)
     topic = unique_topic("assigned")
-    fs = a.create_topics([NewTopic(topic, replica_assignment=[[1], [1]])], operation_timeout=10, request_timeout=15)
+    fs = a.create_topics([NewTopic(topic, num_partitions=2, replica_assignment=[[1], [1]])], operation_timeout=10, request_timeout=15)
     fs[topic].result(timeout=30)
     wait_topic(broker.bootstrap, topic, 2)
     md = a.list_topics(topic=topic, timeout=10).topics[topic]
@@ -125,13 +126,13 @@ def test_create_topic_with_replica_assignment(broker):
 
     # A broker the cluster does not know: refused, nothing created.
     other = unique_topic("assigned-unknown")
-    fs = a.create_topics([NewTopic(other, replica_assignment=[[1], [42]])], operation_timeout=10, request_timeout=15)
+    fs = a.create_topics([NewTopic(other, num_partitions=2, replica_assignment=[[1], [42]])], operation_timeout=10, request_timeout=15)
     expect_admin_error(fs[other], INVALID_REPLICA_ASSIGNMENT, "assignment naming unknown broker 42")
     assert other not in a.list_topics(timeout=10).topics
 
     # validate_only with an assignment checks it and creates nothing.
     third = unique_topic("assigned-validate")
-    fs = a.create_topics([NewTopic(third, replica_assignment=[[1]])], validate_only=True, operation_timeout=10, request_timeout=15)
+    fs = a.create_topics([NewTopic(third, num_partitions=1, replica_assignment=[[1]])], validate_only=True, operation_timeout=10, request_timeout=15)
     fs[third].result(timeout=30)
     assert third not in a.list_topics(timeout=10).topics
 
@@ -276,9 +277,15 @@ def test_describe_log_dirs_reports_local_and_object_storage_bytes(broker):
         assert sizes[0] >= 1000, sizes
         assert sizes[1] == 0, sizes
         remote = {p["partition_index"]: p["partition_size"] for t in dirs["object-storage"]["topics"] for p in t["partitions"]}
-        assert remote.keys() == {0, 1}
-        # acks=all: the record is committed to the object store (WAL) already.
-        assert remote[0] >= 1000 and remote[1] == 0, remote
+        assert remote.keys() == {0, 1} and remote[1] == 0, remote
+
+        def remote_bytes():
+            r = c.request(kproto.DESCRIBE_LOG_DIRS, 4, {"topics": [{"topic": topic, "partitions": [0]}]})
+            d = {d["log_dir"]: d for d in r["results"]}["object-storage"]
+            return [p["partition_size"] for t in d["topics"] for p in t["partitions"]][0] >= 1000
+
+        # The record reaches the bucket (a WAL object or a segment).
+        wait_until(remote_bytes, 30, "partition 0's bytes in object storage")
         # All topics (null list) includes this one.
         r = c.request(kproto.DESCRIBE_LOG_DIRS, 1, {"topics": None})
         assert any(t["name"] == topic for d in r["results"] for t in d["topics"])
