@@ -151,6 +151,7 @@ pub(crate) fn log_config(c: &TopicConfig) -> LogConfig {
         index_interval_bytes: c.index_interval_bytes as u64,
         log_append_time: c.log_append_time,
         max_message_bytes: c.max_message_bytes.max(0) as usize,
+        require_keys: c.cleanup_policy_compact,
     }
 }
 

@@ -53,6 +53,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
 ];
 
 /// The advertised range of an API, if served.
@@ -80,6 +86,7 @@ pub mod code {
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const INVALID_REQUEST: i16 = 42;
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
     pub const INVALID_CONFIG: i16 = 40;
@@ -209,6 +216,24 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::ListTransactions(r) => {
             Reply::Now(ResponseKind::ListTransactions(txn::list(ctx, r)))
         }
+        RequestKind::DescribeTopicPartitions(r) => Reply::Now(
+            ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(ctx, r)),
+        ),
+        RequestKind::DescribeProducers(r) => Reply::Now(ResponseKind::DescribeProducers(
+            describe_producers::handle(ctx, r),
+        )),
+        RequestKind::DescribeLogDirs(r) => Reply::Now(ResponseKind::DescribeLogDirs(
+            describe_log_dirs::handle(ctx, r),
+        )),
+        RequestKind::ElectLeaders(r) => {
+            Reply::Now(ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r)))
+        }
+        RequestKind::ListPartitionReassignments(r) => Reply::Now(
+            ResponseKind::ListPartitionReassignments(partition_reassignments::list(ctx, r)),
+        ),
+        RequestKind::AlterPartitionReassignments(r) => Reply::Now(
+            ResponseKind::AlterPartitionReassignments(partition_reassignments::alter(ctx, r)),
+        ),
         // Not advertised; the connection layer refuses these before decoding.
         _ => Reply::NoResponse,
     }
@@ -324,6 +349,17 @@ pub fn response_has_error(r: &ResponseKind) -> bool {
             any(&x.topics, |t| any(&t.partitions, |p| p.error_code != 0))
         }
         ResponseKind::ApiVersions(x) => x.error_code != 0,
+        ResponseKind::DescribeTopicPartitions(x) => any(&x.topics, |t| t.error_code != 0),
+        ResponseKind::DescribeProducers(x) => {
+            any(&x.topics, |t| any(&t.partitions, |p| p.error_code != 0))
+        }
+        ResponseKind::DescribeLogDirs(x) => {
+            x.error_code != 0 || any(&x.results, |r| r.error_code != 0)
+        }
+        ResponseKind::ElectLeaders(x) => x.error_code != 0,
+        ResponseKind::AlterPartitionReassignments(x) => {
+            x.error_code != 0 || any(&x.responses, |t| any(&t.partitions, |p| p.error_code != 0))
+        }
         _ => false,
     }
 }

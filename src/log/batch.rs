@@ -260,6 +260,70 @@ fn walk_records(mut buf: &[u8], count: i32, last_delta: i32) -> Result<(), Batch
     Ok(())
 }
 
+/// Indices (within the batch) of records without a key, at most `max_listed`
+/// of them, and how many there are in all. `b` must be a validated batch.
+/// Compressed records are decompressed with the bounded decoder (at most
+/// `limit` bytes); only each record's prefix up to the key length is read.
+pub fn keyless_records(
+    b: &[u8],
+    limit: usize,
+    max_listed: usize,
+) -> Result<(Vec<i32>, usize), BatchError> {
+    let h = BatchHeader::parse(b)?;
+    let body = b.get(HEADER_LEN..).unwrap_or_default();
+    let inflated;
+    let mut buf: &[u8] = match h.compression() {
+        0 => body,
+        c => {
+            use kafka_protocol::records::Compression;
+            let codec = match c {
+                1 => Compression::Gzip,
+                2 => Compression::Snappy,
+                3 => Compression::Lz4,
+                4 => Compression::Zstd,
+                c => return Err(BatchError::BadCompression(c)),
+            };
+            let mut raw = bytes::Bytes::copy_from_slice(body);
+            inflated =
+                crate::log::decode::decompress(&mut raw, codec, limit).map_err(|e| match e {
+                    crate::log::decode::DecodeError::TooLarge { limit } => BatchError::TooLarge {
+                        size: limit + 1,
+                        max: limit,
+                    },
+                    crate::log::decode::DecodeError::Invalid(_) => {
+                        BatchError::BadRecord("cannot decompress records")
+                    }
+                })?;
+            &inflated[..]
+        }
+    };
+    let mut listed = Vec::new();
+    let mut total = 0usize;
+    let mut index = 0i32;
+    while buf.has_remaining() {
+        let len = read_varint(&mut buf)?;
+        if len < 0 || len as usize > buf.len() {
+            return Err(BatchError::BadRecord("record length out of bounds"));
+        }
+        let mut rec = &buf[..len as usize];
+        buf = &buf[len as usize..];
+        if !rec.has_remaining() {
+            return Err(BatchError::BadRecord("empty record"));
+        }
+        rec.advance(1); // attributes
+        let _ts_delta = read_varint(&mut rec)?;
+        let _off_delta = read_varint(&mut rec)?;
+        if read_varint(&mut rec)? < 0 {
+            total += 1;
+            if listed.len() < max_listed {
+                listed.push(index);
+            }
+        }
+        index = index.saturating_add(1);
+    }
+    Ok((listed, total))
+}
+
 /// Rewrite the broker-owned fields of a validated batch in place. With
 /// `log_append_time = Some(ts)` the timestamp type becomes LogAppendTime and
 /// the max timestamp `ts`, which changes CRC-covered bytes, so the CRC is
@@ -422,6 +486,56 @@ mod tests {
             ],
             None,
         )
+    }
+
+    #[test]
+    fn keyless_records_are_found_plain_and_compressed() {
+        let b = sample();
+        assert_eq!(keyless_records(&b, 1 << 20, 10).unwrap(), (vec![1], 1));
+        assert_eq!(keyless_records(&b, 1 << 20, 0).unwrap(), (vec![], 1));
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let recs: Vec<Record> = (0..5)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: i as i32,
+                timestamp: 0,
+                key: (i % 2 == 0).then(|| bytes::Bytes::from_static(b"k")),
+                value: Some(bytes::Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        for c in [
+            Compression::Gzip,
+            Compression::Zstd,
+            Compression::Lz4,
+            Compression::Snappy,
+        ] {
+            let mut out = BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut out,
+                recs.iter(),
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression: c,
+                },
+            )
+            .unwrap();
+            validate(&out, usize::MAX).unwrap();
+            assert_eq!(keyless_records(&out, 1 << 20, 10).unwrap(), (vec![1, 3], 2));
+            assert!(matches!(
+                keyless_records(&out, 4, 10),
+                Err(BatchError::TooLarge { .. })
+            ));
+        }
     }
 
     #[test]

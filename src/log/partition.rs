@@ -25,6 +25,8 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     pub log_append_time: bool,
     pub max_message_bytes: usize,
+    /// `cleanup.policy` includes `compact`: every produced record needs a key.
+    pub require_keys: bool,
 }
 
 impl Default for LogConfig {
@@ -35,9 +37,13 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             log_append_time: false,
             max_message_bytes: 1_048_588,
+            require_keys: false,
         }
     }
 }
+
+/// Most per-record errors listed for one refused partition write.
+pub const MAX_LISTED_RECORD_ERRORS: usize = 100;
 
 /// Why an append was refused.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +67,11 @@ pub enum AppendError {
     /// coordinator only.
     #[error("control batches cannot be produced")]
     ControlBatch,
+    /// Records without a key sent to a compacted topic (Kafka's
+    /// INVALID_RECORD with per-record errors, KIP-467). `indices` are the
+    /// offending records' positions in the request (first ones only).
+    #[error("compacted topic cannot accept records without a key ({total} such record(s))")]
+    KeylessRecords { indices: Vec<i32>, total: usize },
     /// A transactional write outside an ongoing transaction of its producer
     /// (KIP-890 verification), or from a fenced producer epoch.
     #[error("{message}")]
@@ -76,6 +87,7 @@ impl AppendError {
             AppendError::MultipleIdempotentBatches(_) => 42, // INVALID_REQUEST
             AppendError::NotLeader { .. } => 6,              // NOT_LEADER_OR_FOLLOWER
             AppendError::ControlBatch => 87,                 // INVALID_RECORD
+            AppendError::KeylessRecords { .. } => 87,        // INVALID_RECORD
             AppendError::Txn { code, .. } => *code,
         }
     }
@@ -273,6 +285,7 @@ impl PartitionLog {
         // Split and validate outside the lock.
         let mut spans: Vec<(usize, usize, BatchHeader)> = Vec::with_capacity(1);
         let mut pos = 0;
+        let (mut keyless, mut keyless_total, mut first_index) = (Vec::new(), 0usize, 0i32);
         while pos < records.len() {
             let Some(len) = batch::peek_batch_len(&records[pos..]) else {
                 return Err(BatchError::Truncated {
@@ -295,8 +308,24 @@ impl PartitionLog {
             if h.is_control() && !internal {
                 return Err(AppendError::ControlBatch);
             }
+            if cfg.require_keys && !internal {
+                let (listed, total) = batch::keyless_records(
+                    &records[pos..end],
+                    crate::log::decode::MAX_DECOMPRESSED_BATCH_BYTES,
+                    MAX_LISTED_RECORD_ERRORS.saturating_sub(keyless.len()),
+                )?;
+                keyless.extend(listed.into_iter().map(|i| i.saturating_add(first_index)));
+                keyless_total += total;
+            }
+            first_index = first_index.saturating_add(h.record_count.max(0));
             spans.push((pos, end, h));
             pos = end;
+        }
+        if keyless_total > 0 {
+            return Err(AppendError::KeylessRecords {
+                indices: keyless,
+                total: keyless_total,
+            });
         }
         if spans.is_empty() {
             return Err(BatchError::Truncated {
@@ -476,6 +505,21 @@ impl PartitionLog {
     /// Is a transaction of `producer_id` open in this log?
     pub fn txn_open(&self, producer_id: i64) -> bool {
         self.inner.lock().txns.is_open(producer_id)
+    }
+
+    /// The idempotent producers this log knows (at most `max`), each with
+    /// the first offset of its open transaction, if any.
+    pub fn producers(&self, max: usize) -> Vec<(super::producer::ProducerSummary, Option<i64>)> {
+        let inner = self.inner.lock();
+        inner
+            .producers
+            .summaries(max)
+            .into_iter()
+            .map(|p| {
+                let txn = inner.txns.start_of(p.producer_id);
+                (p, txn)
+            })
+            .collect()
     }
 
     /// The producer epoch this log knows for `producer_id`.
@@ -852,6 +896,37 @@ mod tests {
             Err(LogError::OffsetOutOfRange { .. })
         ));
         assert!(log.read(next, 100, true).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn compacted_logs_refuse_records_without_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(0);
+        let cfg = LogConfig {
+            require_keys: true,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path(), 0, &cfg, clock.clone()).unwrap();
+        // Two batches in one write: record indices run across them.
+        let mut two = batch::build(0, &[(Some(b"k"), Some(b"v"), 0)], None).to_vec();
+        two.extend_from_slice(&batch(2, 0));
+        match log.append(&mut two, 0, &cfg) {
+            Err(AppendError::KeylessRecords { indices, total }) => {
+                assert_eq!((indices, total), (vec![1, 2], 2));
+            }
+            other => panic!("keyless records accepted: {other:?}"),
+        }
+        assert_eq!(
+            log.log_end_offset(),
+            0,
+            "nothing of the refused write is stored"
+        );
+        let mut keyed = batch::build(0, &[(Some(b"k"), None, 0)], None).to_vec();
+        assert_eq!(log.append(&mut keyed, 0, &cfg).unwrap().base_offset, 0);
+        // Without the requirement the same records are fine.
+        assert!(log
+            .append(&mut batch(2, 0), 0, &LogConfig::default())
+            .is_ok());
     }
 
     #[test]

@@ -30,6 +30,17 @@ struct Entry {
 }
 
 /// Outcome of checking a batch against the producer state.
+/// One producer of a partition (DescribeProducers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// Sequence of its last record here (-1: none since its epoch began).
+    pub last_sequence: i32,
+    /// Offset of its last record here (-1: none).
+    pub last_offset: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeqCheck {
     /// Not idempotent, or next in sequence: append it.
@@ -182,6 +193,24 @@ impl ProducerStates {
         self.producers.len()
     }
 
+    /// The known producers (at most `max`, by id), as DescribeProducers
+    /// reports them.
+    pub fn summaries(&self, max: usize) -> Vec<ProducerSummary> {
+        let mut out: Vec<ProducerSummary> = self
+            .producers
+            .iter()
+            .map(|(id, e)| ProducerSummary {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_offset: e.batches.back().map_or(-1, |b| b.last_offset),
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out.truncate(max);
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.producers.is_empty()
     }
@@ -314,5 +343,10 @@ impl OpenTxns {
 
     pub fn is_open(&self, producer_id: i64) -> bool {
         self.open.contains_key(&producer_id)
+    }
+
+    /// First offset of the open transaction of `producer_id`.
+    pub fn start_of(&self, producer_id: i64) -> Option<i64> {
+        self.open.get(&producer_id).copied()
     }
 }

@@ -40,7 +40,13 @@ pub enum ConfigKind {
     Enum(&'static [&'static str]),
     /// A non-empty comma-separated list whose items are each one of the listed strings.
     List(&'static [&'static str]),
+    /// Free text of at most [`MAX_TEXT_VALUE_LEN`] bytes (configs this broker
+    /// accepts and ignores, e.g. `message.format.version`).
+    Text,
 }
+
+/// Longest value a [`ConfigKind::Text`] config takes.
+pub const MAX_TEXT_VALUE_LEN: usize = 4096;
 
 /// Where an effective config value came from (DescribeConfigs' `config_source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +91,28 @@ static CONFIGS: &[ConfigDef] = &[
         doc: "delete old segments by time/size, compact to the latest value per key, or both",
     },
     ConfigDef {
+        name: "compression.gzip.level",
+        default: "-1",
+        kind: ConfigKind::Int { min: -1, max: 9 },
+        doc: "gzip level when the broker recompresses (it never does here)",
+    },
+    ConfigDef {
+        name: "compression.lz4.level",
+        default: "9",
+        kind: ConfigKind::Int { min: 1, max: 17 },
+        doc: "lz4 level when the broker recompresses (it never does here)",
+    },
+    ConfigDef {
         name: "compression.type",
         default: "producer",
         kind: ConfigKind::Enum(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
         doc: "compression of stored batches; this broker stores batches as sent, so only 'producer' is honoured",
+    },
+    ConfigDef {
+        name: "compression.zstd.level",
+        default: "3",
+        kind: ConfigKind::Int { min: -131072, max: 22 },
+        doc: "zstd level when the broker recompresses (it never does here)",
     },
     ConfigDef {
         name: "delete.retention.ms",
@@ -115,10 +139,22 @@ static CONFIGS: &[ConfigDef] = &[
         doc: "force a flush after this much time (durability comes from the WAL here)",
     },
     ConfigDef {
+        name: "follower.replication.throttled.replicas",
+        default: "",
+        kind: ConfigKind::Text,
+        doc: "replicas whose follower replication is throttled (no followers here: data lives in object storage)",
+    },
+    ConfigDef {
         name: "index.interval.bytes",
         default: "4096",
         kind: int(0),
         doc: "bytes of records between two offset index entries",
+    },
+    ConfigDef {
+        name: "leader.replication.throttled.replicas",
+        default: "",
+        kind: ConfigKind::Text,
+        doc: "replicas whose leader-side replication is throttled (no followers here: data lives in object storage)",
     },
     ConfigDef {
         name: "local.retention.bytes",
@@ -149,6 +185,12 @@ static CONFIGS: &[ConfigDef] = &[
         default: "true",
         kind: ConfigKind::Boolean,
         doc: "whether old fetch versions get down-converted batches",
+    },
+    ConfigDef {
+        name: "message.format.version",
+        default: "3.0-IV1",
+        kind: ConfigKind::Text,
+        doc: "deprecated message format version; batches are always RecordBatch v2 here",
     },
     ConfigDef {
         name: "message.timestamp.after.max.ms",
@@ -199,6 +241,18 @@ static CONFIGS: &[ConfigDef] = &[
         doc: "preallocate segment files (no effect here)",
     },
     ConfigDef {
+        name: "remote.log.copy.disable",
+        default: "false",
+        kind: ConfigKind::Boolean,
+        doc: "tiered storage: stop copying segments (segments always live in object storage here)",
+    },
+    ConfigDef {
+        name: "remote.log.delete.on.disable",
+        default: "false",
+        kind: ConfigKind::Boolean,
+        doc: "tiered storage: delete remote data when tiering is disabled (no effect here)",
+    },
+    ConfigDef {
         name: "remote.storage.enable",
         default: "false",
         kind: ConfigKind::Boolean,
@@ -247,6 +301,59 @@ static CONFIGS: &[ConfigDef] = &[
         doc: "allow an out-of-sync replica to become leader (single replica here)",
     },
 ];
+
+/// Configs Kafka 3.x clients still send that this broker accepts (after
+/// validating the value) and does not act on: replication, flushing, index
+/// sizing, down-conversion, tiering and recompression settings make no sense
+/// where object storage holds the data and batches are stored as sent.
+/// They are not stored; DescribeConfigs reports them as read-only defaults.
+static IGNORED: &[&str] = &[
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "flush.ms",
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "min.insync.replicas",
+    "preallocate",
+    "remote.log.copy.disable",
+    "remote.log.delete.on.disable",
+    "remote.storage.enable",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "unclean.leader.election.enable",
+];
+
+/// Whether `name` is a known config this broker accepts and ignores.
+pub fn is_ignored(name: &str) -> bool {
+    IGNORED.contains(&name)
+}
+
+/// Removes the ignored configs from `configs` after checking their values
+/// (a bad value is refused as Kafka would); returns the removed names, for
+/// the caller's warning.
+pub fn strip_ignored(configs: &mut BTreeMap<String, String>) -> Result<Vec<String>, MetaError> {
+    let mut removed = Vec::new();
+    for (k, v) in configs.iter() {
+        if is_ignored(k) {
+            validate(k, v)?;
+            removed.push(k.clone());
+        }
+    }
+    for k in &removed {
+        configs.remove(k);
+    }
+    Ok(removed)
+}
 
 /// The definition of a known topic config, or `None` for an unknown name.
 pub fn lookup(name: &str) -> Option<&'static ConfigDef> {
@@ -303,6 +410,11 @@ pub fn validate(name: &str, value: &str) -> Result<(), MetaError> {
         ConfigKind::Enum(allowed) => {
             if !allowed.contains(&v) {
                 return Err(bad(format!("must be one of {}", allowed.join(", "))));
+            }
+        }
+        ConfigKind::Text => {
+            if value.len() > MAX_TEXT_VALUE_LEN {
+                return Err(bad(format!("longer than {MAX_TEXT_VALUE_LEN} bytes")));
             }
         }
         ConfigKind::List(allowed) => {
@@ -504,6 +616,39 @@ mod tests {
         ] {
             assert!(lookup(name).is_some(), "{name} missing");
         }
+    }
+
+    #[test]
+    fn ignored_configs_are_known_validated_and_stripped() {
+        for name in IGNORED {
+            assert!(lookup(name).is_some(), "ignored {name} is not in the table");
+        }
+        for name in [
+            "retention.ms",
+            "cleanup.policy",
+            "index.interval.bytes",
+            "segment.bytes",
+        ] {
+            assert!(!is_ignored(name), "{name} takes effect");
+        }
+        let mut m: BTreeMap<String, String> = [
+            ("message.format.version", "2.8-IV1"),
+            ("flush.ms", "1000"),
+            ("retention.ms", "1000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let removed = strip_ignored(&mut m).unwrap();
+        assert_eq!(removed, vec!["flush.ms", "message.format.version"]);
+        assert_eq!(m.keys().collect::<Vec<_>>(), vec!["retention.ms"]);
+        let mut bad_value: BTreeMap<String, String> =
+            [("min.insync.replicas".to_string(), "0".to_string())].into();
+        assert!(strip_ignored(&mut bad_value).is_err());
+        bad(
+            "message.format.version",
+            &"x".repeat(MAX_TEXT_VALUE_LEN + 1),
+        );
     }
 
     #[test]

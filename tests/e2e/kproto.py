@@ -34,6 +34,12 @@ ALTER_CONFIGS = 33
 CREATE_PARTITIONS = 37
 INCREMENTAL_ALTER_CONFIGS = 44
 DESCRIBE_CLUSTER = 60
+DESCRIBE_LOG_DIRS = 35
+ELECT_LEADERS = 43
+ALTER_PARTITION_REASSIGNMENTS = 45
+LIST_PARTITION_REASSIGNMENTS = 46
+DESCRIBE_PRODUCERS = 61
+DESCRIBE_TOPIC_PARTITIONS = 75
 
 API_NAMES = {
     PRODUCE: "Produce",
@@ -49,6 +55,12 @@ API_NAMES = {
     CREATE_PARTITIONS: "CreatePartitions",
     INCREMENTAL_ALTER_CONFIGS: "IncrementalAlterConfigs",
     DESCRIBE_CLUSTER: "DescribeCluster",
+    DESCRIBE_LOG_DIRS: "DescribeLogDirs",
+    ELECT_LEADERS: "ElectLeaders",
+    ALTER_PARTITION_REASSIGNMENTS: "AlterPartitionReassignments",
+    LIST_PARTITION_REASSIGNMENTS: "ListPartitionReassignments",
+    DESCRIBE_PRODUCERS: "DescribeProducers",
+    DESCRIBE_TOPIC_PARTITIONS: "DescribeTopicPartitions",
 }
 
 NONE = 0
@@ -67,6 +79,12 @@ FLEXIBLE_FROM = {
     METADATA: 9,
     API_VERSIONS: 3,
     INIT_PRODUCER_ID: 2,
+    DESCRIBE_LOG_DIRS: 2,
+    ELECT_LEADERS: 2,
+    ALTER_PARTITION_REASSIGNMENTS: 0,
+    LIST_PARTITION_REASSIGNMENTS: 0,
+    DESCRIBE_PRODUCERS: 0,
+    DESCRIBE_TOPIC_PARTITIONS: 0,
 }
 
 # --------------------------------------------------------------------------
@@ -130,6 +148,14 @@ _FIXED = {"int8": ">b", "int16": ">h", "int32": ">i", "int64": ">q", "uint32": "
 
 
 def _enc_value(buf: io.BytesIO, typ, value, version: int, flexible: bool) -> None:
+    if isinstance(typ, tuple) and typ[0] == "nstruct":
+        # A nullable struct: int8 -1 for null, 1 then the struct.
+        if value is None:
+            buf.write(struct.pack(">b", -1))
+        else:
+            buf.write(struct.pack(">b", 1))
+            _enc_struct(buf, typ[1], value, version, flexible)
+        return
     if isinstance(typ, tuple):
         kind, inner = typ
         if value is None:
@@ -185,6 +211,8 @@ def _enc_struct(buf: io.BytesIO, schema, values: dict, version: int, flexible: b
 
 
 def _default(typ):
+    if isinstance(typ, tuple) and typ[0] == "nstruct":
+        return None
     if isinstance(typ, tuple):
         return []
     if typ in _FIXED:
@@ -203,6 +231,10 @@ def _default(typ):
 
 
 def _dec_value(r: Reader, typ, version: int, flexible: bool):
+    if isinstance(typ, tuple) and typ[0] == "nstruct":
+        if r.unpack(">b") < 0:
+            return None
+        return _dec_struct(r, typ[1], version, flexible)
     if isinstance(typ, tuple):
         kind, inner = typ
         n = (r.uvarint() - 1) if flexible else r.unpack(">i")
@@ -499,6 +531,192 @@ SCHEMAS = {
         (1, 7),
     ),
 }
+
+_CURSOR = ("nstruct", [("topic_name", "string", 0, None), ("partition_index", "int32", 0, None)])
+SCHEMAS.update(
+    {
+        DESCRIBE_TOPIC_PARTITIONS: (
+            [("topics", A([("name", "string", 0, None)]), 0, None), ("response_partition_limit", "int32", 0, None), ("cursor", _CURSOR, 0, None)],
+            [
+                ("throttle_time_ms", "int32", 0, None),
+                (
+                    "topics",
+                    A(
+                        [
+                            ("error_code", "int16", 0, None),
+                            ("name", "nstring", 0, None),
+                            ("topic_id", "uuid", 0, None),
+                            ("is_internal", "bool", 0, None),
+                            (
+                                "partitions",
+                                A(
+                                    [
+                                        ("error_code", "int16", 0, None),
+                                        ("partition_index", "int32", 0, None),
+                                        ("leader_id", "int32", 0, None),
+                                        ("leader_epoch", "int32", 0, None),
+                                        ("replica_nodes", A("int32"), 0, None),
+                                        ("isr_nodes", A("int32"), 0, None),
+                                        ("eligible_leader_replicas", NA("int32"), 0, None),
+                                        ("last_known_elr", NA("int32"), 0, None),
+                                        ("offline_replicas", A("int32"), 0, None),
+                                    ]
+                                ),
+                                0,
+                                None,
+                            ),
+                            ("topic_authorized_operations", "int32", 0, None),
+                        ]
+                    ),
+                    0,
+                    None,
+                ),
+                ("next_cursor", _CURSOR, 0, None),
+            ],
+            (0, 0),
+        ),
+        DESCRIBE_PRODUCERS: (
+            [("topics", A([("name", "string", 0, None), ("partition_indexes", A("int32"), 0, None)]), 0, None)],
+            [
+                ("throttle_time_ms", "int32", 0, None),
+                (
+                    "topics",
+                    A(
+                        [
+                            ("name", "string", 0, None),
+                            (
+                                "partitions",
+                                A(
+                                    [
+                                        ("partition_index", "int32", 0, None),
+                                        ("error_code", "int16", 0, None),
+                                        ("error_message", "nstring", 0, None),
+                                        (
+                                            "active_producers",
+                                            A(
+                                                [
+                                                    ("producer_id", "int64", 0, None),
+                                                    ("producer_epoch", "int32", 0, None),
+                                                    ("last_sequence", "int32", 0, None),
+                                                    ("last_timestamp", "int64", 0, None),
+                                                    ("coordinator_epoch", "int32", 0, None),
+                                                    ("current_txn_start_offset", "int64", 0, None),
+                                                ]
+                                            ),
+                                            0,
+                                            None,
+                                        ),
+                                    ]
+                                ),
+                                0,
+                                None,
+                            ),
+                        ]
+                    ),
+                    0,
+                    None,
+                ),
+            ],
+            (0, 0),
+        ),
+        DESCRIBE_LOG_DIRS: (
+            [("topics", NA([("topic", "string", 0, None), ("partitions", A("int32"), 0, None)]), 0, None)],
+            [
+                ("throttle_time_ms", "int32", 0, None),
+                ("error_code", "int16", 3, None),
+                (
+                    "results",
+                    A(
+                        [
+                            ("error_code", "int16", 0, None),
+                            ("log_dir", "string", 0, None),
+                            (
+                                "topics",
+                                A(
+                                    [
+                                        ("name", "string", 0, None),
+                                        (
+                                            "partitions",
+                                            A([("partition_index", "int32", 0, None), ("partition_size", "int64", 0, None), ("offset_lag", "int64", 0, None), ("is_future_key", "bool", 0, None)]),
+                                            0,
+                                            None,
+                                        ),
+                                    ]
+                                ),
+                                0,
+                                None,
+                            ),
+                            ("total_bytes", "int64", 4, None),
+                            ("usable_bytes", "int64", 4, None),
+                        ]
+                    ),
+                    0,
+                    None,
+                ),
+            ],
+            (1, 4),
+        ),
+        ELECT_LEADERS: (
+            [("election_type", "int8", 1, None), ("topic_partitions", NA([("topic", "string", 0, None), ("partitions", A("int32"), 0, None)]), 0, None), ("timeout_ms", "int32", 0, None)],
+            [
+                ("throttle_time_ms", "int32", 0, None),
+                ("error_code", "int16", 1, None),
+                (
+                    "replica_election_results",
+                    A([("topic", "string", 0, None), ("partition_result", A([("partition_id", "int32", 0, None), ("error_code", "int16", 0, None), ("error_message", "nstring", 0, None)]), 0, None)]),
+                    0,
+                    None,
+                ),
+            ],
+            (0, 2),
+        ),
+        LIST_PARTITION_REASSIGNMENTS: (
+            [("timeout_ms", "int32", 0, None), ("topics", NA([("name", "string", 0, None), ("partition_indexes", A("int32"), 0, None)]), 0, None)],
+            [
+                ("throttle_time_ms", "int32", 0, None),
+                ("error_code", "int16", 0, None),
+                ("error_message", "nstring", 0, None),
+                (
+                    "topics",
+                    A(
+                        [
+                            ("name", "string", 0, None),
+                            (
+                                "partitions",
+                                A([("partition_index", "int32", 0, None), ("replicas", A("int32"), 0, None), ("adding_replicas", A("int32"), 0, None), ("removing_replicas", A("int32"), 0, None)]),
+                                0,
+                                None,
+                            ),
+                        ]
+                    ),
+                    0,
+                    None,
+                ),
+            ],
+            (0, 0),
+        ),
+        ALTER_PARTITION_REASSIGNMENTS: (
+            [
+                ("timeout_ms", "int32", 0, None),
+                ("allow_replication_factor_change", "bool", 1, None),
+                ("topics", A([("name", "string", 0, None), ("partitions", A([("partition_index", "int32", 0, None), ("replicas", NA("int32"), 0, None)]), 0, None)]), 0, None),
+            ],
+            [
+                ("throttle_time_ms", "int32", 0, None),
+                ("allow_replication_factor_change", "bool", 1, None),
+                ("error_code", "int16", 0, None),
+                ("error_message", "nstring", 0, None),
+                (
+                    "responses",
+                    A([("name", "string", 0, None), ("partitions", A([("partition_index", "int32", 0, None), ("error_code", "int16", 0, None), ("error_message", "nstring", 0, None)]), 0, None)]),
+                    0,
+                    None,
+                ),
+            ],
+            (0, 1),
+        ),
+    }
+)
 
 
 def is_flexible(api_key: int, version: int) -> bool:

@@ -324,7 +324,8 @@ def test_admin_topics_configs_partitions(broker):
     assert s.get(f"{base}/v3/clusters/{cid}/topics/{topic}/configs/retention.ms", timeout=10).json()["is_default"]
     assert_error(s.post(f"{base}/v3/clusters/{cid}/topics/{topic}/configs:alter", json={"data": [{"name": "no.such.config", "value": "1"}]}, timeout=10), 400)
     # Partitions carry start and end offsets.
-    produce(producer(broker.bootstrap), topic, [Rec(None, b"v", partition=1) for _ in range(5)])
+    # Keyed: the topic is compacted now, so keyless records are refused.
+    produce(producer(broker.bootstrap), topic, [Rec(b"k", b"v", partition=1) for _ in range(5)])
     parts = s.get(f"{base}/v3/clusters/{cid}/topics/{topic}/partitions", timeout=10).json()["data"]
     assert [(p["partition_id"], p["start_offset"], p["end_offset"]) for p in parts] == [(0, 0, 0), (1, 0, 5), (2, 0, 0)]
     assert s.get(f"{base}/v3/clusters/{cid}/topics/{topic}/partitions/1", timeout=10).json()["end_offset"] == 5

@@ -27,6 +27,11 @@ pub async fn handle(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse
                             set.insert(c.name.to_string(), v.to_string());
                         }
                     }
+                    if let Err(e) = super::strip_ignored_configs(&res.resource_name, &mut set) {
+                        return r
+                            .with_error_code(e.kafka_code())
+                            .with_error_message(Some(sb(e.to_string())));
+                    }
                     let cmd = Command::AlterTopicConfigs {
                         name: res.resource_name.to_string(),
                         set,

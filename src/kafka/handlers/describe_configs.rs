@@ -84,9 +84,16 @@ pub fn handle(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsResponse
                                     Some(v) => (v.clone(), SOURCE_STATIC_BROKER),
                                     None => (d.default.to_string(), SOURCE_DEFAULT),
                                 };
+                                // Accepted and ignored: always the default, read-only.
+                                let ignored = topic_config::is_ignored(d.name);
+                                let default_source = if ignored {
+                                    (d.default.to_string(), SOURCE_DEFAULT)
+                                } else {
+                                    default_source
+                                };
                                 let (value, source) = match t.configs.get(d.name) {
-                                    Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
-                                    None => default_source.clone(),
+                                    Some(v) if !ignored => (v.clone(), SOURCE_DYNAMIC_TOPIC),
+                                    _ => default_source.clone(),
                                 };
                                 let mut synonyms = Vec::new();
                                 if req.include_synonyms {
@@ -108,7 +115,7 @@ pub fn handle(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsResponse
                                 DescribeConfigsResourceResult::default()
                                     .with_name(sb(d.name))
                                     .with_value(Some(sb(value)))
-                                    .with_read_only(false)
+                                    .with_read_only(ignored)
                                     .with_config_source(source)
                                     .with_is_sensitive(false)
                                     .with_synonyms(synonyms)
@@ -155,7 +162,7 @@ pub fn handle(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsResponse
 fn kafka_type_code(kind: ConfigKind) -> i8 {
     match kind {
         ConfigKind::Boolean => 1,
-        ConfigKind::Enum(_) => 2,
+        ConfigKind::Enum(_) | ConfigKind::Text => 2,
         ConfigKind::Int { .. } => 3,
         ConfigKind::Long { .. } => 5,
         ConfigKind::Double { .. } => 6,

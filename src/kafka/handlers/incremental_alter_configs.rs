@@ -98,6 +98,9 @@ pub async fn handle(
                             }
                         }
                     }
+                    if let Err(e) = super::strip_ignored_configs(&name, &mut set) {
+                        return fail(r, e.kafka_code(), e.to_string());
+                    }
                     let cmd = Command::AlterTopicConfigs {
                         topic_id: b.topic(&name).map(|h| h.id),
                         name,

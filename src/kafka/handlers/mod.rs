@@ -10,6 +10,10 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -24,6 +28,7 @@ pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
+pub mod partition_reassignments;
 pub mod produce;
 pub mod sync_group;
 pub mod txn;
@@ -33,4 +38,22 @@ use kafka_protocol::protocol::StrBytes;
 /// A protocol string from a Rust string.
 pub(crate) fn sb(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
+}
+
+/// Drops the topic configs this broker accepts and ignores (see
+/// [`crate::meta::topic_config::is_ignored`]) from a create or alter, after
+/// checking their values, with a warning naming them.
+pub(crate) fn strip_ignored_configs(
+    topic: &str,
+    configs: &mut std::collections::BTreeMap<String, String>,
+) -> Result<(), crate::meta::MetaError> {
+    let removed = crate::meta::topic_config::strip_ignored(configs)?;
+    if !removed.is_empty() {
+        tracing::warn!(
+            topic,
+            configs = ?removed,
+            "topic configs accepted and ignored: they have no effect on this broker"
+        );
+    }
+    Ok(())
 }

@@ -8,12 +8,15 @@
 use std::time::Duration;
 use tracing::Instrument;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use uuid::Uuid;
 
 use super::sb;
 use crate::kafka::{code, Ctx, Reply};
+use crate::log::AppendError;
 use crate::wal::WalError;
 
 pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
@@ -81,6 +84,23 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                 }
                 Err(e) => {
                     tracing::debug!(topic = %name, partition = pd.index, error = %e, "append refused");
+                    if let (AppendError::KeylessRecords { indices, .. }, 8..) = (&e, ctx.version) {
+                        // KIP-467: which records failed (v8+; older versions
+                        // have only the partition's error code).
+                        r = r.with_record_errors(
+                            indices
+                                .iter()
+                                .map(|i| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(*i)
+                                        .with_batch_index_error_message(Some(sb(format!(
+                                            "Compacted topic cannot accept message without key in topic partition {name}-{}.",
+                                            pd.index
+                                        ))))
+                                })
+                                .collect(),
+                        );
+                    }
                     r = err(r, e.kafka_code(), e.to_string());
                 }
             }
