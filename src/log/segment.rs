@@ -300,11 +300,15 @@ impl Segment {
     /// `size` stays valid (even if the file is unlinked by retention meanwhile).
     pub fn view(&self, offset: i64) -> SegmentView {
         let rel = (offset - self.base_offset).max(0) as u32;
+        self.view_from(self.offset_index.floor(rel) as u64)
+    }
+
+    fn view_from(&self, scan_from: u64) -> SegmentView {
         SegmentView {
             base_offset: self.base_offset,
             next_offset: self.next_offset,
             size: self.size,
-            scan_from: self.offset_index.floor(rel) as u64,
+            scan_from,
             file: self.file.clone(),
             path: self.path.clone(),
         }
@@ -314,14 +318,7 @@ impl Segment {
     /// position of the last indexed time below `ts`.
     pub fn view_for_time(&self, ts: i64) -> SegmentView {
         let rel = self.time_index.floor(ts);
-        SegmentView {
-            base_offset: self.base_offset,
-            next_offset: self.next_offset,
-            size: self.size,
-            scan_from: self.offset_index.floor(rel) as u64,
-            file: self.file.clone(),
-            path: self.path.clone(),
-        }
+        self.view_from(self.offset_index.floor(rel) as u64)
     }
 }
 
