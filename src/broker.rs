@@ -477,7 +477,9 @@ impl Broker {
     /// uploaded segment; older offsets are served from object storage. Local
     /// data beyond the committed end (acks=1 data not yet in a WAL object)
     /// is queued to the WAL again under the new epoch.
-    pub async fn recover_tier(self: &Arc<Self>) -> Result<(), BrokerError> {
+    /// Rebuild, from object storage, the local tails of the partitions the
+    /// current view says this broker leads; returns their takeovers.
+    async fn rebuild_local_tails(self: &Arc<Self>) -> Result<Vec<LeadPartition>, BrokerError> {
         let meta = self.meta();
         let mut takeover = Vec::new();
         // Only partitions still assigned to this broker: the controller
@@ -531,7 +533,31 @@ impl Broker {
                 log_end_offset: log.log_end_offset().max(ce),
             });
         }
-        self.lead(takeover).await?;
+        Ok(takeover)
+    }
+
+    pub async fn recover_tier(self: &Arc<Self>) -> Result<(), BrokerError> {
+        // The view can be behind the controller (leadership moved while this
+        // broker was down or starting): a Lead refused for a moved
+        // partition is retried from a newer view, never fatal.
+        let mut attempt = 0u32;
+        loop {
+            let mut handled = self.handled.subscribe();
+            let takeover = self.rebuild_local_tails().await?;
+            match self.lead(takeover).await {
+                Ok(()) => break,
+                Err(BrokerError::Meta(
+                    e @ (MetaError::FencedLeaderEpoch { .. } | MetaError::NotLeader { .. }),
+                )) if attempt < 50 => {
+                    attempt += 1;
+                    tracing::info!(error = %e, attempt, "leadership moved while recovering; retrying from a newer metadata view");
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_secs(1), handled.changed())
+                            .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         // Re-queue local data the WAL never committed.
         let meta = self.meta();
         for (t, i, pm, ph, _) in self.partitions_of(&meta) {
