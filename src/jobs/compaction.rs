@@ -482,21 +482,14 @@ mod tests {
     use super::*;
 
     fn rec(offset: i64, key: &str, value: Option<&str>, ts: i64) -> Record {
-        Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        let mut r = crate::log::decode::test_record(
             offset,
-            sequence: -1,
-            timestamp: ts,
-            key: Some(Bytes::from(key.to_string())),
-            value: value.map(|v| Bytes::from(v.to_string())),
-            headers: Default::default(),
-        }
+            Some(Bytes::from(key.to_string())),
+            value.map(|v| Bytes::from(v.to_string())),
+            ts,
+        );
+        r.sequence = -1;
+        r
     }
 
     #[test]

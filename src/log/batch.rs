@@ -494,23 +494,12 @@ mod tests {
         assert_eq!(keyless_records(&b, 1 << 20, 10).unwrap(), (vec![1], 1));
         assert_eq!(keyless_records(&b, 1 << 20, 0).unwrap(), (vec![], 1));
         use kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions,
         };
         let recs: Vec<Record> = (0..5)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                sequence: i as i32,
-                timestamp: 0,
-                key: (i % 2 == 0).then(|| bytes::Bytes::from_static(b"k")),
-                value: Some(bytes::Bytes::from_static(b"v")),
-                headers: Default::default(),
+            .map(|i| {
+                let key = (i % 2 == 0).then(|| bytes::Bytes::from_static(b"k"));
+                crate::log::decode::test_record(i, key, Some(bytes::Bytes::from_static(b"v")), 0)
             })
             .collect();
         for c in [

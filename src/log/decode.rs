@@ -115,6 +115,32 @@ fn snappy(input: &[u8], limit: usize) -> Result<Bytes, DecodeError> {
     Ok(Bytes::from(out))
 }
 
+/// A plain record (no producer, CreateTime) for tests: `sequence` equal to
+/// the offset keeps records of one call in one encoded batch.
+#[cfg(test)]
+pub(crate) fn test_record(
+    offset: i64,
+    key: Option<bytes::Bytes>,
+    value: Option<bytes::Bytes>,
+    timestamp: i64,
+) -> kafka_protocol::records::Record {
+    kafka_protocol::records::Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset,
+        sequence: offset as i32,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,9 +168,7 @@ mod tests {
 
     #[test]
     fn every_codec_round_trips_and_inflation_is_capped() {
-        use kafka_protocol::records::{
-            Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
+        use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
         for c in [
             Compression::None,
             Compression::Gzip,
@@ -152,24 +176,9 @@ mod tests {
             Compression::Lz4,
             Compression::Zstd,
         ] {
+            // Compresses very well: 256 KiB of one byte per record.
             let recs: Vec<Record> = (0..4)
-                .map(|i| Record {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: 0,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: TimestampType::Creation,
-                    offset: i,
-                    // One batch: the encoder splits where offset - sequence changes.
-                    sequence: i as i32,
-                    timestamp: 0,
-                    key: None,
-                    // Compresses very well: 256 KiB of one byte per record.
-                    value: Some(Bytes::from(vec![b'a'; 256 << 10])),
-                    headers: Default::default(),
-                })
+                .map(|i| super::test_record(i, None, Some(Bytes::from(vec![b'a'; 256 << 10])), 0))
                 .collect();
             let mut out = bytes::BytesMut::new();
             RecordBatchEncoder::encode(
