@@ -161,7 +161,7 @@ pub async fn run_quota(cmd: QuotaCmd) -> Result<(), CliError> {
                 .map(|(t, n)| {
                     let c = ComponentData::default().with_entity_type(sb(t));
                     match n {
-                        Some(n) => c.with_match_type(0).with__match(Some(sb(n))),
+                        Some(n) => c.with_match_type(0).with_match(Some(sb(n))),
                         None => c.with_match_type(1),
                     }
                 })

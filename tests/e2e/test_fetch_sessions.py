@@ -24,10 +24,18 @@ def metric(broker, name: str) -> float:
     raise AssertionError(f"no {name} in /metrics")
 
 
-def fill(broker, topic: str, partitions: int, per_partition: int) -> dict[int, list[bytes]]:
-    want = {p: [f"{topic}-{p}-{i}".encode() for i in range(per_partition)] for p in range(partitions)}
-    recs = [Rec(None, v, partition=p) for p, vals in want.items() for v in vals]
-    produce(producer(broker.bootstrap), topic, recs)
+def fill(broker, topic: str, partitions: int, per_partition: int, rounds: int = 1, pause: float = 0.0) -> dict[int, list[bytes]]:
+    """Produce ``rounds`` rounds of records to every partition, ``pause``
+    seconds apart (a consumer running meanwhile sees the data arrive)."""
+    want: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    prod = producer(broker.bootstrap)
+    for r in range(rounds):
+        if r:
+            time.sleep(pause)
+        batch = {p: [f"{topic}-{p}-{r}-{i}".encode() for i in range(per_partition)] for p in range(partitions)}
+        produce(prod, topic, [Rec(None, v, partition=p) for p, vals in batch.items() for v in vals])
+        for p, vals in batch.items():
+            want[p].extend(vals)
     return want
 
 
@@ -42,7 +50,8 @@ def read_all(broker, topic: str, want: dict[int, list[bytes]], client_id: str, t
     )
     try:
         c.assign([TopicPartition(topic, p) for p in want])
-        c.seek_to_beginning()
+        for p in want:
+            c.seek(TopicPartition(topic, p), 0)
         got: dict[int, list[bytes]] = {p: [] for p in want}
         deadline = time.monotonic() + timeout
         while any(len(got[p]) < len(want[p]) for p in want):
@@ -57,39 +66,64 @@ def read_all(broker, topic: str, want: dict[int, list[bytes]], client_id: str, t
 def test_many_partitions_arrive_in_order_through_incremental_sessions(broker):
     topic = unique_topic("sess")
     create_topic(broker.bootstrap, topic, 64)
-    want = fill(broker, topic, 64, 40)
-    before = metric(broker, "strata_fetch_session_incremental_total")
-    got = read_all(broker, topic, want, "sess-reader")
+    rounds, per = 8, 5
+    expect = {p: [f"{topic}-{p}-{r}-{i}".encode() for r in range(rounds) for i in range(per)] for p in range(64)}
+    result: dict[str, object] = {}
+
+    def reader():
+        try:
+            result["got"] = read_all(broker, topic, expect, "sess-reader")
+        except BaseException as e:  # surfaced below
+            result["got"] = e
+
+    t = threading.Thread(target=reader)
+    t.start()
+    # The data arrives while the consumer fetches incrementally.
+    want = fill(broker, topic, 64, per, rounds=rounds, pause=0.3)
+    assert want == expect
+    t.join(90)
+    got = result.get("got")
+    assert isinstance(got, dict), f"reader failed: {got!r}"
     for p in want:
         assert got[p] == want[p], f"partition {p}: records differ (first 3 got {got[p][:3]})"
     # The reads went through a session, incrementally.
     assert metric(broker, "strata_fetch_sessions_created_total") >= 1
-    assert metric(broker, "strata_fetch_session_incremental_total") > before + 5
+    assert metric(broker, "strata_fetch_session_incremental_total") >= rounds
+    assert metric(broker, "strata_fetch_session_partitions") == 64
 
 
 def test_tiny_session_cache_evicts_and_still_delivers_everything(broker_factory):
+    # One slot, and sessions idle for 50 ms are evictable: two consumers
+    # keep evicting each other's sessions while data keeps arriving.
     b = broker_factory(["--max-incremental-fetch-session-cache-slots", "1", "--fetch-session-eviction-ms", "50"])
     topics = [unique_topic("evict-a"), unique_topic("evict-b")]
-    wants = []
-    for t, n in zip(topics, (8, 16)):
+    sizes = (8, 16)
+    rounds, per = 6, 10
+    expects = []
+    for t, n in zip(topics, sizes):
         create_topic(b.bootstrap, t, n)
-        wants.append(fill(b, t, n, 60))
+        expects.append({p: [f"{t}-{p}-{r}-{i}".encode() for r in range(rounds) for i in range(per)] for p in range(n)})
     results: dict[str, object] = {}
 
     def run(i):
         try:
-            results[topics[i]] = read_all(b, topics[i], wants[i], f"evict-{i}")
+            results[topics[i]] = read_all(b, topics[i], expects[i], f"evict-{i}")
         except BaseException as e:  # surfaced below
             results[topics[i]] = e
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
+    for r in range(rounds):
+        time.sleep(0.3)
+        prod = producer(b.bootstrap)
+        for t, n in zip(topics, sizes):
+            produce(prod, t, [Rec(None, f"{t}-{p}-{r}-{i}".encode(), partition=p) for p in range(n) for i in range(per)])
     for t in threads:
         t.join(120)
-    for t, want in zip(topics, wants):
+    for t, want in zip(topics, expects):
         got = results.get(t)
-        assert not isinstance(got, BaseException) and got is not None, f"{t}: {got!r}"
+        assert isinstance(got, dict), f"{t}: {got!r}"
         for p in want:
             assert got[p] == want[p], f"{t}-{p}: records differ"
     assert metric(b, "strata_fetch_sessions") <= 1

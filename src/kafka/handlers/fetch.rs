@@ -203,7 +203,10 @@ impl Session {
             session_id: req.session_id,
             epoch: req.session_epoch,
             uses_ids,
-            privileged: req.replica_id.0 >= 0 || req.replica_state.replica_id.0 >= 0,
+            // Kafka ranks follower sessions above consumers'. Strata has
+            // no follower fetches, and without authentication any client
+            // could claim a replica id: every session is a consumer's.
+            privileged: false,
             updates,
             forgotten,
         };
