@@ -521,7 +521,10 @@ impl Config {
             );
         }
         if !(1..=1_000_000).contains(&self.max_fetch_session_partitions) {
-            return bad("--max-fetch-session-partitions", "must be 1..=1000000".into());
+            return bad(
+                "--max-fetch-session-partitions",
+                "must be 1..=1000000".into(),
+            );
         }
         if !(1..=86_400_000).contains(&self.fetch_session_eviction_ms) {
             return bad("--fetch-session-eviction-ms", "must be 1..=86400000".into());
@@ -806,7 +809,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_FETCH_MAX_BYTES", value_name = "BYTES")]
     pub fetch_max_bytes: Option<usize>,
     /// Incremental fetch sessions held at once (max.incremental.fetch.session.cache.slots); 0 disables them [default: 1000].
-    #[arg(long, env = "STRATA_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS", value_name = "N")]
+    #[arg(
+        long,
+        env = "STRATA_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS",
+        value_name = "N"
+    )]
     pub max_incremental_fetch_session_cache_slots: Option<usize>,
     /// Partitions one fetch session holds at most [default: 10000].
     #[arg(long, env = "STRATA_MAX_FETCH_SESSION_PARTITIONS", value_name = "N")]

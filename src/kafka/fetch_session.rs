@@ -280,7 +280,9 @@ impl FetchSessionCache {
             return INVALID_SESSION_ID;
         }
         let mut inner = self.lock();
-        if inner.sessions.len() >= self.limits.slots && !self.try_evict(&mut inner, privileged, size, now_ms) {
+        if inner.sessions.len() >= self.limits.slots
+            && !self.try_evict(&mut inner, privileged, size, now_ms)
+        {
             return INVALID_SESSION_ID;
         }
         let id = loop {
@@ -410,14 +412,48 @@ impl FetchSessionCache {
             let inner = self.lock();
             (
                 inner.sessions.len(),
-                inner.sessions.values().map(|s| s.parts.len()).sum::<usize>(),
+                inner
+                    .sessions
+                    .values()
+                    .map(|s| s.parts.len())
+                    .sum::<usize>(),
             )
         };
-        write_metric(o, "strata_fetch_sessions", "gauge", "Incremental fetch sessions held (KIP-227).", n);
-        write_metric(o, "strata_fetch_session_partitions", "gauge", "Partitions cached over all fetch sessions.", parts);
-        write_metric(o, "strata_fetch_sessions_created_total", "counter", "Fetch sessions created.", self.created.load(Relaxed));
-        write_metric(o, "strata_fetch_session_incremental_total", "counter", "Incremental fetches served from a session.", self.incremental.load(Relaxed));
-        write_metric(o, "strata_fetch_session_evictions_total", "counter", "Fetch sessions evicted to make room for new ones.", self.evictions());
+        write_metric(
+            o,
+            "strata_fetch_sessions",
+            "gauge",
+            "Incremental fetch sessions held (KIP-227).",
+            n,
+        );
+        write_metric(
+            o,
+            "strata_fetch_session_partitions",
+            "gauge",
+            "Partitions cached over all fetch sessions.",
+            parts,
+        );
+        write_metric(
+            o,
+            "strata_fetch_sessions_created_total",
+            "counter",
+            "Fetch sessions created.",
+            self.created.load(Relaxed),
+        );
+        write_metric(
+            o,
+            "strata_fetch_session_incremental_total",
+            "counter",
+            "Incremental fetches served from a session.",
+            self.incremental.load(Relaxed),
+        );
+        write_metric(
+            o,
+            "strata_fetch_session_evictions_total",
+            "counter",
+            "Fetch sessions evicted to make room for new ones.",
+            self.evictions(),
+        );
     }
 }
 
@@ -506,7 +542,8 @@ mod tests {
             Context::Error(code::FETCH_SESSION_TOPIC_ID_ERROR)
         );
         // Epoch 1: the update is applied, every partition is read.
-        let Context::Incremental { parts, .. } = c.new_context(&req(id, 1, vec![(key(1), pos(5))]), 1)
+        let Context::Incremental { parts, .. } =
+            c.new_context(&req(id, 1, vec![(key(1), pos(5))]), 1)
         else {
             panic!("not incremental")
         };
@@ -515,7 +552,11 @@ mod tests {
         // Only partitions with news are kept; the one with data moves last.
         let keep = c.finish_incremental(
             id,
-            &[(key(0), news(0, 10)), (key(1), news(100, 10)), (key(2), news(0, 11))],
+            &[
+                (key(0), news(0, 10)),
+                (key(1), news(100, 10)),
+                (key(2), news(0, 11)),
+            ],
         );
         assert_eq!(keep, vec![false, true, true]);
         let Context::Incremental { parts, .. } = c.new_context(&req(id, 2, vec![]), 2) else {
@@ -537,7 +578,10 @@ mod tests {
         let mut n = news(0, 10);
         n.error = true;
         for epoch in 1..4 {
-            assert!(matches!(c.new_context(&req(id, epoch, vec![]), 0), Context::Incremental { .. }));
+            assert!(matches!(
+                c.new_context(&req(id, epoch, vec![]), 0),
+                Context::Incremental { .. }
+            ));
             assert_eq!(c.finish_incremental(id, &[(key(0), n)]), vec![true]);
         }
     }
@@ -552,7 +596,10 @@ mod tests {
         assert!(c.is_empty());
         // A full fetch with FINAL_EPOCH closes a session and opens none.
         let id = open(&c, 2, 0);
-        assert_eq!(c.new_context(&req(id, FINAL_EPOCH, vec![]), 1), Context::Sessionless);
+        assert_eq!(
+            c.new_context(&req(id, FINAL_EPOCH, vec![]), 1),
+            Context::Sessionless
+        );
         assert!(c.is_empty());
     }
 
@@ -588,7 +635,10 @@ mod tests {
         // Older than eviction_ms but used recently: a bigger new session
         // evicts the least valuable (smallest) one, a smaller one cannot.
         for (id, epoch) in [(a, 1), (b, 1)] {
-            assert!(matches!(c.new_context(&req(id, epoch, vec![]), 1500), Context::Incremental { .. }));
+            assert!(matches!(
+                c.new_context(&req(id, epoch, vec![]), 1500),
+                Context::Incremental { .. }
+            ));
         }
         assert_eq!(open(&c, 3, 1600), 0);
         let d = open(&c, 6, 1600);
@@ -600,7 +650,10 @@ mod tests {
         );
         // Stale (unused > eviction_ms): the least recently used goes first,
         // whatever its size.
-        assert!(matches!(c.new_context(&req(d, 1, vec![]), 2000), Context::Incremental { .. }));
+        assert!(matches!(
+            c.new_context(&req(d, 1, vec![]), 2000),
+            Context::Incremental { .. }
+        ));
         let e = open(&c, 1, 2600);
         assert_ne!(e, 0);
         assert_eq!(c.evictions(), 2);

@@ -274,7 +274,12 @@ fn quota_cmd() -> impl Strategy<Value = crate::quotas::QuotaCommand> {
         ])
     };
     let key = prop::sample::select(
-        &["producer_byte_rate", "consumer_byte_rate", "request_percentage", "bogus"][..],
+        &[
+            "producer_byte_rate",
+            "consumer_byte_rate",
+            "request_percentage",
+            "bogus",
+        ][..],
     );
     let value = prop::sample::select(&[0.0f64, 1.5, 1024.0, -1.0][..]);
     prop::collection::vec(

@@ -100,7 +100,9 @@ pub struct QuotaManager {
 
 impl std::fmt::Debug for QuotaManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QuotaManager").field("cfg", &self.cfg).finish()
+        f.debug_struct("QuotaManager")
+            .field("cfg", &self.cfg)
+            .finish()
     }
 }
 
@@ -128,7 +130,12 @@ impl QuotaManager {
 
     /// Kafka's `getMaxValueInQuotaWindow`: a fetch asks for at most what
     /// the client's consumer quota allows over the window.
-    pub fn cap_fetch_bytes(&self, quotas: &QuotasState, client_id: Option<&str>, max: usize) -> usize {
+    pub fn cap_fetch_bytes(
+        &self,
+        quotas: &QuotasState,
+        client_id: Option<&str>,
+        max: usize,
+    ) -> usize {
         if quotas.is_empty() {
             return max;
         }
@@ -180,7 +187,12 @@ impl QuotaManager {
                 let key = (
                     kind,
                     if entity.user.is_some() { ANONYMOUS } else { "" }.to_string(),
-                    if entity.client_id.is_some() { client } else { "" }.to_string(),
+                    if entity.client_id.is_some() {
+                        client
+                    } else {
+                        ""
+                    }
+                    .to_string(),
                 );
                 if !inner.sensors.contains_key(&key) && inner.sensors.len() >= MAX_SENSORS {
                     if let Some(oldest) = inner
@@ -198,7 +210,14 @@ impl QuotaManager {
                     last_used_ms: now_ms,
                 });
                 s.last_used_ms = now_ms;
-                throttles[kind as usize] = s.rate.record_and_throttle(value, bound, now_ms);
+                let t = s.rate.record_and_throttle(value, bound, now_ms);
+                // Kafka bounds the request-time throttle by one sample
+                // window; byte-rate throttles are not bounded.
+                throttles[kind as usize] = if kind == Kind::Request {
+                    t.min(cfg.window_ms)
+                } else {
+                    t
+                };
             }
         }
         let n = inner.clients.len();
@@ -353,7 +372,9 @@ mod tests {
             alterations: vec![QuotaAlteration {
                 entity: QuotaEntity {
                     user: None,
-                    client_id: Some(client.map_or(EntityName::Default, |c| EntityName::Named(c.into()))),
+                    client_id: Some(
+                        client.map_or(EntityName::Default, |c| EntityName::Named(c.into())),
+                    ),
                 },
                 set: [(key.to_string(), v)].into_iter().collect(),
                 remove: vec![],
@@ -383,15 +404,23 @@ mod tests {
         let q = quotas(Some("slow"), PRODUCER_BYTE_RATE, 1000.0);
         let mut resp = ResponseKind::Produce(Default::default());
         // 1 s of quota is free (the minimum window), then throttled.
-        assert_eq!(m.record(&q, Some("slow"), produce(1000), Some(&mut resp), 0), 0);
+        assert_eq!(
+            m.record(&q, Some("slow"), produce(1000), Some(&mut resp), 0),
+            0
+        );
         let t = m.record(&q, Some("slow"), produce(2000), Some(&mut resp), 0);
         assert!(t > 0);
-        let ResponseKind::Produce(p) = &resp else { unreachable!() };
+        let ResponseKind::Produce(p) = &resp else {
+            unreachable!()
+        };
         assert_eq!(p.throttle_time_ms as i64, t);
         assert_eq!(m.record(&q, Some("fast"), produce(1_000_000), None, 0), 0);
         let mut o = String::new();
         m.render_metrics(&q, &mut o);
-        assert!(o.contains("strata_client_throttled_total{client_id=\"slow\",quota=\"produce\"} 1"), "{o}");
+        assert!(
+            o.contains("strata_client_throttled_total{client_id=\"slow\",quota=\"produce\"} 1"),
+            "{o}"
+        );
         assert!(o.contains("strata_client_bytes_in_total{client_id=\"fast\"} 1000000"));
     }
 
@@ -421,7 +450,10 @@ mod tests {
         }
         let mut o = String::new();
         m.render_metrics(&q, &mut o);
-        assert_eq!(o.matches("strata_client_bytes_in_total{").count(), MAX_CLIENT_SERIES + 1);
+        assert_eq!(
+            o.matches("strata_client_bytes_in_total{").count(),
+            MAX_CLIENT_SERIES + 1
+        );
         assert!(o.contains("strata_client_bytes_in_total{client_id=\"__other\"} 50"));
     }
 

@@ -14,8 +14,8 @@ pub struct WindowConfig {
 }
 
 impl WindowConfig {
-    /// The longest throttle handed out: the whole sampled horizon.
-    pub fn max_throttle_ms(&self) -> i64 {
+    /// The sampled horizon: samples older than this are forgotten.
+    pub fn horizon_ms(&self) -> i64 {
         self.window_ms * self.samples as i64
     }
 }
@@ -69,7 +69,7 @@ impl RateWindow {
 
     /// Forget samples older than the whole horizon.
     fn purge(&mut self, now_ms: i64) {
-        let horizon = self.cfg.max_throttle_ms();
+        let horizon = self.cfg.horizon_ms();
         for s in &mut self.samples {
             if now_ms - s.start_ms >= horizon {
                 *s = Sample {
@@ -107,7 +107,7 @@ impl RateWindow {
 
     /// Record `value`, then the throttle Kafka hands out for a rate above
     /// `bound`: the time after which the rate over the window is back at
-    /// the bound, `(rate - bound) / bound × window`, at most the horizon.
+    /// the bound, `(rate - bound) / bound × window` (the caller bounds it).
     pub fn record_and_throttle(&mut self, value: f64, bound: f64, now_ms: i64) -> i64 {
         self.record(value, now_ms);
         let size = self.window_size_ms(now_ms);
@@ -116,8 +116,8 @@ impl RateWindow {
         if bound <= 0.0 || rate <= bound {
             return 0;
         }
-        let t = ((rate - bound) / bound * size as f64).round() as i64;
-        t.clamp(0, self.cfg.max_throttle_ms())
+        let t = ((rate - bound) / bound * size as f64).round();
+        t.clamp(0.0, i32::MAX as f64) as i64
     }
 }
 
@@ -177,8 +177,8 @@ mod tests {
     }
 
     #[test]
-    fn throttle_is_capped_at_the_horizon() {
+    fn throttle_fits_the_protocol_field() {
         let mut r = RateWindow::new(CFG, 0);
-        assert_eq!(r.record_and_throttle(1e12, 1.0, 0), CFG.max_throttle_ms());
+        assert_eq!(r.record_and_throttle(1e15, 1.0, 0), i32::MAX as i64);
     }
 }

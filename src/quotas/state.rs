@@ -298,7 +298,9 @@ impl QuotasState {
             (None, d()),
         ];
         order.into_iter().find_map(|(user, client_id)| {
-            let (e, v) = self.entries.get_key_value(&QuotaEntity { user, client_id })?;
+            let (e, v) = self
+                .entries
+                .get_key_value(&QuotaEntity { user, client_id })?;
             v.get(key).map(|x| (*x, e))
         })
     }
@@ -358,18 +360,47 @@ mod tests {
             user: None,
             client_id: Some(c.map_or(EntityName::Default, |c| EntityName::Named(c.into()))),
         };
-        apply(&mut s, alter(client(None), &[(PRODUCER_BYTE_RATE, 100.0)], &[])).unwrap();
-        apply(&mut s, alter(client(Some("fast")), &[(PRODUCER_BYTE_RATE, 1000.0)], &[])).unwrap();
-        assert_eq!(s.resolve("ANONYMOUS", "fast", PRODUCER_BYTE_RATE).unwrap().0, 1000.0);
-        assert_eq!(s.resolve("ANONYMOUS", "other", PRODUCER_BYTE_RATE).unwrap().0, 100.0);
-        assert!(s.resolve("ANONYMOUS", "other", CONSUMER_BYTE_RATE).is_none());
+        apply(
+            &mut s,
+            alter(client(None), &[(PRODUCER_BYTE_RATE, 100.0)], &[]),
+        )
+        .unwrap();
+        apply(
+            &mut s,
+            alter(client(Some("fast")), &[(PRODUCER_BYTE_RATE, 1000.0)], &[]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.resolve("ANONYMOUS", "fast", PRODUCER_BYTE_RATE)
+                .unwrap()
+                .0,
+            1000.0
+        );
+        assert_eq!(
+            s.resolve("ANONYMOUS", "other", PRODUCER_BYTE_RATE)
+                .unwrap()
+                .0,
+            100.0
+        );
+        assert!(s
+            .resolve("ANONYMOUS", "other", CONSUMER_BYTE_RATE)
+            .is_none());
         // A user quota outranks any client-only one.
         let user = QuotaEntity {
             user: Some(EntityName::Named("ANONYMOUS".into())),
             client_id: None,
         };
-        apply(&mut s, alter(user.clone(), &[(PRODUCER_BYTE_RATE, 7.0)], &[])).unwrap();
-        assert_eq!(s.resolve("ANONYMOUS", "fast", PRODUCER_BYTE_RATE).unwrap().0, 7.0);
+        apply(
+            &mut s,
+            alter(user.clone(), &[(PRODUCER_BYTE_RATE, 7.0)], &[]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.resolve("ANONYMOUS", "fast", PRODUCER_BYTE_RATE)
+                .unwrap()
+                .0,
+            7.0
+        );
         // Removing the last value forgets the entity.
         apply(&mut s, alter(user.clone(), &[], &[PRODUCER_BYTE_RATE])).unwrap();
         assert!(s.get(&user).is_none());

@@ -192,6 +192,7 @@ def test_producer_above_its_byte_rate_is_throttled_and_others_are_not(broker_fac
     assert not errors, errors[:3]
     slow = rate_between(samples["slow"], *STEADY)
     fast = rate_between(samples["fast"], *STEADY)
+    print(f"producer: throttled {slow / 1024:.1f} KiB/s (quota {QUOTA / 1024:.0f}), other {fast / 1024:.0f} KiB/s")
     assert abs(slow - QUOTA) / QUOTA < 0.10, f"slow producer ran at {slow / 1024:.0f} KiB/s, quota {QUOTA / 1024:.0f} KiB/s"
     assert fast > 3 * QUOTA, f"unthrottled producer only reached {fast / 1024:.0f} KiB/s"
     text = metrics_text(b)
@@ -204,13 +205,22 @@ def test_consumer_above_its_byte_rate_is_throttled_and_others_are_not(broker_fac
     topic = unique_topic("qcons")
     create_topic(b.bootstrap, topic, 1)
     n = 8000
-    produce(producer(b.bootstrap, **{"linger.ms": 20}), topic, [Rec(None, b"y" * 1000) for _ in range(n)])
+    # Batches of at most 16 KiB: a fetch returns at least one whole batch,
+    # so batch size is the granularity of the fetch throttle.
+    produce(producer(b.bootstrap, **{"linger.ms": 20, "batch.size": 16384}), topic, [Rec(None, b"y" * 1000) for _ in range(n)])
     assert alter(b, [({"client-id": "slowc"}, {"consumer_byte_rate": float(QUOTA)})])[0]["error_code"] == 0
     samples: dict[str, list[tuple[float, int]]] = {"slowc": [], "fastc": []}
+    errors: list = []
     start = time.monotonic()
 
     def run(cid):
-        c = consumer(b.bootstrap, **{"client.id": cid, "group.id": cid, "fetch.max.bytes": 65536, "max.partition.fetch.bytes": 65536})
+        try:
+            consume(cid)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    def consume(cid):
+        c = consumer(b.bootstrap, **{"client.id": cid, "group.id": cid, "fetch.max.bytes": 65536, "message.max.bytes": 65536, "max.partition.fetch.bytes": 65536})
         c.assign([TopicPartition(topic, 0, 0)])
         got = 0
         while time.monotonic() - start < RUN_S and got < n:
@@ -225,7 +235,9 @@ def test_consumer_above_its_byte_rate_is_throttled_and_others_are_not(broker_fac
         t.start()
     for t in threads:
         t.join(60)
+    assert not errors, errors
     slow = rate_between(samples["slowc"], *STEADY)
+    print(f"consumer: throttled {slow / 1024:.1f} KiB/s (quota {QUOTA / 1024:.0f}), other read {n} KB in {samples['fastc'][-1][0]:.2f} s")
     assert abs(slow - QUOTA) / QUOTA < 0.10, f"slow consumer ran at {slow / 1024:.0f} KiB/s, quota {QUOTA / 1024:.0f} KiB/s"
     # The other consumer read everything, far faster than the quota.
     assert len(samples["fastc"]) == n

@@ -273,9 +273,12 @@ impl Session {
                     .zip(flat)
                     .map(|((k, pos), pd)| (k.clone(), *pos, news(pd)))
                     .collect();
-                resp.session_id =
-                    b.fetch_sessions
-                        .create(self.privileged, self.uses_ids, parts, b.clock.now_ms());
+                resp.session_id = b.fetch_sessions.create(
+                    self.privileged,
+                    self.uses_ids,
+                    parts,
+                    b.clock.now_ms(),
+                );
             }
             Context::Incremental { id, .. } => {
                 let all: Vec<(PartKey, PartitionNews)> = self
