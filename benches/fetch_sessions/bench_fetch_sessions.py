@@ -73,7 +73,8 @@ def run(binary: str, partitions: int, seconds: float, rate: int, extra: list[str
                 time.sleep(0.1)
         bootstrap = f"127.0.0.1:{kafka}"
         topic = "fs-bench"
-        AdminClient({"bootstrap.servers": bootstrap}).create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
         time.sleep(1)
         stop = threading.Event()
 
