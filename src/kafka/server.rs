@@ -203,8 +203,13 @@ async fn connection(
         drop(writer_metrics);
     });
     let result = loop {
+        // A throttled connection (client quotas) is muted: its socket is
+        // not read until the throttle time has passed.
         let frame = tokio::select! {
-            f = read_frame(&mut rd, max, idle, &broker.request_budget) => f,
+            f = async {
+                mute.wait(&*broker.clock).await;
+                read_frame(&mut rd, max, idle, &broker.request_budget).await
+            } => f,
             _ = shutdown.changed() => break Ok(()),
         };
         let (mut frame, held) = match frame {
@@ -212,14 +217,10 @@ async fn connection(
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         };
-        // A throttled connection (client quotas) is muted: its next
-        // request waits until the throttle time has passed.
-        let muted = mute.remaining_ms(broker.clock.now_ms());
-        if muted > 0 {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(muted as u64)) => {}
-                _ = shutdown.changed() => break Ok(()),
-            }
+        // A response finished meanwhile (a long-poll) may have muted it.
+        tokio::select! {
+            _ = mute.wait(&*broker.clock) => {}
+            _ = shutdown.changed() => break Ok(()),
         }
         let frame_len = frame.len();
         let started = Instant::now();

@@ -68,6 +68,17 @@ impl Mute {
     pub fn remaining_ms(&self, now_ms: i64) -> i64 {
         (self.0.load(Relaxed) - now_ms).max(0)
     }
+
+    /// Sleep until unmuted (the mute may grow meanwhile).
+    pub async fn wait(&self, clock: &dyn crate::clock::Clock) {
+        loop {
+            let left = self.remaining_ms(clock.now_ms());
+            if left <= 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(left as u64)).await;
+        }
+    }
 }
 
 struct Sensor {
