@@ -273,7 +273,7 @@ impl QuotaManager {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         clients.sort_by(|a, b| a.0.cmp(&b.0));
-        let series: [(&str, &str, fn(&ClientCounters) -> u64); 2] = [
+        let series: [(&str, &str, ClientField); 2] = [
             (
                 "strata_client_bytes_in_total",
                 "Produce request bytes, by client id (at most 200 ids, the rest as __other).",
@@ -291,7 +291,7 @@ impl QuotaManager {
                 let _ = writeln!(o, "{name}{{client_id=\"{}\"}} {}", escape(id), f(c));
             }
         }
-        let per_kind: [(&str, &str, fn(&ClientCounters, usize) -> u64); 2] = [
+        let per_kind: [(&str, &str, KindField); 2] = [
             (
                 "strata_client_throttle_time_ms_total",
                 "Milliseconds of throttle handed out, by client id and quota (produce, fetch, request).",
@@ -321,6 +321,11 @@ impl QuotaManager {
         }
     }
 }
+
+/// Selects one counter of [`ClientCounters`].
+type ClientField = fn(&ClientCounters) -> u64;
+/// Selects one per-kind counter of [`ClientCounters`].
+type KindField = fn(&ClientCounters, usize) -> u64;
 
 /// Record bytes of a fetch response.
 fn fetch_bytes(f: &kafka_protocol::messages::FetchResponse) -> usize {
