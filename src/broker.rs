@@ -134,6 +134,10 @@ pub struct Broker {
     pub not_leader_refusals: std::sync::atomic::AtomicU64,
     /// Request bytes held over all Kafka connections.
     pub request_budget: crate::kafka::budget::RequestBudget,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: crate::kafka::fetch_session::FetchSessionCache,
+    /// Client quota enforcement.
+    pub quotas: crate::quotas::QuotaManager,
     store: Arc<Store>,
     wal: Arc<Wal>,
     /// Prices for the per-topic cost estimates (`--price-sheet`).
@@ -292,6 +296,11 @@ impl Broker {
             request_budget: crate::kafka::budget::RequestBudget::new(
                 config.queued_max_request_bytes,
             ),
+            fetch_sessions: crate::kafka::fetch_session::FetchSessionCache::new(
+                config.fetch_session_limits(),
+                Uuid::new_v4().as_u64_pair().0,
+            ),
+            quotas: crate::quotas::QuotaManager::new(config.quota_window()),
             store,
             wal,
             prices,

@@ -133,6 +133,21 @@ pub struct Config {
     pub connections_max_idle_ms: u64,
     /// Upper bound of one fetch response (`fetch.max.bytes`).
     pub fetch_max_bytes: usize,
+    /// Incremental fetch sessions (KIP-227) held at once
+    /// (`max.incremental.fetch.session.cache.slots`); 0 disables them.
+    /// Each costs about 100 bytes per partition it holds.
+    pub max_incremental_fetch_session_cache_slots: usize,
+    /// Partitions one fetch session holds at most; a consumer of more
+    /// sends full fetches.
+    pub max_fetch_session_partitions: usize,
+    /// A fetch session unused this long may be evicted by any new one;
+    /// younger ones only by more valuable (bigger) sessions.
+    pub fetch_session_eviction_ms: i64,
+    /// Samples of a client quota's rate window (`quota.window.num`).
+    pub quota_window_num: usize,
+    /// Length of one quota sample (`quota.window.size.seconds`, in ms):
+    /// the rate is measured over `num × size`.
+    pub quota_window_size_ms: i64,
     /// HTTP connections idle (or slow to send request headers) this long
     /// are closed.
     pub http_idle_timeout_ms: u64,
@@ -233,6 +248,11 @@ impl Default for Config {
             max_inflight_per_connection: 4096,
             connections_max_idle_ms: 600_000,
             fetch_max_bytes: 55 * 1024 * 1024,
+            max_incremental_fetch_session_cache_slots: 1000,
+            max_fetch_session_partitions: 10_000,
+            fetch_session_eviction_ms: 120_000,
+            quota_window_num: 11,
+            quota_window_size_ms: 1000,
             http_idle_timeout_ms: 60_000,
             object_store: None,
             s3_endpoint: None,
@@ -351,6 +371,23 @@ impl Config {
             region: self.s3_region.clone(),
             path_style: self.s3_path_style,
             request_timeout: std::time::Duration::from_millis(self.object_store_timeout_ms),
+        }
+    }
+
+    /// Fetch session cache bounds.
+    pub fn fetch_session_limits(&self) -> crate::kafka::fetch_session::Limits {
+        crate::kafka::fetch_session::Limits {
+            slots: self.max_incremental_fetch_session_cache_slots,
+            max_partitions: self.max_fetch_session_partitions,
+            eviction_ms: self.fetch_session_eviction_ms,
+        }
+    }
+
+    /// Client quota rate window.
+    pub fn quota_window(&self) -> crate::quotas::WindowConfig {
+        crate::quotas::WindowConfig {
+            samples: self.quota_window_num,
+            window_ms: self.quota_window_size_ms,
         }
     }
 
@@ -513,6 +550,27 @@ impl Config {
                 "--wal-flush-idle-ms",
                 format!("must be 0..=60000, got {}", self.wal_flush_idle_ms),
             );
+        }
+        if self.max_incremental_fetch_session_cache_slots > 100_000 {
+            return bad(
+                "--max-incremental-fetch-session-cache-slots",
+                "must be 0..=100000".into(),
+            );
+        }
+        if !(1..=1_000_000).contains(&self.max_fetch_session_partitions) {
+            return bad(
+                "--max-fetch-session-partitions",
+                "must be 1..=1000000".into(),
+            );
+        }
+        if !(1..=86_400_000).contains(&self.fetch_session_eviction_ms) {
+            return bad("--fetch-session-eviction-ms", "must be 1..=86400000".into());
+        }
+        if !(2..=100).contains(&self.quota_window_num) {
+            return bad("--quota-window-num", "must be 2..=100".into());
+        }
+        if !(10..=3_600_000).contains(&self.quota_window_size_ms) {
+            return bad("--quota-window-size-ms", "must be 10..=3600000".into());
         }
         if !(1..=60_000).contains(&self.wal_flush_ms) {
             return bad(
@@ -787,6 +845,25 @@ pub struct ServeArgs {
     /// Upper bound of one fetch response (fetch.max.bytes) [default: 57671680].
     #[arg(long, env = "STRATA_FETCH_MAX_BYTES", value_name = "BYTES")]
     pub fetch_max_bytes: Option<usize>,
+    /// Incremental fetch sessions held at once (max.incremental.fetch.session.cache.slots); 0 disables them [default: 1000].
+    #[arg(
+        long,
+        env = "STRATA_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS",
+        value_name = "N"
+    )]
+    pub max_incremental_fetch_session_cache_slots: Option<usize>,
+    /// Partitions one fetch session holds at most [default: 10000].
+    #[arg(long, env = "STRATA_MAX_FETCH_SESSION_PARTITIONS", value_name = "N")]
+    pub max_fetch_session_partitions: Option<usize>,
+    /// A fetch session unused this long may be evicted by any new one [default: 120000].
+    #[arg(long, env = "STRATA_FETCH_SESSION_EVICTION_MS", value_name = "MS")]
+    pub fetch_session_eviction_ms: Option<i64>,
+    /// Samples of a client quota's rate window (quota.window.num) [default: 11].
+    #[arg(long, env = "STRATA_QUOTA_WINDOW_NUM", value_name = "N")]
+    pub quota_window_num: Option<usize>,
+    /// Length of one quota sample in ms (quota.window.size.seconds × 1000) [default: 1000].
+    #[arg(long, env = "STRATA_QUOTA_WINDOW_SIZE_MS", value_name = "MS")]
+    pub quota_window_size_ms: Option<i64>,
     /// Close HTTP connections idle or slow to send headers this long [default: 60000].
     #[arg(long, env = "STRATA_HTTP_IDLE_TIMEOUT_MS", value_name = "MS")]
     pub http_idle_timeout_ms: Option<u64>,
@@ -904,6 +981,11 @@ impl ServeArgs {
             max_inflight_per_connection,
             connections_max_idle_ms,
             fetch_max_bytes,
+            max_incremental_fetch_session_cache_slots,
+            max_fetch_session_partitions,
+            fetch_session_eviction_ms,
+            quota_window_num,
+            quota_window_size_ms,
             http_idle_timeout_ms,
             s3_path_style,
             object_store_timeout_ms,

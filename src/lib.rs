@@ -40,6 +40,7 @@ pub mod log;
 pub mod meta;
 pub mod metrics;
 pub mod objstore;
+pub mod quotas;
 pub mod server;
 pub mod telemetry;
 pub mod tier;

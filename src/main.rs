@@ -32,6 +32,9 @@ enum Command {
     /// List and describe transactions.
     #[command(subcommand)]
     Txn(strata::cli::TxnCmd),
+    /// Set, remove and list client quotas on a running broker.
+    #[command(subcommand)]
+    Quota(strata::quotas::cli::QuotaCmd),
     /// Hand a running broker's partitions and group coordinators to the
     /// other brokers and stop its writes (a Kubernetes preStop hook); it
     /// exits on the SIGTERM that follows.
@@ -75,6 +78,7 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(strata::controller::cli::run_controller(cmd))?
         }
         Some(Command::Txn(cmd)) => rt.block_on(strata::cli::run_txn(cmd))?,
+        Some(Command::Quota(cmd)) => rt.block_on(strata::quotas::cli::run_quota(cmd))?,
         Some(Command::Drain(args)) => rt.block_on(strata::cli::run_drain(args))?,
         Some(Command::Serve(_)) | None => {}
     }

@@ -381,6 +381,8 @@ impl Metrics {
             r.cached_bytes()
         );
         broker.groups.render_metrics(broker, &mut o);
+        broker.fetch_sessions.render_metrics(&mut o);
+        broker.quotas.render_metrics(&meta.quotas, &mut o);
         o
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod budget;
 pub mod client;
+pub mod fetch_session;
 pub mod handlers;
 pub mod server;
 
@@ -59,6 +60,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The advertised range of an API, if served.
@@ -93,6 +96,8 @@ pub mod code {
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+    pub const FETCH_SESSION_TOPIC_ID_ERROR: i16 = 106;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const INVALID_RECORD: i16 = 87;
@@ -234,6 +239,12 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::AlterPartitionReassignments(r) => Reply::Now(
             ResponseKind::AlterPartitionReassignments(partition_reassignments::alter(ctx, r)),
         ),
+        RequestKind::DescribeClientQuotas(r) => Reply::Now(ResponseKind::DescribeClientQuotas(
+            describe_client_quotas::handle(ctx, r),
+        )),
+        RequestKind::AlterClientQuotas(r) => Reply::Now(ResponseKind::AlterClientQuotas(
+            alter_client_quotas::handle(ctx, r).await,
+        )),
         // Not advertised; the connection layer refuses these before decoding.
         _ => Reply::NoResponse,
     }
@@ -357,6 +368,8 @@ pub fn response_has_error(r: &ResponseKind) -> bool {
             x.error_code != 0 || any(&x.results, |r| r.error_code != 0)
         }
         ResponseKind::ElectLeaders(x) => x.error_code != 0,
+        ResponseKind::DescribeClientQuotas(x) => x.error_code != 0,
+        ResponseKind::AlterClientQuotas(x) => any(&x.entries, |e| e.error_code != 0),
         ResponseKind::AlterPartitionReassignments(x) => {
             x.error_code != 0 || any(&x.responses, |t| any(&t.partitions, |p| p.error_code != 0))
         }

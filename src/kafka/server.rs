@@ -188,6 +188,7 @@ async fn connection(
     let max = broker.config.request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let (tx, mut rx) = mpsc::channel::<Slot>(broker.config.max_inflight_per_connection);
+    let mute = Arc::new(crate::quotas::Mute::default());
     let writer_metrics = broker.clone();
     let writer = tokio::spawn(async move {
         while let Some(slot) = rx.recv().await {
@@ -209,8 +210,13 @@ async fn connection(
         drop(writer_metrics);
     });
     let result = loop {
+        // A throttled connection (client quotas) is muted: its socket is
+        // not read until the throttle time has passed.
         let frame = tokio::select! {
-            f = read_frame(&mut rd, max, idle, &broker.request_budget) => f,
+            f = async {
+                mute.wait(&*broker.clock).await;
+                read_frame(&mut rd, max, idle, &broker.request_budget).await
+            } => f,
             _ = shutdown.changed() => break Ok(()),
         };
         let (mut frame, held) = match frame {
@@ -218,6 +224,12 @@ async fn connection(
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         };
+        // A response finished meanwhile (a long-poll) may have muted it.
+        tokio::select! {
+            _ = mute.wait(&*broker.clock) => {}
+            _ = shutdown.changed() => break Ok(()),
+        }
+        let frame_len = frame.len();
         let started = Instant::now();
         let key = i16::from_be_bytes([frame[0], frame[1]]);
         let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -265,9 +277,15 @@ async fn connection(
             client_id = header.client_id.as_deref().unwrap_or("")
         );
         let reply = dispatch(&ctx, req).instrument(span.clone()).await;
+        let usage = crate::quotas::Usage {
+            api,
+            request_bytes: frame_len,
+            handler_secs: started.elapsed().as_secs_f64(),
+        };
         let b = broker.clone();
         let slot = match reply {
-            Reply::Now(resp) => {
+            Reply::Now(mut resp) => {
+                crate::quotas::after_request(&b, &ctx, &mute, usage, Some(&mut resp));
                 b.metrics.observe_request(
                     key,
                     started.elapsed().as_secs_f64(),
@@ -286,13 +304,17 @@ async fn connection(
                 }
             }
             Reply::NoResponse => {
+                crate::quotas::after_request(&b, &ctx, &mute, usage, None);
                 b.metrics
                     .observe_request(key, started.elapsed().as_secs_f64(), false);
                 continue;
             }
-            Reply::Later(fut) => Slot::Pending(tokio::spawn(
+            Reply::Later(fut) => {
+                let mute = mute.clone();
+                Slot::Pending(tokio::spawn(
                 async move {
-                    let resp = fut.await;
+                    let mut resp = fut.await;
+                    crate::quotas::after_request(&b, &ctx, &mute, usage, Some(&mut resp));
                     b.metrics.observe_request(
                         key,
                         started.elapsed().as_secs_f64(),
@@ -307,7 +329,8 @@ async fn connection(
                     }
                 }
                 .instrument(span),
-            ), held),
+            ), held)
+            }
         };
         if tx.send(slot).await.is_err() {
             break Ok(());

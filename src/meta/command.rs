@@ -183,6 +183,9 @@ pub enum Command {
         segments: Vec<super::tier::SegmentCommit>,
         committed_at_ms: i64,
     },
+    /// Client quota configuration (AlterClientQuotas); see
+    /// [`crate::quotas::state`].
+    Quota(crate::quotas::QuotaCommand),
 }
 
 /// One partition of a [`Command::Lead`].
@@ -289,6 +292,8 @@ pub enum CommandOutput {
     BrokerIdAllocated { broker_id: i32 },
     /// The broker is no longer registered.
     BrokerUnregistered,
+    /// Client quotas altered.
+    QuotasAltered,
 }
 
 #[cfg(test)]

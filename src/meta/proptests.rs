@@ -273,7 +273,42 @@ fn command() -> impl Strategy<Value = Command> {
         prop::sample::select(&["c1", "c2", ""][..]).prop_map(|c| Command::InitCluster {
             cluster_id: c.to_string()
         }),
+        quota_cmd().prop_map(Command::Quota),
     ]
+}
+
+fn quota_cmd() -> impl Strategy<Value = crate::quotas::QuotaCommand> {
+    use crate::quotas::state::{EntityName, QuotaAlteration, QuotaCommand, QuotaEntity};
+    let part = || {
+        prop::option::of(prop_oneof![
+            Just(EntityName::Default),
+            "[ab]".prop_map(EntityName::Named)
+        ])
+    };
+    let key = prop::sample::select(
+        &[
+            "producer_byte_rate",
+            "consumer_byte_rate",
+            "request_percentage",
+            "bogus",
+        ][..],
+    );
+    let value = prop::sample::select(&[0.0f64, 1.5, 1024.0, -1.0][..]);
+    prop::collection::vec(
+        (
+            part(),
+            part(),
+            prop::collection::btree_map(key.clone().prop_map(str::to_string), value, 0..3),
+            prop::collection::vec(key.prop_map(str::to_string), 0..2),
+        )
+            .prop_map(|(user, client_id, set, remove)| QuotaAlteration {
+                entity: QuotaEntity { user, client_id },
+                set,
+                remove,
+            }),
+        1..3,
+    )
+    .prop_map(|alterations| QuotaCommand::Alter { alterations })
 }
 
 fn with_batches() -> impl Strategy<Value = Command> {

@@ -70,6 +70,9 @@ pub struct MetaState {
     /// every epoch an unregistered broker had.
     #[serde(default)]
     pub broker_epoch_floor: i64,
+    /// Client quotas (user, client-id and their defaults).
+    #[serde(default)]
+    pub quotas: crate::quotas::QuotasState,
 }
 
 /// A registered broker.
@@ -150,6 +153,7 @@ impl Default for MetaState {
             last_auto_broker_id: 0,
             broker_epoch_floor: 0,
             txns: Default::default(),
+            quotas: Default::default(),
         }
     }
 }
@@ -509,6 +513,7 @@ impl MetaState {
             }
             Command::Group(g) => self.groups.check(g, &self.topics),
             Command::Txn(t) => self.txns.check(t, self),
+            Command::Quota(q) => self.quotas.check(q).map_err(Into::into),
             Command::CommitWal {
                 broker_id,
                 broker_epoch,
@@ -1003,6 +1008,10 @@ impl MetaState {
                 CommandOutput::ProducerIdsAllocated { first, count }
             }
             Command::Group(g) => CommandOutput::Group(self.groups.apply_checked(g, &self.topics)),
+            Command::Quota(q) => {
+                self.quotas.apply_checked(q);
+                CommandOutput::QuotasAltered
+            }
             Command::Txn(t) => CommandOutput::Txn(self.txns.apply_checked(
                 t,
                 &mut self.next_producer_id,

@@ -4,9 +4,9 @@
 //! consumers progress), long-polling up to `max_wait_ms` until `min_bytes`
 //! are available. Offsets no longer on local disk are read from object
 //! storage through the block cache, off every lock, so cold reads never
-//! block produce. Incremental fetch sessions (KIP-227) are declined
-//! cleanly: every response carries session id 0, which tells clients to
-//! keep sending full requests.
+//! block produce. Incremental fetch sessions (KIP-227) are served through
+//! [`crate::kafka::fetch_session`]: an incremental request reads every
+//! partition of its session and answers only those with news.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -24,6 +24,9 @@ use uuid::Uuid;
 
 use super::sb;
 use crate::broker::{Broker, TopicHandle};
+use crate::kafka::fetch_session::{
+    Context, FetchPosition, PartKey, PartitionNews, SessionRequest, TopicKey,
+};
 use crate::kafka::{code, Ctx, Reply};
 use crate::meta::tier::Extent;
 
@@ -89,46 +92,21 @@ pub fn check_leader(
 
 pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
     let b = ctx.broker.clone();
-    if req.session_id != 0 {
+    let use_ids = ctx.version >= 13;
+    let session = Session::open(&b, &req, use_ids);
+    if let Context::Error(c) = session.context {
         return Reply::Now(ResponseKind::Fetch(
             FetchResponse::default()
-                .with_error_code(code::FETCH_SESSION_ID_NOT_FOUND)
+                .with_error_code(c)
                 .with_session_id(0),
         ));
     }
-    let use_ids = ctx.version >= 13;
-    let wants: Vec<Want> = req
-        .topics
-        .iter()
-        .map(|t| {
-            let topic = if use_ids {
-                b.topic_by_id(&t.topic_id)
-            } else {
-                b.topic(t.topic.0.as_str())
-            };
-            Want {
-                name: topic
-                    .as_ref()
-                    .map(|h| TopicName(sb(h.name.clone())))
-                    .unwrap_or_else(|| t.topic.clone()),
-                topic_id: t.topic_id,
-                topic,
-                partitions: t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.partition,
-                            p.fetch_offset,
-                            p.partition_max_bytes,
-                            p.current_leader_epoch,
-                        )
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    let max_bytes = (req.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes);
+    let wants = session.wants(&b);
+    let max_bytes = b.quotas.cap_fetch_bytes(
+        &b.meta().quotas,
+        ctx.client_id.as_deref(),
+        (req.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes),
+    );
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_wait = req.max_wait_ms.clamp(0, MAX_WAIT_CAP_MS);
     let read_committed = req.isolation_level == 1;
@@ -151,11 +129,12 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
     let (resp, bytes, errors, remotes) = gather(&b);
     if !remotes.is_empty() {
         return Reply::Later(Box::pin(async move {
-            ResponseKind::Fetch(read_remote(&b, resp, remotes).await)
+            let resp = read_remote(&b, resp, remotes).await;
+            ResponseKind::Fetch(session.finish(&b, resp))
         }));
     }
     if bytes >= min_bytes.max(1) || errors || max_wait == 0 || no_wants || b.is_shutting_down() {
-        return Reply::Now(ResponseKind::Fetch(resp));
+        return Reply::Now(ResponseKind::Fetch(session.finish(&b, resp)));
     }
     Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(max_wait as u64);
@@ -165,14 +144,160 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
             }
             let (resp, bytes, errors, remotes) = gather(&b);
             if !remotes.is_empty() {
-                return ResponseKind::Fetch(read_remote(&b, resp, remotes).await);
+                let resp = read_remote(&b, resp, remotes).await;
+                return ResponseKind::Fetch(session.finish(&b, resp));
             }
             if bytes >= min_bytes.max(1) || errors {
-                return ResponseKind::Fetch(resp);
+                return ResponseKind::Fetch(session.finish(&b, resp));
             }
         }
-        ResponseKind::Fetch(gather(&b).0)
+        let resp = gather(&b).0;
+        ResponseKind::Fetch(session.finish(&b, resp))
     }))
+}
+
+/// The fetch session side of one request (KIP-227).
+struct Session {
+    context: Context,
+    privileged: bool,
+    uses_ids: bool,
+    /// The partitions read, in response order.
+    listed: Vec<(PartKey, FetchPosition)>,
+}
+
+impl Session {
+    fn open(b: &Broker, req: &FetchRequest, uses_ids: bool) -> Session {
+        let key = |name: &TopicName, id: &Uuid| {
+            if uses_ids {
+                TopicKey::Id(*id)
+            } else {
+                TopicKey::Name(name.0.to_string())
+            }
+        };
+        let updates: Vec<(PartKey, FetchPosition)> = req
+            .topics
+            .iter()
+            .flat_map(|t| {
+                let k = key(&t.topic, &t.topic_id);
+                t.partitions.iter().map(move |p| {
+                    (
+                        (k.clone(), p.partition),
+                        FetchPosition {
+                            offset: p.fetch_offset,
+                            max_bytes: p.partition_max_bytes,
+                            leader_epoch: p.current_leader_epoch,
+                        },
+                    )
+                })
+            })
+            .collect();
+        let forgotten = req
+            .forgotten_topics_data
+            .iter()
+            .flat_map(|t| {
+                let k = key(&t.topic, &t.topic_id);
+                t.partitions.iter().map(move |p| (k.clone(), *p))
+            })
+            .collect();
+        let sreq = SessionRequest {
+            session_id: req.session_id,
+            epoch: req.session_epoch,
+            uses_ids,
+            // Kafka ranks follower sessions above consumers'. Strata has
+            // no follower fetches, and without authentication any client
+            // could claim a replica id: every session is a consumer's.
+            privileged: false,
+            updates,
+            forgotten,
+        };
+        let context = b.fetch_sessions.new_context(&sreq, b.clock.now_ms());
+        let listed = match &context {
+            Context::Incremental { parts, .. } => parts.clone(),
+            _ => sreq.updates,
+        };
+        Session {
+            context,
+            privileged: sreq.privileged,
+            uses_ids,
+            listed,
+        }
+    }
+
+    /// What to read: the listed partitions, consecutive partitions of one
+    /// topic grouped.
+    fn wants(&self, b: &Broker) -> Vec<Want> {
+        let mut wants: Vec<Want> = Vec::new();
+        let mut last: Option<&TopicKey> = None;
+        for ((k, p), pos) in &self.listed {
+            if last != Some(k) {
+                let (topic, name, topic_id) = match k {
+                    TopicKey::Id(id) => {
+                        let t = b.topic_by_id(id);
+                        let name = t.as_ref().map(|h| h.name.clone()).unwrap_or_default();
+                        (t, name, *id)
+                    }
+                    TopicKey::Name(n) => (b.topic(n), n.clone(), Uuid::nil()),
+                };
+                wants.push(Want {
+                    name: TopicName(sb(name)),
+                    topic_id,
+                    topic,
+                    partitions: Vec::new(),
+                });
+                last = Some(k);
+            }
+            if let Some(w) = wants.last_mut() {
+                w.partitions
+                    .push((*p, pos.offset, pos.max_bytes, pos.leader_epoch));
+            }
+        }
+        wants
+    }
+
+    /// Stamp the session on a response: create a session after a full
+    /// fetch, keep only partitions with news in an incremental one.
+    fn finish(&self, b: &Broker, mut resp: FetchResponse) -> FetchResponse {
+        let news = |pd: &PartitionData| PartitionNews {
+            records: pd.records.as_ref().map_or(0, |r| r.len()),
+            high_watermark: pd.high_watermark,
+            log_start_offset: pd.log_start_offset,
+            error: pd.error_code != code::NONE,
+            preferred_replica: pd.preferred_read_replica.0 >= 0,
+        };
+        let flat = resp.responses.iter().flat_map(|t| t.partitions.iter());
+        match &self.context {
+            Context::Full => {
+                let parts = self
+                    .listed
+                    .iter()
+                    .zip(flat)
+                    .map(|((k, pos), pd)| (k.clone(), *pos, news(pd)))
+                    .collect();
+                resp.session_id = b.fetch_sessions.create(
+                    self.privileged,
+                    self.uses_ids,
+                    parts,
+                    b.clock.now_ms(),
+                );
+            }
+            Context::Incremental { id, .. } => {
+                let all: Vec<(PartKey, PartitionNews)> = self
+                    .listed
+                    .iter()
+                    .zip(flat)
+                    .map(|((k, _), pd)| (k.clone(), news(pd)))
+                    .collect();
+                let mut keep = b.fetch_sessions.finish_incremental(*id, &all).into_iter();
+                for t in &mut resp.responses {
+                    t.partitions.retain(|_| keep.next().unwrap_or(true));
+                }
+                resp.responses.retain(|t| !t.partitions.is_empty());
+                resp.session_id = *id;
+            }
+            Context::Sessionless | Context::Error(_) => resp.session_id = 0,
+        }
+        resp
+    }
 }
 
 /// Fill in the partitions whose data must come from object storage.

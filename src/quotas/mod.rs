@@ -1,0 +1,37 @@
+//! Client quotas (Kafka's `producer_byte_rate`, `consumer_byte_rate`,
+//! `request_percentage` per user, client id, their defaults and
+//! combinations):
+//!
+//! - `state`: quota entities and values as replicated metadata
+//!   ([`crate::meta::Command::Quota`]), Kafka's precedence between them
+//! - `rate`: the sampled rate window and the throttle time it gives
+//! - `manager`: enforcement on a broker (throttle time, connection muting)
+//!   and per-client metrics
+
+pub mod cli;
+pub mod manager;
+pub mod rate;
+pub mod state;
+
+pub use manager::{Mute, QuotaManager, Usage};
+pub use rate::WindowConfig;
+pub use state::{QuotaCommand, QuotaError, QuotasState};
+
+/// Record a request's usage against the client's quotas, stamp the
+/// throttle time on its response and mute the connection for that long
+/// (the connection's hook).
+pub fn after_request(
+    b: &crate::broker::Broker,
+    ctx: &crate::kafka::Ctx,
+    mute: &Mute,
+    usage: Usage,
+    resp: Option<&mut kafka_protocol::messages::ResponseKind>,
+) {
+    let now = b.clock.now_ms();
+    let t = b
+        .quotas
+        .record(&b.meta().quotas, ctx.client_id.as_deref(), usage, resp, now);
+    if t > 0 {
+        mute.extend(now + t);
+    }
+}
