@@ -59,6 +59,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The advertised range of an API, if served.
@@ -234,6 +236,10 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::AlterPartitionReassignments(r) => Reply::Now(
             ResponseKind::AlterPartitionReassignments(partition_reassignments::alter(ctx, r)),
         ),
+        RequestKind::ConsumerGroupHeartbeat(r) => consumer_group_heartbeat::handle(ctx, r),
+        RequestKind::ConsumerGroupDescribe(r) => Reply::Now(ResponseKind::ConsumerGroupDescribe(
+            consumer_group_describe::handle(ctx, r),
+        )),
         // Not advertised; the connection layer refuses these before decoding.
         _ => Reply::NoResponse,
     }
@@ -323,6 +329,8 @@ pub fn response_has_error(r: &ResponseKind) -> bool {
         ResponseKind::JoinGroup(x) => x.error_code != 0,
         ResponseKind::SyncGroup(x) => x.error_code != 0,
         ResponseKind::Heartbeat(x) => x.error_code != 0,
+        ResponseKind::ConsumerGroupHeartbeat(x) => x.error_code != 0,
+        ResponseKind::ConsumerGroupDescribe(x) => any(&x.groups, |g| g.error_code != 0),
         ResponseKind::LeaveGroup(x) => x.error_code != 0,
         ResponseKind::ListGroups(x) => x.error_code != 0,
         ResponseKind::DescribeGroups(x) => any(&x.groups, |g| g.error_code != 0),
