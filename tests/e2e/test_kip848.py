@@ -146,7 +146,8 @@ def test_join_leave_cover_every_partition_once_and_consume_all(kbroker):
         assert len(d["members"]) == 3 and all(m["member_epoch"] == d["group_epoch"] for m in d["members"]), d
         assert d["assignor"] == "uniform"
         # The admin client's view (ConsumerGroupDescribe).
-        desc = admin(kbroker.bootstrap).describe_consumer_groups([group], request_timeout=15)[group].result(timeout=30)
+        a = admin(kbroker.bootstrap)
+        desc = a.describe_consumer_groups([group], request_timeout=15)[group].result(timeout=30)
         assert len(desc.members) == 3
         assert "CONSUMER" in str(desc.type).upper(), desc.type
         got = {tp.partition for m in desc.members for tp in m.assignment.topic_partitions}
@@ -319,8 +320,8 @@ def test_partition_growth_rebalances(kbroker):
     ms = [Member(kbroker.bootstrap, group, [topic]) for _ in range(2)]
     try:
         poll_until(ms, lambda: covered_once(ms, all_parts(topic, 2)) and all(m.parts() for m in ms), 30, "2 members, 2 partitions")
-        fs = admin(kbroker.bootstrap).create_partitions([NewPartitions(topic, 6)])
-        fs[topic].result(timeout=30)
+        a = admin(kbroker.bootstrap)
+        a.create_partitions([NewPartitions(topic, 6)])[topic].result(timeout=30)
         poll_until(ms, lambda: covered_once(ms, all_parts(topic, 6)) and all(len(m.parts()) == 3 for m in ms), 30, "6 partitions shared after growth")
         placed = produce_n(kbroker.bootstrap, topic, 60, 6, "g")
         poll_until(ms, lambda: sum(len(m.records) for m in ms) >= 60, 30, "records of all 6 partitions")
