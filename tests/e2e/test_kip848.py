@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import NewPartitions
 
-from cluster import wait_until
+from cluster import cluster_factory, wait_until  # noqa: F401,F811 - cluster_factory is a fixture
 from conftest import child_env, http_get, strata_bin
 from kclients import Rec, admin, create_topic, produce, producer, unique_topic
 
@@ -367,6 +367,40 @@ def test_committed_offsets_resume_and_members_keep_epochs_across_broker_restart(
         assert sorted((p, o) for (_, p, o, _) in n.records) == sorted(placed3)
     finally:
         n.close()
+
+
+def test_group_moves_with_its_coordinator_and_members_keep_epochs(cluster_factory):
+    """SIGKILL the coordinator's broker of a live group in a 2-broker pool:
+    the group moves (rendezvous placement), the new coordinator loads it from
+    the metadata, and the member carries on with the same id, epoch and
+    assignment, reading everything exactly once."""
+    lease = ["--broker-lease-ms", "3000", "--wal-flush-ms", "20"]
+    cl = cluster_factory(controllers=1, brokers=2, broker_args=BROKER_ARGS + lease, controller_args=lease)
+    boot = ",".join(n.bootstrap for n in cl.brokers())
+    topic, group = unique_topic("mv"), unique_group()
+    create_topic(boot, topic, 4)
+    ack_all = {"enable.idempotence": True, "acks": "all", "message.timeout.ms": 90000}
+    placed1 = produce(producer(boot, **ack_all), topic, [Rec(b"k", b"a-%d" % i, partition=i % 4) for i in range(100)])
+    m = Member(boot, group, [topic], commit=True)
+    try:
+        poll_until([m], lambda: len(m.records) >= 100, 60, "first batch")
+        before = describe_json(cl.brokers()[0].bootstrap, group)
+        a = admin(boot)
+        coord = a.describe_consumer_groups([group])[group].result(timeout=30).coordinator.id
+        cl.kill(coord)
+        rest = [n for n in cl.brokers() if n.alive()]
+        placed2 = produce(producer(rest[0].bootstrap, **ack_all), topic, [Rec(b"k", b"b-%d" % i, partition=i % 4) for i in range(100)], timeout=120)
+        poll_until([m], lambda: len(m.records) >= 200, 90, "second batch after the coordinator died")
+        after = describe_json(rest[0].bootstrap, group)
+        a2 = admin(rest[0].bootstrap)
+        new_coord = a2.describe_consumer_groups([group])[group].result(timeout=30).coordinator.id
+        assert new_coord != coord, (coord, new_coord)
+        assert after["group_epoch"] == before["group_epoch"], (before, after)
+        assert [(x["member_id"], x["member_epoch"]) for x in after["members"]] == [(x["member_id"], x["member_epoch"]) for x in before["members"]]
+        read = [(p, o) for (_, p, o, _) in m.records]
+        assert sorted(read) == sorted(placed1 + placed2), "records lost or read twice"
+    finally:
+        m.close()
 
 
 def test_classic_and_consumer_members_do_not_mix(kbroker):
