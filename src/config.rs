@@ -849,10 +849,18 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_HTTP_MAX_CONSUMER_INSTANCES", value_name = "N")]
     pub http_max_consumer_instances: Option<usize>,
     /// Session of group.protocol=consumer members (group.consumer.session.timeout.ms) [default: 45000].
-    #[arg(long, env = "STRATA_GROUP_CONSUMER_SESSION_TIMEOUT_MS", value_name = "MS")]
+    #[arg(
+        long,
+        env = "STRATA_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        value_name = "MS"
+    )]
     pub group_consumer_session_timeout_ms: Option<u64>,
     /// Heartbeat interval of group.protocol=consumer members (group.consumer.heartbeat.interval.ms) [default: 5000].
-    #[arg(long, env = "STRATA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    #[arg(
+        long,
+        env = "STRATA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+        value_name = "MS"
+    )]
     pub group_consumer_heartbeat_interval_ms: Option<u64>,
 }
 

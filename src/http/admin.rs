@@ -828,7 +828,10 @@ async fn describe_group(
         .next()
         .ok_or_else(|| ApiError::internal("empty answer"))?;
     let meta = rest.broker.meta();
-    if let (69, Ok(Some(d))) = (g.error_code, rest.broker.groups.consumer_describe(&meta, group)) {
+    if let (69, Ok(Some(d))) = (
+        g.error_code,
+        rest.broker.groups.consumer_describe(&meta, group),
+    ) {
         return Ok(crate::groups::consumer_protocol::as_classic_description(
             group, &d, &meta,
         ));
@@ -863,7 +866,11 @@ fn group_info(
         cluster_id: c.clone(),
         consumer_group_id: id.to_string(),
         is_simple: simple,
-        group_type: if rest.broker.groups.is_consumer_group(&rest.broker.meta(), id) {
+        group_type: if rest
+            .broker
+            .groups
+            .is_consumer_group(&rest.broker.meta(), id)
+        {
             "consumer".into()
         } else {
             "classic".into()

@@ -197,7 +197,10 @@ pub fn check(
             check_str("member field", s)?;
         }
         if m.member_id.is_empty() {
-            return Err(invalid(format!("consumer group {}: empty member id", u.group)));
+            return Err(invalid(format!(
+                "consumer group {}: empty member id",
+                u.group
+            )));
         }
         if m.subscribed_topics.len() > MAX_SUBSCRIBED_TOPICS {
             return Err(invalid(format!(
@@ -229,7 +232,10 @@ pub fn check(
 }
 
 /// Applies a checked update; returns the group's member count after it.
-pub fn apply(groups: &mut super::Map<String, ConsumerGroupRecord>, u: ConsumerGroupUpdate) -> usize {
+pub fn apply(
+    groups: &mut super::Map<String, ConsumerGroupRecord>,
+    u: ConsumerGroupUpdate,
+) -> usize {
     if u.delete {
         groups.remove(&u.group);
         return 0;

@@ -95,8 +95,16 @@ fn group_cmd() -> impl Strategy<Value = GroupCommand> {
                 keep_topics: vec![],
             }],
         }),
-        (0i32..4, 0i32..4, topic_id(), 0i32..3, "[ab]", any::<bool>(), any::<bool>()).prop_map(
-            |(ge, ae, t, p, m, remove, delete)| {
+        (
+            0i32..4,
+            0i32..4,
+            topic_id(),
+            0i32..3,
+            "[ab]",
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(ge, ae, t, p, m, remove, delete)| {
                 use super::consumer_groups::{ConsumerGroupUpdate, ConsumerMember};
                 let member = ConsumerMember {
                     member_id: m.clone(),
@@ -116,8 +124,7 @@ fn group_cmd() -> impl Strategy<Value = GroupCommand> {
                     remove: if remove { vec![m] } else { vec![] },
                     delete,
                 })
-            }
-        ),
+            }),
     ]
 }
 

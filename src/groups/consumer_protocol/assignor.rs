@@ -247,14 +247,15 @@ mod tests {
                 ..Default::default()
             };
             for m in &names[..members] {
-                input
-                    .members
-                    .insert(m.as_str(), [t(1), t(2), t(3)].into());
+                input.members.insert(m.as_str(), [t(1), t(2), t(3)].into());
             }
             let first = uniform(&input);
             check_cover(&input, &first);
             let c = counts(&first);
-            assert!(c.iter().max().unwrap() - c.iter().min().unwrap() <= 1, "{c:?}");
+            assert!(
+                c.iter().max().unwrap() - c.iter().min().unwrap() <= 1,
+                "{c:?}"
+            );
             // Same input, previous target given: nothing moves.
             for (m, a) in &first {
                 input.previous.insert(m.as_str(), a);
@@ -299,7 +300,10 @@ mod tests {
         let out = uniform(&input);
         check_cover(&input, &out);
         let c = counts(&out);
-        assert!(c.iter().max().unwrap() - c.iter().min().unwrap() <= 2, "{c:?}");
+        assert!(
+            c.iter().max().unwrap() - c.iter().min().unwrap() <= 2,
+            "{c:?}"
+        );
         // A member subscribed to nothing existing gets nothing.
         input.members.insert("z", [t(9)].into());
         let out = uniform(&input);

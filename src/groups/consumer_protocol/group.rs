@@ -172,7 +172,14 @@ pub fn compile_regex(r: &str) -> Result<regex::Regex, GroupError> {
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| bad(e.to_string().lines().last().unwrap_or("invalid").to_string()))
+        .map_err(|e| {
+            bad(e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("invalid")
+                .to_string())
+        })
 }
 
 fn fnv(h: &mut u64, bytes: &[u8]) {
@@ -234,7 +241,10 @@ impl ConsumerGroup {
             .values()
             .map(|m| {
                 256 + m.member_id.len()
-                    + m.subscribed_topics.iter().map(|t| t.len() + 24).sum::<usize>()
+                    + m.subscribed_topics
+                        .iter()
+                        .map(|t| t.len() + 24)
+                        .sum::<usize>()
                     + [&m.assigned, &m.target, &m.pending_revocation]
                         .iter()
                         .map(|a| a.values().map(|p| 16 + 4 * p.len()).sum::<usize>())
@@ -367,8 +377,7 @@ impl ConsumerGroup {
         let (subs, infos) = self.resolve(topics);
         let hash = Self::metadata_hash(&infos);
         if hash != self.rec.metadata_hash {
-            if !self.rec.members.is_empty() && self.rec.group_epoch == self.rec.assignment_epoch
-            {
+            if !self.rec.members.is_empty() && self.rec.group_epoch == self.rec.assignment_epoch {
                 self.bump();
             }
             self.rec.metadata_hash = hash;
@@ -435,7 +444,9 @@ impl ConsumerGroup {
         }
         let before = m.clone();
         let target = m.target.clone();
-        reconcile(m, epoch, &target, owned, |t, p| owners.contains_key(&(t, p)));
+        reconcile(m, epoch, &target, owned, |t, p| {
+            owners.contains_key(&(t, p))
+        });
         let revoking = m.state == MemberState::UnrevokedPartitions;
         let timeout = i64::from(m.rebalance_timeout_ms);
         if *m != before {
@@ -716,7 +727,9 @@ impl ConsumerGroup {
         let expired: Vec<String> = self
             .timers
             .iter()
-            .filter(|(_, t)| t.session_deadline <= now || t.revoke_deadline.is_some_and(|d| d <= now))
+            .filter(|(_, t)| {
+                t.session_deadline <= now || t.revoke_deadline.is_some_and(|d| d <= now)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         if expired.is_empty() {

@@ -100,7 +100,10 @@ impl Coordinator {
             }
             if map.len() >= self.cfg.max_groups {
                 return Err(GroupError::CoordinatorNotAvailable {
-                    reason: format!("this coordinator holds {} groups already", self.cfg.max_groups),
+                    reason: format!(
+                        "this coordinator holds {} groups already",
+                        self.cfg.max_groups
+                    ),
                 });
             }
             let g = match meta.groups.consumer.get(group_id) {
@@ -323,7 +326,11 @@ impl Coordinator {
         let g = map.get(group_id).filter(|g| !g.is_empty())?;
         let mut keep = g.subscribed_names();
         for m in g.rec.members.values() {
-            keep.extend(m.assigned.keys().filter_map(|t| meta.topic_ids.get(t).cloned()));
+            keep.extend(
+                m.assigned
+                    .keys()
+                    .filter_map(|t| meta.topic_ids.get(t).cloned()),
+            );
         }
         Some(keep.into_iter().collect())
     }
@@ -374,7 +381,9 @@ pub fn as_classic_description(
 ) -> kafka_protocol::messages::describe_groups_response::DescribedGroup {
     use bytes::BufMut;
     use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
-    use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+    use kafka_protocol::messages::describe_groups_response::{
+        DescribedGroup, DescribedGroupMember,
+    };
     use kafka_protocol::messages::{ConsumerProtocolAssignment, GroupId, TopicName};
     use kafka_protocol::protocol::{Encodable, StrBytes};
     let sb = |s: &str| StrBytes::from_string(s.to_string());

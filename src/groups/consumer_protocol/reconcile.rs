@@ -26,9 +26,8 @@ fn still_owns(owned: Option<&Assignment>, revoking: &Assignment) -> bool {
 
 /// Whether every partition of `a` is in `b`.
 pub fn is_subset(a: &Assignment, b: &Assignment) -> bool {
-    a.iter().all(|(t, parts)| {
-        parts.is_empty() || b.get(t).is_some_and(|bp| parts.is_subset(bp))
-    })
+    a.iter()
+        .all(|(t, parts)| parts.is_empty() || b.get(t).is_some_and(|bp| parts.is_subset(bp)))
 }
 
 /// Moves `m` one step towards `target` (its part of the target assignment
@@ -174,7 +173,13 @@ mod tests {
     #[test]
     fn a_member_that_already_dropped_partitions_skips_revocation() {
         let mut m = member(3, a(&[(1, &[0, 1])]));
-        reconcile(&mut m, 4, &a(&[(1, &[0])]), Some(&a(&[(1, &[0])])), |_, _| false);
+        reconcile(
+            &mut m,
+            4,
+            &a(&[(1, &[0])]),
+            Some(&a(&[(1, &[0])])),
+            |_, _| false,
+        );
         assert_eq!((m.member_epoch, m.state), (4, MemberState::Stable));
     }
 
@@ -183,8 +188,13 @@ mod tests {
         let mut m = member(3, a(&[(1, &[0])]));
         let target = a(&[(1, &[0, 1])]);
         let mut other_holds = true;
-        reconcile(&mut m, 4, &target, Some(&a(&[(1, &[0])])), |_, p| other_holds && p == 1);
-        assert_eq!((m.member_epoch, m.state), (4, MemberState::UnreleasedPartitions));
+        reconcile(&mut m, 4, &target, Some(&a(&[(1, &[0])])), |_, p| {
+            other_holds && p == 1
+        });
+        assert_eq!(
+            (m.member_epoch, m.state),
+            (4, MemberState::UnreleasedPartitions)
+        );
         assert_eq!(m.assigned, a(&[(1, &[0])]));
         other_holds = false;
         reconcile(&mut m, 4, &target, None, |_, p| other_holds && p == 1);

@@ -287,7 +287,10 @@ fn regex_subscription_and_partition_growth_rebalance() {
         )
         .unwrap();
     let owned = r.assignment.unwrap();
-    assert_eq!(owned.keys().copied().collect::<Vec<_>>(), vec![meta.id("orders-1")]);
+    assert_eq!(
+        owned.keys().copied().collect::<Vec<_>>(),
+        vec![meta.id("orders-1")]
+    );
     // A new matching topic: the next heartbeat bumps the epoch.
     meta.0.insert("orders-2".into(), (Uuid::from_u128(50), 1));
     let (e, a) = beat(&mut g, &meta, 1, "a", r.member_epoch, &owned).unwrap();
@@ -340,11 +343,19 @@ fn many_members_cover_every_partition_once_and_survive_reload() {
     // Commit validation by member epoch.
     let (id, (epoch, _)) = clients.iter().next().unwrap();
     g2.validate_commit(id, *epoch).unwrap();
-    assert_eq!(g2.validate_commit(id, epoch - 1).unwrap_err().kafka_code(), 113);
-    assert_eq!(g2.validate_commit("nobody", 1).unwrap_err().kafka_code(), 25);
+    assert_eq!(
+        g2.validate_commit(id, epoch - 1).unwrap_err().kafka_code(),
+        113
+    );
+    assert_eq!(
+        g2.validate_commit("nobody", 1).unwrap_err().kafka_code(),
+        25
+    );
     g2.validate_fetch(None, -1).unwrap();
     assert_eq!(
-        g2.validate_fetch(Some(id), epoch - 1).unwrap_err().kafka_code(),
+        g2.validate_fetch(Some(id), epoch - 1)
+            .unwrap_err()
+            .kafka_code(),
         113
     );
 }
