@@ -375,3 +375,133 @@ fn a_member_that_does_not_revoke_in_time_is_removed() {
     let (_, got) = beat(&mut g, &meta, 5_200, "b", 2, &Assignment::new()).unwrap();
     assert_eq!(got.unwrap()[&meta.id("t")].len(), 2);
 }
+
+/// Through the real coordinator and metadata log: a heartbeat is answered
+/// once durable, a reloaded coordinator carries on with the same epochs,
+/// and classic and consumer members do not share a live group.
+mod coordinator {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use tokio::sync::watch;
+
+    use crate::broker::Broker;
+    use crate::clock::ManualClock;
+    use crate::config::Config;
+    use crate::kafka::{dispatch, Ctx, Reply};
+
+    async fn heartbeat(
+        b: &Arc<Broker>,
+        req: ConsumerGroupHeartbeatRequest,
+    ) -> ConsumerGroupHeartbeatResponse {
+        let ctx = Ctx {
+            broker: b.clone(),
+            version: 1,
+            correlation_id: 1,
+            client_id: Some("c".into()),
+        };
+        let r = match dispatch(&ctx, RequestKind::ConsumerGroupHeartbeat(req)).await {
+            Reply::Now(r) => r,
+            Reply::Later(f) => f.await,
+            Reply::NoResponse => panic!("no response"),
+        };
+        match r {
+            ResponseKind::ConsumerGroupHeartbeat(r) => r,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn sb(s: &str) -> StrBytes {
+        StrBytes::from_string(s.to_string())
+    }
+
+    #[tokio::test]
+    async fn durable_epochs_survive_a_reload_and_protocols_do_not_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let node = crate::controller::testing::SingleNode::start(&dir.path().join("meta")).await;
+        let b = Broker::open(
+            config,
+            ManualClock::new(1_000_000),
+            Arc::new(crate::objstore::Store::memory()),
+            node.metadata.clone(),
+        )
+        .await
+        .unwrap();
+        b.create_topic("t", 2, -1, BTreeMap::new()).await.unwrap();
+        let (_stop, rx) = watch::channel(false);
+        b.groups.start(b.clone(), rx);
+        let join = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(sb("g")))
+            .with_member_id(sb("m1"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(sb("t"))]))
+            .with_topic_partitions(Some(vec![]));
+        let r = heartbeat(&b, join).await;
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        assert_eq!(r.member_epoch, 1);
+        let parts: Vec<i32> = r.assignment.unwrap().topic_partitions[0].partitions.clone();
+        assert_eq!(parts, vec![0, 1]);
+        // Durable before the answer.
+        let rec = b.meta().groups.consumer["g"].clone();
+        assert_eq!((rec.group_epoch, rec.members["m1"].member_epoch), (1, 1));
+        // The coordinator forgets the group (as after a restart): the next
+        // heartbeat at the same epoch is accepted, nothing is reassigned.
+        b.groups.consumer_unload("g");
+        let topic_id = b.meta().topic("t").unwrap().topic_id;
+        let hb = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(sb("g")))
+            .with_member_id(sb("m1"))
+            .with_member_epoch(1)
+            .with_rebalance_timeout_ms(-1)
+            .with_topic_partitions(Some(vec![TopicPartitions::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![0, 1])]));
+        let r = heartbeat(&b, hb).await;
+        assert_eq!((r.error_code, r.member_epoch), (0, 1));
+        // A classic member may not join the live consumer group ...
+        let meta = b.meta();
+        let e = b.groups.consumer_yield_to_classic(&meta, "g").unwrap_err();
+        assert_eq!(e.kafka_code(), 23);
+        assert_eq!(b.groups.describe(&meta, "g").unwrap_err().kafka_code(), 69);
+        let listed = b.groups.list(&meta);
+        assert_eq!(listed[0].group_type, "consumer");
+        // ... nor commit with a stale epoch.
+        let t = b
+            .groups
+            .commit(1_000_000, &meta, "g", 0, "m1", None, vec![]);
+        assert_eq!(t.refused.len(), 0);
+        let v = b
+            .groups
+            .consumer_validate_commit(&meta, "g", "m1", 0)
+            .unwrap();
+        assert_eq!(v.unwrap_err().kafka_code(), 113);
+        // The member leaves: the empty group may become classic.
+        let leave = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(sb("g")))
+            .with_member_id(sb("m1"))
+            .with_member_epoch(-1);
+        assert_eq!(heartbeat(&b, leave).await.member_epoch, -1);
+        b.groups.consumer_yield_to_classic(&b.meta(), "g").unwrap();
+        for _ in 0..200 {
+            if !b.meta().groups.consumer.contains_key("g") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!b.groups.is_consumer_group(&b.meta(), "g"));
+        // An unknown member at a positive epoch.
+        let ghost = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(sb("h")))
+            .with_member_id(sb("ghost"))
+            .with_member_epoch(3);
+        assert_eq!(heartbeat(&b, ghost).await.error_code, 25);
+    }
+}
