@@ -156,6 +156,8 @@ pub struct ConsumerGroup {
     dirty: BTreeSet<String>,
     removed: BTreeSet<String>,
     group_dirty: bool,
+    /// Set by `join` for a member new to the group.
+    new_member: bool,
     events: Events,
 }
 
@@ -176,7 +178,7 @@ pub fn compile_regex(r: &str) -> Result<regex::Regex, GroupError> {
             bad(e
                 .to_string()
                 .lines()
-                .last()
+                .next_back()
                 .unwrap_or("invalid")
                 .to_string())
         })
@@ -220,6 +222,7 @@ impl ConsumerGroup {
             dirty: BTreeSet::new(),
             removed: BTreeSet::new(),
             group_dirty: false,
+            new_member: false,
             events: Events::default(),
         }
     }
@@ -569,7 +572,7 @@ impl ConsumerGroup {
         if changed {
             self.dirty.insert(id.clone());
         }
-        if resubscribed {
+        if resubscribed || std::mem::take(&mut self.new_member) {
             self.bump();
         }
         self.timers.entry(id.clone()).or_default().session_deadline =
@@ -668,7 +671,8 @@ impl ConsumerGroup {
                 );
                 self.removed.remove(&id);
                 self.dirty.insert(id.clone());
-                self.bump();
+                // The epoch is bumped once, with the subscription update.
+                self.new_member = true;
             }
         }
         Ok(id)
