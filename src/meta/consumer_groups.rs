@@ -220,7 +220,7 @@ pub fn check(
     let new = u
         .upsert
         .iter()
-        .filter(|m| !existing.is_some_and(|g| g.members.contains_key(&m.member_id)))
+        .filter(|m| existing.is_none_or(|g| !g.members.contains_key(&m.member_id)))
         .count();
     if have + new > MAX_MEMBERS {
         return Err(invalid(format!(

@@ -523,7 +523,7 @@ impl ConsumerGroup {
             let fenced = hb.member_epoch > m.member_epoch
                 || (hb.member_epoch < m.member_epoch
                     && (hb.member_epoch != m.previous_member_epoch
-                        || !hb.owned.as_ref().is_some_and(|o| is_subset(o, &m.assigned))));
+                        || hb.owned.as_ref().is_none_or(|o| !is_subset(o, &m.assigned))));
             if fenced {
                 return Err(GroupError::FencedMemberEpoch {
                     group: self.id.clone(),
@@ -572,7 +572,8 @@ impl ConsumerGroup {
         if changed {
             self.dirty.insert(id.clone());
         }
-        if resubscribed || std::mem::take(&mut self.new_member) {
+        let joined = std::mem::take(&mut self.new_member);
+        if resubscribed || joined {
             self.bump();
         }
         self.timers.entry(id.clone()).or_default().session_deadline =
