@@ -203,6 +203,13 @@ pub struct Config {
     pub http_consumer_idle_timeout_ms: u64,
     /// HTTP consumer instances at most (more are refused with 429).
     pub http_max_consumer_instances: usize,
+    /// `group.consumer.session.timeout.ms`: a `group.protocol=consumer`
+    /// member silent this long leaves its group (its partitions move).
+    /// Shorter detects dead consumers sooner; longer survives longer pauses.
+    pub group_consumer_session_timeout_ms: u64,
+    /// `group.consumer.heartbeat.interval.ms`: heartbeat period of those
+    /// members; a lower value speeds rebalances up at more requests/s.
+    pub group_consumer_heartbeat_interval_ms: u64,
     /// Uploaded sealed segments kept on local disk per partition, in bytes
     /// (-1 keeps everything). Older reads come from object storage.
     pub local_retention_bytes: i64,
@@ -273,6 +280,8 @@ impl Default for Config {
             http_max_body_bytes: 16 * 1024 * 1024,
             http_consumer_idle_timeout_ms: 300_000,
             http_max_consumer_instances: 1_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             local_retention_bytes: 1 << 30,
             otlp_endpoint: None,
             otlp_service_name: "strata".into(),
@@ -637,6 +646,26 @@ impl Config {
                 ),
             );
         }
+        if !(1_000..=1_800_000).contains(&self.group_consumer_session_timeout_ms) {
+            return bad(
+                "--group-consumer-session-timeout-ms",
+                format!(
+                    "must be 1000..=1800000, got {}",
+                    self.group_consumer_session_timeout_ms
+                ),
+            );
+        }
+        if !(100..self.group_consumer_session_timeout_ms)
+            .contains(&self.group_consumer_heartbeat_interval_ms)
+        {
+            return bad(
+                "--group-consumer-heartbeat-interval-ms",
+                format!(
+                    "must be >= 100 and below the session timeout, got {}",
+                    self.group_consumer_heartbeat_interval_ms
+                ),
+            );
+        }
         if !(1..=100_000).contains(&self.http_max_consumer_instances) {
             return bad(
                 "--http-max-consumer-instances",
@@ -942,6 +971,20 @@ pub struct ServeArgs {
     /// HTTP consumer instances at most [default: 1000].
     #[arg(long, env = "STRATA_HTTP_MAX_CONSUMER_INSTANCES", value_name = "N")]
     pub http_max_consumer_instances: Option<usize>,
+    /// Session of group.protocol=consumer members (group.consumer.session.timeout.ms) [default: 45000].
+    #[arg(
+        long,
+        env = "STRATA_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        value_name = "MS"
+    )]
+    pub group_consumer_session_timeout_ms: Option<u64>,
+    /// Heartbeat interval of group.protocol=consumer members (group.consumer.heartbeat.interval.ms) [default: 5000].
+    #[arg(
+        long,
+        env = "STRATA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+        value_name = "MS"
+    )]
+    pub group_consumer_heartbeat_interval_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -1002,6 +1045,8 @@ impl ServeArgs {
             http_max_body_bytes,
             http_consumer_idle_timeout_ms,
             http_max_consumer_instances,
+            group_consumer_session_timeout_ms,
+            group_consumer_heartbeat_interval_ms,
             local_retention_bytes,
             otlp_service_name
         );

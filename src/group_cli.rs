@@ -31,6 +31,9 @@ pub enum GroupCmd {
     Describe {
         /// Group id.
         group: String,
+        /// Print JSON (group, epochs, members, assignments) instead of tables.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         conn: Conn,
     },
@@ -143,6 +146,8 @@ struct Described {
     state: String,
     protocol_type: String,
     protocol: String,
+    /// (group epoch, assignment epoch) of a KIP-848 consumer group.
+    epochs: Option<(i32, i32)>,
     members: Vec<DescribedMember>,
 }
 
@@ -151,7 +156,59 @@ struct DescribedMember {
     instance_id: Option<String>,
     client_id: String,
     host: String,
+    /// Member epoch (consumer groups only).
+    epoch: Option<i32>,
     assignment: Vec<(String, Vec<i32>)>,
+}
+
+/// A KIP-848 consumer group through ConsumerGroupDescribe (`None`: the
+/// group is not one).
+async fn describe_consumer_group(
+    c: &mut Client,
+    group: &str,
+) -> Result<Option<Described>, CliError> {
+    let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(sb(group))]);
+    let ResponseKind::ConsumerGroupDescribe(r) = c
+        .send(
+            ApiKey::ConsumerGroupDescribe,
+            RequestKind::ConsumerGroupDescribe(req),
+        )
+        .await?
+    else {
+        return Err(CliError::Kafka("unexpected response".into()));
+    };
+    let Some(g) = r.groups.into_iter().next() else {
+        return Ok(None);
+    };
+    if g.error_code == 69 {
+        return Ok(None);
+    }
+    if g.error_code != 0 {
+        return Err(kafka_err(&format!("describe group {group}"), g.error_code));
+    }
+    Ok(Some(Described {
+        state: g.group_state.to_string(),
+        protocol_type: crate::groups::consumer_protocol::PROTOCOL_TYPE.into(),
+        protocol: g.assignor_name.to_string(),
+        epochs: Some((g.group_epoch, g.assignment_epoch)),
+        members: g
+            .members
+            .into_iter()
+            .map(|m| DescribedMember {
+                member_id: m.member_id.to_string(),
+                instance_id: m.instance_id.map(|s| s.to_string()),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                epoch: Some(m.member_epoch),
+                assignment: m
+                    .assignment
+                    .topic_partitions
+                    .into_iter()
+                    .map(|t| (t.topic_name.to_string(), t.partitions))
+                    .collect(),
+            })
+            .collect(),
+    }))
 }
 
 async fn describe_group(c: &mut Client, group: &str) -> Result<Described, CliError> {
@@ -168,6 +225,11 @@ async fn describe_group(c: &mut Client, group: &str) -> Result<Described, CliErr
     if g.error_code != 0 && g.error_code != 69 {
         return Err(kafka_err(&format!("describe group {group}"), g.error_code));
     }
+    if g.error_code == 69 && c.version(ApiKey::ConsumerGroupDescribe).is_ok() {
+        if let Some(d) = describe_consumer_group(c, group).await? {
+            return Ok(d);
+        }
+    }
     let consumer = g.protocol_type.as_str() == protocol::CONSUMER;
     Ok(Described {
         state: if g.error_code == 69 {
@@ -177,6 +239,7 @@ async fn describe_group(c: &mut Client, group: &str) -> Result<Described, CliErr
         },
         protocol_type: g.protocol_type.to_string(),
         protocol: g.protocol_data.to_string(),
+        epochs: None,
         members: g
             .members
             .into_iter()
@@ -185,6 +248,7 @@ async fn describe_group(c: &mut Client, group: &str) -> Result<Described, CliErr
                 instance_id: m.group_instance_id.map(|s| s.to_string()),
                 client_id: m.client_id.to_string(),
                 host: m.client_host.to_string(),
+                epoch: None,
                 assignment: if consumer {
                     protocol::assignment_partitions(&m.member_assignment).unwrap_or_default()
                 } else {
@@ -367,7 +431,7 @@ pub async fn run_group(cmd: GroupCmd) -> Result<(), CliError> {
             print_table(&rows);
             Ok(())
         }
-        GroupCmd::Describe { group, conn } => describe(&group, &conn).await,
+        GroupCmd::Describe { group, json, conn } => describe(&group, json, &conn).await,
         GroupCmd::Delete { groups, conn } => {
             let mut c = connect(&conn).await?;
             let req = DeleteGroupsRequest::default()
@@ -439,7 +503,39 @@ pub async fn run_group(cmd: GroupCmd) -> Result<(), CliError> {
     }
 }
 
-async fn describe(group: &str, conn: &Conn) -> Result<(), CliError> {
+fn describe_json(group: &str, d: &Described, offsets: &BTreeMap<(String, i32), i64>) -> String {
+    let members: Vec<serde_json::Value> = d
+        .members
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "member_id": m.member_id,
+                "instance_id": m.instance_id,
+                "client_id": m.client_id,
+                "host": m.host,
+                "member_epoch": m.epoch,
+                "assignment": m.assignment.iter().cloned().collect::<BTreeMap<String, Vec<i32>>>(),
+            })
+        })
+        .collect();
+    let offsets: Vec<serde_json::Value> = offsets
+        .iter()
+        .map(|((t, p), o)| serde_json::json!({"topic": t, "partition": p, "offset": o}))
+        .collect();
+    serde_json::json!({
+        "group": group,
+        "state": d.state,
+        "protocol_type": d.protocol_type,
+        "assignor": d.protocol,
+        "group_epoch": d.epochs.map(|e| e.0),
+        "assignment_epoch": d.epochs.map(|e| e.1),
+        "members": members,
+        "offsets": offsets,
+    })
+    .to_string()
+}
+
+async fn describe(group: &str, json: bool, conn: &Conn) -> Result<(), CliError> {
     let mut c = coordinator(conn, group).await?;
     let d = describe_group(&mut c, group).await?;
     let offsets = committed(&mut c, group).await?;
@@ -447,6 +543,10 @@ async fn describe(group: &str, conn: &Conn) -> Result<(), CliError> {
         return Err(CliError::Kafka(format!(
             "consumer group {group} does not exist"
         )));
+    }
+    if json {
+        println!("{}", describe_json(group, &d, &offsets));
+        return Ok(());
     }
     let mut owner: BTreeMap<(String, i32), usize> = BTreeMap::new();
     for (i, m) in d.members.iter().enumerate() {
@@ -467,8 +567,11 @@ async fn describe(group: &str, conn: &Conn) -> Result<(), CliError> {
     } else {
         format!("{}/{}", d.protocol_type, d.protocol)
     };
+    let epochs = d.epochs.map_or(String::new(), |(g, a)| {
+        format!("  Group epoch: {g}  Assignment epoch: {a}")
+    });
     println!(
-        "Group: {group}  State: {}  Protocol: {proto}  Members: {}",
+        "Group: {group}  State: {}  Protocol: {proto}  Members: {}{epochs}",
         d.state,
         d.members.len()
     );
@@ -515,6 +618,7 @@ async fn describe(group: &str, conn: &Conn) -> Result<(), CliError> {
             "INSTANCE-ID",
             "HOST",
             "CLIENT-ID",
+            "EPOCH",
             "#PARTITIONS",
             "ASSIGNMENT",
         ]
@@ -536,6 +640,7 @@ async fn describe(group: &str, conn: &Conn) -> Result<(), CliError> {
                 m.instance_id.clone().unwrap_or_else(|| "-".into()),
                 dash(&m.host),
                 dash(&m.client_id),
+                m.epoch.map_or("-".into(), |e| e.to_string()),
                 n.to_string(),
                 if a.is_empty() {
                     "-".into()

@@ -122,17 +122,20 @@ def bench_commits(host: str, port: int, topic: str, connections: int, duration: 
 
 class Member:
     def __init__(self, bootstrap: str, group: str, topic: str, strategy: str):
-        self.c = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": group,
-                "partition.assignment.strategy": strategy,
-                "session.timeout.ms": 10000,
-                "heartbeat.interval.ms": 1000,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "latest",
-            }
-        )
+        conf = {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "latest",
+        }
+        if strategy.startswith("consumer/"):
+            # KIP-848: the broker assigns (group.remote.assignor) and sets
+            # the session and heartbeat interval (scripts/bench-groups
+            # starts it with 10000 / 1000 ms, as the classic members here).
+            conf.update({"group.protocol": "consumer", "group.remote.assignor": strategy.split("/", 1)[1]})
+        else:
+            conf.update({"partition.assignment.strategy": strategy, "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000})
+        self.c = Consumer(conf)
         self.parts: set[int] = set()
         self.lock = threading.Lock()
         self.running = True
@@ -171,12 +174,12 @@ def wait_settled(members: list[Member], partitions: int, timeout: float = 120) -
     return time.monotonic() - t0
 
 
-def bench_rebalance(bootstrap: str, topic: str, partitions: int, strategy: str, rounds: int) -> dict:
-    """Seconds until every partition is assigned exactly once: after 10
-    members subscribe, after one leaves (LeaveGroup) and after one joins."""
+def bench_rebalance(bootstrap: str, topic: str, partitions: int, strategy: str, rounds: int, n: int = 10) -> dict:
+    """Seconds until every partition is assigned exactly once: after `n`
+    members subscribe, after one leaves and after one joins."""
     group = f"rb-{uuid.uuid4().hex[:8]}"
     t0 = time.monotonic()
-    members = [Member(bootstrap, group, topic, strategy) for _ in range(10)]
+    members = [Member(bootstrap, group, topic, strategy) for _ in range(n)]
     wait_settled(members, partitions)
     first = time.monotonic() - t0
     leaves, joins = [], []
@@ -192,7 +195,7 @@ def bench_rebalance(bootstrap: str, topic: str, partitions: int, strategy: str, 
         joins.append(time.monotonic() - t)
     for m in members:
         m.close()
-    return {"strategy": strategy, "first": first, "leave": statistics.median(leaves), "join": statistics.median(joins), "leaves": leaves, "joins": joins}
+    return {"strategy": strategy, "members": n, "first": first, "leave": statistics.median(leaves), "join": statistics.median(joins), "leaves": leaves, "joins": joins}
 
 
 def main() -> None:
@@ -201,23 +204,38 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--connections", default="1,8,32")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--members", default="10,100", help="group sizes of the rebalance benchmark")
+    ap.add_argument(
+        "--assignors",
+        default="range,cooperative-sticky,consumer/uniform,consumer/range",
+        help="classic strategies, and consumer/<assignor> for KIP-848 (group.protocol=consumer)",
+    )
+    ap.add_argument("--no-commits", action="store_true", help="skip the OffsetCommit benchmark")
     args = ap.parse_args()
     host, port = args.bootstrap.rsplit(":", 1)
-    topic = f"bench-commit-{uuid.uuid4().hex[:6]}"
-    create_topic(args.bootstrap, topic, 8)
-    commits = [bench_commits(host, int(port), topic, int(c), args.duration) for c in args.connections.split(",")]
+    commits = []
+    if not args.no_commits:
+        topic = f"bench-commit-{uuid.uuid4().hex[:6]}"
+        create_topic(args.bootstrap, topic, 8)
+        commits = [bench_commits(host, int(port), topic, int(c), args.duration) for c in args.connections.split(",")]
     rtopic = f"bench-rebalance-{uuid.uuid4().hex[:6]}"
     create_topic(args.bootstrap, rtopic, 100)
-    rebalances = [bench_rebalance(args.bootstrap, rtopic, 100, s, args.rounds) for s in ("range", "cooperative-sticky")]
-    print("| connections | OffsetCommit req/s | offsets/s | p50 ms | p99 ms | max ms | errors |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for r in commits:
-        print(f"| {r['connections']} | {r['rps']:.0f} | {r['offsets_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['errors']} |")
-    print()
-    print("| assignor | first join of 10 members (s) | member leaves, median (s) | member joins, median (s) |")
-    print("|---|---:|---:|---:|")
+    rebalances = [
+        bench_rebalance(args.bootstrap, rtopic, 100, s, args.rounds, int(n))
+        for n in args.members.split(",")
+        for s in args.assignors.split(",")
+    ]
+    if commits:
+        print("| connections | OffsetCommit req/s | offsets/s | p50 ms | p99 ms | max ms | errors |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for r in commits:
+            print(f"| {r['connections']} | {r['rps']:.0f} | {r['offsets_per_s']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['errors']} |")
+        print()
+    print("| members | protocol | assignor | first join (s) | member leaves, median (s) | member joins, median (s) |")
+    print("|---:|---|---|---:|---:|---:|")
     for r in rebalances:
-        print(f"| {r['strategy']} | {r['first']:.2f} | {r['leave']:.2f} | {r['join']:.2f} |")
+        proto, assignor = r["strategy"].split("/", 1) if "/" in r["strategy"] else ("classic", r["strategy"])
+        print(f"| {r['members']} | {proto} | {assignor} | {r['first']:.2f} | {r['leave']:.2f} | {r['join']:.2f} |")
     print()
     print(f"raw: {rebalances}", file=sys.stderr)
 

@@ -42,6 +42,13 @@ pub struct GroupConfig {
     pub max_commit_batch: usize,
     /// Resolution of session, rebalance and join-delay timers.
     pub tick_ms: u64,
+    /// `group.consumer.session.timeout.ms`: session of KIP-848 members (set
+    /// by the broker, not the client). Shorter detects dead consumers
+    /// sooner, at the cost of more false expiries on pauses.
+    pub consumer_session_timeout_ms: i64,
+    /// `group.consumer.heartbeat.interval.ms`: how often KIP-848 members
+    /// heartbeat; also how late a member learns of a new assignment.
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for GroupConfig {
@@ -61,6 +68,8 @@ impl Default for GroupConfig {
             max_pending_commits: 8_192,
             max_commit_batch: 1_024,
             tick_ms: 100,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }
@@ -70,6 +79,10 @@ impl GroupConfig {
     pub fn for_broker(config: &crate::config::Config) -> GroupConfig {
         GroupConfig {
             broker_id: config.broker_id,
+            consumer_session_timeout_ms: config.group_consumer_session_timeout_ms as i64,
+            consumer_heartbeat_interval_ms: config
+                .group_consumer_heartbeat_interval_ms
+                .min(i32::MAX as u64) as i32,
             ..GroupConfig::default()
         }
     }

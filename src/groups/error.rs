@@ -23,6 +23,12 @@ pub mod codes {
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
     pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const FENCED_MEMBER_EPOCH: i16 = 110;
+    pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+    pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+    pub const STALE_MEMBER_EPOCH: i16 = 113;
+    pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 }
 
 /// Why a group operation was refused.
@@ -73,6 +79,28 @@ pub enum GroupError {
     InvalidRequest { reason: String },
     #[error("metadata store failed: {reason}")]
     Storage { reason: String },
+    #[error("member {member_id} of group {group} is fenced: epoch {epoch}, current {current}")]
+    FencedMemberEpoch {
+        group: String,
+        member_id: String,
+        epoch: i32,
+        current: i32,
+    },
+    #[error("member {member_id} of group {group} sent stale epoch {epoch} (current {current})")]
+    StaleMemberEpoch {
+        group: String,
+        member_id: String,
+        epoch: i32,
+        current: i32,
+    },
+    #[error("instance id {instance_id} of group {group} is still held by an active member")]
+    UnreleasedInstanceId { group: String, instance_id: String },
+    #[error("unsupported assignor {assignor:?} (served: uniform, range)")]
+    UnsupportedAssignor { assignor: String },
+    #[error("invalid regular expression {regex:?}: {reason}")]
+    InvalidRegex { regex: String, reason: String },
+    #[error("unsupported version: {reason}")]
+    UnsupportedVersion { reason: String },
 }
 
 impl GroupError {
@@ -101,6 +129,12 @@ impl GroupError {
             // NOT_LEADER) into NOT_COORDINATOR: the client looks the
             // coordinator up again and retries.
             GroupError::Storage { .. } => NOT_COORDINATOR,
+            GroupError::FencedMemberEpoch { .. } => FENCED_MEMBER_EPOCH,
+            GroupError::StaleMemberEpoch { .. } => STALE_MEMBER_EPOCH,
+            GroupError::UnreleasedInstanceId { .. } => UNRELEASED_INSTANCE_ID,
+            GroupError::UnsupportedAssignor { .. } => UNSUPPORTED_ASSIGNOR,
+            GroupError::InvalidRegex { .. } => INVALID_REGULAR_EXPRESSION,
+            GroupError::UnsupportedVersion { .. } => UNSUPPORTED_VERSION,
         }
     }
 

@@ -21,6 +21,7 @@
 //! and resume from the committed offsets.
 
 pub mod config;
+pub mod consumer_protocol;
 pub mod error;
 pub mod group;
 pub mod lag;
@@ -68,6 +69,8 @@ pub struct ListedGroup {
     pub group_id: String,
     pub protocol_type: String,
     pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }
 
 /// Answer to an OffsetCommit: an immediate verdict per offset, plus the
@@ -93,6 +96,8 @@ pub struct Coordinator {
     offset_commits: Arc<AtomicU64>,
     /// Live broker ids, ascending (from the broker's metadata view).
     live: parking_lot::RwLock<Vec<i32>>,
+    /// KIP-848 consumer groups.
+    consumer: consumer_protocol::Groups,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -139,6 +144,7 @@ impl Coordinator {
             members_expired: AtomicU64::new(0),
             offset_commits: Arc::new(AtomicU64::new(0)),
             live: parking_lot::RwLock::new(Vec::new()),
+            consumer: consumer_protocol::Groups::default(),
         }
     }
 
@@ -178,7 +184,10 @@ impl Coordinator {
             iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = iv.tick() => b.groups.tick(b.clock.now_ms()),
+                    _ = iv.tick() => {
+                        b.groups.tick(b.clock.now_ms());
+                        b.groups.consumer_tick(b.clock.now_ms(), &b.meta());
+                    }
                     _ = sd.changed() => break,
                 }
             }
@@ -490,9 +499,12 @@ impl Coordinator {
         if let Err(e) = self.check_offset_api(group_id) {
             return all(e, n);
         }
-        let verdict = self
-            .with_group(group_id, |g| {
-                g.validate_commit(now, generation, member_id, instance_id)
+        let consumer = self.consumer_validate_commit(meta, group_id, member_id, generation);
+        let verdict = consumer
+            .or_else(|| {
+                self.with_group(group_id, |g| {
+                    g.validate_commit(now, generation, member_id, instance_id)
+                })
             })
             .unwrap_or_else(|| {
                 if meta.groups.group(group_id).is_some() {
@@ -643,14 +655,19 @@ impl Coordinator {
                     group_id: id.clone(),
                     protocol_type: slot.group.protocol_type().unwrap_or_default().to_string(),
                     state: slot.group.state().name(),
+                    group_type: "classic",
                 },
             );
+        }
+        for g in self.consumer_list(meta) {
+            out.insert(g.group_id.clone(), g);
         }
         for id in meta.groups.groups.keys() {
             out.entry(id.clone()).or_insert_with(|| ListedGroup {
                 group_id: id.clone(),
                 protocol_type: String::new(),
                 state: GroupState::Empty.name(),
+                group_type: "classic",
             });
         }
         out.into_values().collect()
@@ -663,6 +680,12 @@ impl Coordinator {
         group_id: &str,
     ) -> Result<Option<GroupSummary>, GroupError> {
         self.check_offset_api(group_id)?;
+        if self.is_consumer_group(meta, group_id) {
+            // As Kafka: DescribeGroups does not describe consumer groups.
+            return Err(GroupError::GroupIdNotFound {
+                group: group_id.to_string(),
+            });
+        }
         if let Some(s) = self.with_group(group_id, |g| g.summary()) {
             if !(s.members.is_empty()
                 && s.state == GroupState::Empty
@@ -701,6 +724,18 @@ impl Coordinator {
             if let Err(e) = self.check_offset_api(id) {
                 verdicts.push(Some(Err(e)));
                 continue;
+            }
+            match self.consumer_delete(meta, id) {
+                Some(Err(e)) => {
+                    verdicts.push(Some(Err(e)));
+                    continue;
+                }
+                Some(Ok(())) => {
+                    durable.push(id.clone());
+                    verdicts.push(None);
+                    continue;
+                }
+                None => {}
             }
             let soft = inner.groups.get(id).map(|s| s.group.state());
             match soft {
@@ -851,7 +886,13 @@ impl Coordinator {
             .retain(|id, s| !(s.group.is_idle() && meta.groups.group(id).is_none()));
         let mut candidates = Vec::new();
         for (id, offsets) in &meta.groups.groups {
+            let consumer = self.consumer_keep_topics(meta, id);
             let eg = match inner.groups.get(id) {
+                _ if consumer.is_some() => ExpireGroup {
+                    group: id.clone(),
+                    empty_since_ms: None,
+                    keep_topics: consumer.unwrap_or_default(),
+                },
                 None => ExpireGroup {
                     group: id.clone(),
                     empty_since_ms: None,
@@ -906,6 +947,7 @@ impl Coordinator {
             .filter(|(_, s)| !s.group.is_empty())
             .map(|(id, s)| (id.clone(), s.group.len()))
             .collect();
+        v.extend(self.consumer_member_counts());
         v.sort();
         v
     }

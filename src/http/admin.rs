@@ -173,6 +173,8 @@ pub struct ConsumerGroup {
     pub cluster_id: String,
     pub consumer_group_id: String,
     pub is_simple: bool,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: String,
     pub partition_assignor: String,
     pub state: String,
     pub coordinator: Related,
@@ -189,6 +191,9 @@ pub struct Consumer {
     pub consumer_id: String,
     pub instance_id: Option<String>,
     pub client_id: String,
+    /// Member epoch of a KIP-848 consumer group member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_epoch: Option<i32>,
     /// Assigned partitions (Strata extension: inline instead of a link).
     pub assignments: Vec<AssignedPartition>,
 }
@@ -828,7 +833,16 @@ async fn describe_group(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal("empty answer"))?;
-    let known = rest.broker.meta().groups.group(group).is_some();
+    let meta = rest.broker.meta();
+    if let (69, Ok(Some(d))) = (
+        g.error_code,
+        rest.broker.groups.consumer_describe(&meta, group),
+    ) {
+        return Ok(crate::groups::consumer_protocol::as_classic_description(
+            group, &d, &meta,
+        ));
+    }
+    let known = meta.groups.group(group).is_some();
     if g.error_code == 69 || (g.group_state.as_str() == "Dead" && !known) {
         return Err(ApiError::with_code(
             StatusCode::NOT_FOUND,
@@ -858,6 +872,15 @@ fn group_info(
         cluster_id: c.clone(),
         consumer_group_id: id.to_string(),
         is_simple: simple,
+        group_type: if rest
+            .broker
+            .groups
+            .is_consumer_group(&rest.broker.meta(), id)
+        {
+            "consumer".into()
+        } else {
+            "classic".into()
+        },
         partition_assignor: assignor.to_string(),
         state: state.to_uppercase(),
         coordinator: Related {
@@ -957,6 +980,18 @@ pub async fn list_group_consumers(
     let g = describe_group(&rest, &group).await?;
     let b = base(&headers);
     let c = &rest.broker.cluster_id;
+    let epochs = rest
+        .broker
+        .groups
+        .consumer_describe(&rest.broker.meta(), &group)
+        .ok()
+        .flatten();
+    let epoch_of = |id: &str| {
+        epochs
+            .as_ref()
+            .and_then(|d| d.record.members.get(id))
+            .map(|m| m.member_epoch)
+    };
     let data = g
         .members
         .iter()
@@ -974,6 +1009,7 @@ pub async fn list_group_consumers(
             consumer_id: m.member_id.to_string(),
             instance_id: m.group_instance_id.as_ref().map(|s| s.to_string()),
             client_id: m.client_id.to_string(),
+            member_epoch: epoch_of(m.member_id.as_str()),
             assignments: member_assignment(&m.member_assignment),
         })
         .collect();

@@ -62,6 +62,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The advertised range of an API, if served.
@@ -245,6 +247,10 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::AlterClientQuotas(r) => Reply::Now(ResponseKind::AlterClientQuotas(
             alter_client_quotas::handle(ctx, r).await,
         )),
+        RequestKind::ConsumerGroupHeartbeat(r) => consumer_group_heartbeat::handle(ctx, r),
+        RequestKind::ConsumerGroupDescribe(r) => Reply::Now(ResponseKind::ConsumerGroupDescribe(
+            consumer_group_describe::handle(ctx, r),
+        )),
         // Not advertised; the connection layer refuses these before decoding.
         _ => Reply::NoResponse,
     }
@@ -334,6 +340,8 @@ pub fn response_has_error(r: &ResponseKind) -> bool {
         ResponseKind::JoinGroup(x) => x.error_code != 0,
         ResponseKind::SyncGroup(x) => x.error_code != 0,
         ResponseKind::Heartbeat(x) => x.error_code != 0,
+        ResponseKind::ConsumerGroupHeartbeat(x) => x.error_code != 0,
+        ResponseKind::ConsumerGroupDescribe(x) => any(&x.groups, |g| g.error_code != 0),
         ResponseKind::LeaveGroup(x) => x.error_code != 0,
         ResponseKind::ListGroups(x) => x.error_code != 0,
         ResponseKind::DescribeGroups(x) => any(&x.groups, |g| g.error_code != 0),

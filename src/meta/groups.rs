@@ -99,6 +99,8 @@ pub enum GroupCommand {
         /// The groups to consider; groups not listed are untouched.
         groups: Vec<ExpireGroup>,
     },
+    /// Records a change of a KIP-848 consumer group (`super::consumer_groups`).
+    ConsumerGroup(super::consumer_groups::ConsumerGroupUpdate),
 }
 
 /// Outputs of group commands.
@@ -127,6 +129,11 @@ pub enum GroupOutput {
         offsets: usize,
         /// Groups left with no offsets, hence removed.
         groups_removed: Vec<String>,
+    },
+    /// A consumer group change was stored.
+    ConsumerGroupUpdated {
+        /// Members of the group after it.
+        members: usize,
     },
 }
 
@@ -198,6 +205,9 @@ pub struct GroupsState {
     /// Groups with at least one committed offset.
     #[serde(default)]
     pub groups: super::Map<String, GroupOffsets>,
+    /// KIP-848 consumer groups (membership, epochs, assignments).
+    #[serde(default, skip_serializing_if = "super::Map::is_empty")]
+    pub consumer: super::Map<String, super::consumer_groups::ConsumerGroupRecord>,
 }
 
 fn invalid(reason: String) -> MetaError {
@@ -339,6 +349,7 @@ impl GroupsState {
                 }
                 Ok(())
             }
+            GroupCommand::ConsumerGroup(u) => super::consumer_groups::check(&self.consumer, u),
         }
     }
 
@@ -378,7 +389,8 @@ impl GroupsState {
                 let mut deleted = Vec::new();
                 let mut not_found = Vec::new();
                 for g in groups {
-                    if self.groups.remove(&g).is_some() {
+                    let consumer = self.consumer.remove(&g).is_some();
+                    if self.groups.remove(&g).is_some() || consumer {
                         deleted.push(g);
                     } else {
                         not_found.push(g);
@@ -447,6 +459,9 @@ impl GroupsState {
                     groups_removed,
                 }
             }
+            GroupCommand::ConsumerGroup(u) => GroupOutput::ConsumerGroupUpdated {
+                members: super::consumer_groups::apply(&mut self.consumer, u),
+            },
         }
     }
 

@@ -13,6 +13,7 @@
 //! - `error`: one error enum with Kafka error codes
 //! - `tier`: object-storage manifests (extents, object reference counts)
 //! - `groups`: consumer groups' durable state (committed offsets)
+//! - `consumer_groups`: KIP-848 consumer groups (epochs, members, assignments)
 //! - `txn`: transaction coordinator state (exactly-once)
 
 /// The persistent (structurally shared) map of the state: cloning the
@@ -21,6 +22,7 @@
 pub type Map<K, V> = imbl::OrdMap<K, V>;
 
 pub mod command;
+pub mod consumer_groups;
 pub mod error;
 pub mod groups;
 #[cfg(test)]

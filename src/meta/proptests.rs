@@ -107,6 +107,36 @@ fn group_cmd() -> impl Strategy<Value = GroupCommand> {
                 keep_topics: vec![],
             }],
         }),
+        (
+            0i32..4,
+            0i32..4,
+            topic_id(),
+            0i32..3,
+            "[ab]",
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(ge, ae, t, p, m, remove, delete)| {
+                use super::consumer_groups::{ConsumerGroupUpdate, ConsumerMember};
+                let member = ConsumerMember {
+                    member_id: m.clone(),
+                    member_epoch: ae,
+                    subscribed_topics: vec!["a".into()],
+                    assigned: [(t, [p].into())].into(),
+                    target: [(t, [p].into())].into(),
+                    ..Default::default()
+                };
+                GroupCommand::ConsumerGroup(ConsumerGroupUpdate {
+                    group: "g".into(),
+                    group_epoch: ge,
+                    assignment_epoch: ae,
+                    assignor: "uniform".into(),
+                    metadata_hash: 7,
+                    upsert: if remove { vec![] } else { vec![member] },
+                    remove: if remove { vec![m] } else { vec![] },
+                    delete,
+                })
+            }),
     ]
 }
 

@@ -941,11 +941,11 @@ def test_admin_client_lists_describes_and_deletes_groups(broker):
     assert group not in {g.group_id for g in listed.valid}
 
 
-def test_consumer_protocol_is_not_advertised(broker):
-    """KIP-848 (group.protocol=consumer) is not implemented: ConsumerGroupHeartbeat
-    is not advertised, so clients use the classic protocol."""
+def test_both_group_protocols_are_advertised(broker):
+    """The classic group APIs and KIP-848's ConsumerGroupHeartbeat and
+    ConsumerGroupDescribe (v0-1; tests in test_kip848.py)."""
     with conn(broker) as c:
         versions = c.api_versions()
-    assert 68 not in versions and 69 not in versions
+    assert versions[68] == (0, 1) and versions[69] == (0, 1), versions
     for key in (FIND_COORDINATOR, JOIN_GROUP, SYNC_GROUP, HEARTBEAT, LEAVE_GROUP, OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, LIST_GROUPS, DELETE_GROUPS, 47):
         assert key in versions, key

@@ -80,6 +80,9 @@ pub fn handle(ctx: &Ctx, req: JoinGroupRequest) -> Reply {
             .collect(),
     };
     let member_id = args.member_id.clone();
+    if let Err(e) = coordinator.consumer_yield_to_classic(&ctx.broker.meta(), &req.group_id) {
+        return Reply::Now(encode(v, JoinResult::error(member_id, e)));
+    }
     let now = ctx.broker.clock.now_ms();
     let mut rx = coordinator.join(now, &req.group_id, args);
     if let Ok(r) = rx.try_recv() {

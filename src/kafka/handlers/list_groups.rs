@@ -1,5 +1,5 @@
 //! ListGroups: groups with members or committed offsets, filtered by state
-//! (v4+) and type (v5+; every group here is a "classic" group).
+//! (v4+) and type (v5+: "classic" or "consumer", KIP-848).
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -14,21 +14,18 @@ pub fn handle(ctx: &Ctx, req: ListGroupsRequest) -> ListGroupsResponse {
     } else {
         Vec::new()
     };
-    let classic_wanted = v < 5
-        || req.types_filter.is_empty()
-        || req
-            .types_filter
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case("classic"));
-    if !classic_wanted {
-        return ListGroupsResponse::default();
-    }
+    let types: Vec<String> = if v >= 5 {
+        req.types_filter.iter().map(|s| s.to_lowercase()).collect()
+    } else {
+        Vec::new()
+    };
     let groups = ctx
         .broker
         .groups
         .list(&ctx.broker.meta())
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.to_lowercase()))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             let mut lg = ListedGroup::default()
                 .with_group_id(GroupId(sb(g.group_id)))
@@ -37,7 +34,7 @@ pub fn handle(ctx: &Ctx, req: ListGroupsRequest) -> ListGroupsResponse {
                 lg = lg.with_group_state(sb(g.state));
             }
             if v >= 5 {
-                lg = lg.with_group_type(sb("classic"));
+                lg = lg.with_group_type(sb(g.group_type));
             }
             lg
         })

@@ -64,6 +64,16 @@ pub fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> Reply {
         .then_some(req.group_instance_id.as_deref())
         .flatten();
     let meta = ctx.broker.meta();
+    if v < 9
+        && !req.member_id.is_empty()
+        && ctx.broker.groups.is_consumer_group(&meta, &req.group_id)
+    {
+        // As Kafka: members of KIP-848 groups commit with v9+.
+        let e = GroupError::UnsupportedVersion {
+            reason: "OffsetCommit v9+ is required in a consumer-protocol group".into(),
+        };
+        return Reply::Now(response(&layout, &vec![e.kafka_code(); entries.len()]));
+    }
     let ticket = ctx.broker.groups.commit(
         ctx.broker.clock.now_ms(),
         &meta,

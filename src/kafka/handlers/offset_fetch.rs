@@ -80,7 +80,16 @@ pub fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let r = fetch(ctx, &meta, &g.group_id, wanted);
+                let r = ctx
+                    .broker
+                    .groups
+                    .consumer_validate_fetch(
+                        &meta,
+                        &g.group_id,
+                        (v >= 9).then_some(g.member_id.as_deref()).flatten(),
+                        g.member_epoch,
+                    )
+                    .and_then(|()| fetch(ctx, &meta, &g.group_id, wanted));
                 let gid = g.group_id.to_string();
                 let mut out = v8_group(g.group_id, r);
                 if req.require_stable {
