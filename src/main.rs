@@ -32,6 +32,9 @@ enum Command {
     /// List and describe transactions.
     #[command(subcommand)]
     Txn(strata::cli::TxnCmd),
+    /// SCRAM users (works on a stopped node's data directory).
+    #[command(subcommand)]
+    User(strata::auth::bootstrap::UserCmd),
     /// Hand a running broker's partitions and group coordinators to the
     /// other brokers and stop its writes (a Kubernetes preStop hook); it
     /// exits on the SIGTERM that follows.
@@ -75,6 +78,7 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(strata::controller::cli::run_controller(cmd))?
         }
         Some(Command::Txn(cmd)) => rt.block_on(strata::cli::run_txn(cmd))?,
+        Some(Command::User(cmd)) => println!("{}", strata::auth::bootstrap::run_user(cmd)?),
         Some(Command::Drain(args)) => rt.block_on(strata::cli::run_drain(args))?,
         Some(Command::Serve(_)) | None => {}
     }

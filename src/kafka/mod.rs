@@ -59,6 +59,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
 ];
 
 /// The advertised range of an API, if served.
@@ -119,6 +123,8 @@ pub struct Ctx {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The connection's listener and authenticated principal.
+    pub session: Arc<crate::auth::Session>,
 }
 
 /// Run the handler of a decoded request. Runs on the connection's reader so
@@ -233,6 +239,22 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         ),
         RequestKind::AlterPartitionReassignments(r) => Reply::Now(
             ResponseKind::AlterPartitionReassignments(partition_reassignments::alter(ctx, r)),
+        ),
+        RequestKind::SaslHandshake(r) => {
+            Reply::Now(ResponseKind::SaslHandshake(sasl_handshake::handle(ctx, r)))
+        }
+        RequestKind::SaslAuthenticate(r) => Reply::Now(ResponseKind::SaslAuthenticate(
+            sasl_authenticate::handle(ctx, r).await,
+        )),
+        RequestKind::AlterUserScramCredentials(r) => Reply::Now(
+            ResponseKind::AlterUserScramCredentials(
+                alter_user_scram_credentials::handle(ctx, r).await,
+            ),
+        ),
+        RequestKind::DescribeUserScramCredentials(r) => Reply::Now(
+            ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(
+                ctx, r,
+            )),
         ),
         // Not advertised; the connection layer refuses these before decoding.
         _ => Reply::NoResponse,
@@ -357,6 +379,12 @@ pub fn response_has_error(r: &ResponseKind) -> bool {
             x.error_code != 0 || any(&x.results, |r| r.error_code != 0)
         }
         ResponseKind::ElectLeaders(x) => x.error_code != 0,
+        ResponseKind::SaslHandshake(x) => x.error_code != 0,
+        ResponseKind::SaslAuthenticate(x) => x.error_code != 0,
+        ResponseKind::AlterUserScramCredentials(x) => any(&x.results, |r| r.error_code != 0),
+        ResponseKind::DescribeUserScramCredentials(x) => {
+            x.error_code != 0 || any(&x.results, |r| r.error_code != 0)
+        }
         ResponseKind::AlterPartitionReassignments(x) => {
             x.error_code != 0 || any(&x.responses, |t| any(&t.partitions, |p| p.error_code != 0))
         }

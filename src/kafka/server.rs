@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -47,17 +47,24 @@ pub enum ConnError {
     },
     #[error("idle or stalled for {0:?}")]
     Idle(Duration),
+    #[error("{api:?} before authentication")]
+    Unauthenticated { api: ApiKey },
+    #[error("SASL session expired without re-authentication")]
+    SessionExpired,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-/// Accept connections until `shutdown` flips to true.
+/// Accept connections of one listener (`endpoint`: its protocol, TLS and
+/// SASL settings) until `shutdown` flips to true. `limit` is shared by
+/// every listener of the broker.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
+    endpoint: Arc<crate::auth::Endpoint>,
+    limit: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -81,11 +88,34 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let b = broker.clone();
         let sd = shutdown.clone();
+        let ep = endpoint.clone();
         tokio::spawn(
             async move {
                 b.metrics.connections.fetch_add(1, Relaxed);
                 b.metrics.connections_total.fetch_add(1, Relaxed);
-                match connection(b.clone(), stream, sd).await {
+                let session = Arc::new(ep.session(peer));
+                let result = match ep.tls_acceptor() {
+                    None => {
+                        let (rd, wr) = stream.into_split();
+                        connection(b.clone(), rd, wr, session, sd).await
+                    }
+                    Some(acceptor) => {
+                        let idle = Duration::from_millis(b.config.connections_max_idle_ms);
+                        match tokio::time::timeout(idle, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                let (rd, wr) = tokio::io::split(tls);
+                                connection(b.clone(), rd, wr, session, sd).await
+                            }
+                            Ok(Err(e)) => {
+                                crate::auth::metrics().tls_handshake_failures.fetch_add(1, Relaxed);
+                                tracing::info!(error = %e, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => Err(ConnError::Idle(idle)),
+                        }
+                    }
+                };
+                match result {
                     Ok(()) => tracing::debug!("connection closed"),
                     Err(ConnError::Io(e)) => tracing::debug!(error = %e, "connection closed"),
                     Err(e) => {
@@ -108,8 +138,8 @@ enum Slot {
 
 /// Read one frame body, holding its bytes in the broker's request budget.
 /// `Ok(None)` = clean EOF between frames.
-async fn read_frame(
-    stream: &mut tokio::net::tcp::OwnedReadHalf,
+async fn read_frame<R: AsyncRead + Unpin>(
+    stream: &mut R,
     max: usize,
     idle: Duration,
     budget: &RequestBudget,
@@ -172,13 +202,18 @@ async fn read_frame(
 /// budget (at most this much per connection is held outside the budget).
 const FIRST_CHUNK: usize = 64 * 1024;
 
-async fn connection(
+async fn connection<R, W>(
     broker: Arc<Broker>,
-    stream: TcpStream,
+    mut rd: R,
+    mut wr: W,
+    session: Arc<crate::auth::Session>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ConnError> {
-    let (mut rd, mut wr) = stream.into_split();
-    let max = broker.config.request_max_bytes;
+) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let full_max = broker.config.request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let (tx, mut rx) = mpsc::channel::<Slot>(broker.config.max_inflight_per_connection);
     let writer_metrics = broker.clone();
@@ -202,6 +237,14 @@ async fn connection(
         drop(writer_metrics);
     });
     let result = loop {
+        // Before authentication only small frames are read (the cap holds
+        // before anything is allocated).
+        let authenticated = session.authenticated();
+        let max = if authenticated {
+            full_max
+        } else {
+            full_max.min(crate::auth::PRE_AUTH_MAX_FRAME)
+        };
         let frame = tokio::select! {
             f = read_frame(&mut rd, max, idle, &broker.request_budget) => f,
             _ = shutdown.changed() => break Ok(()),
@@ -209,7 +252,12 @@ async fn connection(
         let (mut frame, held) = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
+            Err(e) => {
+                if !authenticated && matches!(e, ConnError::TooLarge { .. }) {
+                    crate::auth::metrics().pre_auth_refused.fetch_add(1, Relaxed);
+                }
+                break Err(e);
+            }
         };
         let started = Instant::now();
         let key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -221,6 +269,13 @@ async fn connection(
         let Some((lo, hi)) = supported_range(api) else {
             break Err(ConnError::UnknownApi(key));
         };
+        if !crate::auth::Endpoint::allowed(&session, api, started) {
+            if session.expired(started) {
+                break Err(ConnError::SessionExpired);
+            }
+            crate::auth::metrics().pre_auth_refused.fetch_add(1, Relaxed);
+            break Err(ConnError::Unauthenticated { api });
+        }
         if version < lo || version > hi {
             if api == ApiKey::ApiVersions {
                 // KIP-511: answer with v0 and UNSUPPORTED_VERSION so the
@@ -249,6 +304,7 @@ async fn connection(
             version,
             correlation_id,
             client_id: header.client_id.as_ref().map(|s| s.to_string()),
+            session: session.clone(),
         };
         let span = tracing::info_span!(
             "request",

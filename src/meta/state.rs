@@ -70,6 +70,9 @@ pub struct MetaState {
     /// every epoch an unregistered broker had.
     #[serde(default)]
     pub broker_epoch_floor: i64,
+    /// SCRAM credentials and brokers' advertised listeners.
+    #[serde(default)]
+    pub security: crate::auth::state::SecurityState,
 }
 
 /// A registered broker.
@@ -150,6 +153,7 @@ impl Default for MetaState {
             last_auto_broker_id: 0,
             broker_epoch_floor: 0,
             txns: Default::default(),
+            security: Default::default(),
         }
     }
 }
@@ -509,6 +513,7 @@ impl MetaState {
             }
             Command::Group(g) => self.groups.check(g, &self.topics),
             Command::Txn(t) => self.txns.check(t, self),
+            Command::Security(c) => self.security.check(c),
             Command::CommitWal {
                 broker_id,
                 broker_epoch,
@@ -1003,6 +1008,7 @@ impl MetaState {
                 CommandOutput::ProducerIdsAllocated { first, count }
             }
             Command::Group(g) => CommandOutput::Group(self.groups.apply_checked(g, &self.topics)),
+            Command::Security(c) => CommandOutput::Security(self.security.apply_checked(c)),
             Command::Txn(t) => CommandOutput::Txn(self.txns.apply_checked(
                 t,
                 &mut self.next_producer_id,

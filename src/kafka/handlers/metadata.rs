@@ -59,17 +59,19 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
             }
         }
     }
-    let brokers = b
-        .meta()
+    let meta = b.meta();
+    let brokers = meta
         .brokers
         .values()
         // Fenced brokers (dead or left) are not offered to clients.
         .filter(|bi| !bi.fenced)
         .map(|bi| {
+            // The address of the listener the client connected on.
+            let (host, port) = crate::auth::advertised(&ctx.session, &meta, b.broker_id, bi);
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(bi.broker_id))
-                .with_host(sb(bi.host.clone()))
-                .with_port(bi.port)
+                .with_host(sb(host))
+                .with_port(port)
                 .with_rack(bi.rack.clone().map(sb))
         })
         .collect();
