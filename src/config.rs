@@ -189,6 +189,14 @@ pub struct Config {
     /// `connections.max.reauth.ms`): the client re-authenticates before it
     /// ends or the connection is closed. 0 = unlimited.
     pub sasl_session_lifetime_ms: u64,
+    /// `acl` enforces ACLs on every request; `none` (the default) allows
+    /// every authenticated principal everything.
+    pub authorizer: String,
+    /// Principals allowed everything, `User:admin;User:ops` (Kafka's `super.users`).
+    pub super_users: Option<String>,
+    /// With the ACL authorizer, a resource without any ACL is open to all
+    /// (Kafka's `allow.everyone.if.no.acl.found`).
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 impl Default for Config {
@@ -254,6 +262,9 @@ impl Default for Config {
             tls_client_ca: None,
             sasl_enabled_mechanisms: "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into(),
             sasl_session_lifetime_ms: 0,
+            authorizer: "none".into(),
+            super_users: None,
+            allow_everyone_if_no_acl_found: false,
         }
     }
 }

@@ -35,6 +35,15 @@ pub struct SecurityArgs {
     /// Lifetime of a SASL session; clients re-authenticate before it ends (0 = unlimited) [default: 0].
     #[arg(long, env = "STRATA_SASL_SESSION_LIFETIME_MS", value_name = "MS")]
     pub sasl_session_lifetime_ms: Option<u64>,
+    /// `acl` enforces ACLs (CreateAcls/DescribeAcls/DeleteAcls) on every request; `none` allows everything [default: none].
+    #[arg(long, env = "STRATA_AUTHORIZER", value_name = "acl|none")]
+    pub authorizer: Option<String>,
+    /// Principals allowed everything, e.g. User:admin;User:ops.
+    #[arg(long, env = "STRATA_SUPER_USERS", value_name = "PRINCIPALS")]
+    pub super_users: Option<String>,
+    /// With --authorizer acl, a resource with no ACL at all is open to everyone [default: false].
+    #[arg(long, env = "STRATA_ALLOW_EVERYONE_IF_NO_ACL_FOUND", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 impl SecurityArgs {
@@ -66,6 +75,15 @@ impl SecurityArgs {
         }
         if let Some(ms) = self.sasl_session_lifetime_ms {
             c.sasl_session_lifetime_ms = ms;
+        }
+        if let Some(a) = &self.authorizer {
+            c.authorizer = a.clone();
+        }
+        if self.super_users.is_some() {
+            c.super_users = self.super_users.clone();
+        }
+        if let Some(a) = self.allow_everyone_if_no_acl_found {
+            c.allow_everyone_if_no_acl_found = a;
         }
     }
 }
@@ -105,10 +123,39 @@ pub fn mechanisms(c: &Config) -> Result<Vec<SaslMech>, (&'static str, String)> {
     Ok(out)
 }
 
+/// The authorizer settings of a config.
+pub fn authorizer(c: &Config) -> Result<super::acl::AuthorizerConfig, (&'static str, String)> {
+    let enabled = match c.authorizer.to_ascii_lowercase().as_str() {
+        "acl" => true,
+        "none" | "" => false,
+        other => return Err(("--authorizer", format!("expected acl or none, got {other:?}"))),
+    };
+    let mut super_users = Vec::new();
+    for p in c
+        .super_users
+        .as_deref()
+        .unwrap_or("")
+        .split([';', ','])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        if !p.split_once(':').is_some_and(|(k, n)| !k.is_empty() && !n.is_empty()) {
+            return Err(("--super-users", format!("expected TYPE:NAME principals, got {p:?}")));
+        }
+        super_users.push(p.to_string());
+    }
+    Ok(super::acl::AuthorizerConfig {
+        enabled,
+        super_users,
+        allow_if_no_acl: c.allow_everyone_if_no_acl_found,
+    })
+}
+
 /// Checks the security flags (file contents are checked when they are
 /// loaded at start, naming the file).
 pub fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     let ls = listeners(c)?;
+    authorizer(c)?;
     let mechs = mechanisms(c)?;
     if ls.iter().any(|l| l.protocol.sasl()) && mechs.is_empty() {
         return Err((

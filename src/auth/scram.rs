@@ -330,7 +330,15 @@ impl ServerExchange {
         if cb != self.first.gs2_header.as_bytes() {
             return Err(ScramError::ChannelBinding);
         }
-        if constant_time::verify_slices_are_equal(r.as_bytes(), self.nonce.as_bytes()).is_err() {
+        // The nonce must end with the whole nonce of server-first (client
+        // nonce + server nonce), as Kafka checks it: librdkafka before 2.1
+        // sends its client nonce once more in front.
+        let tail = r
+            .len()
+            .checked_sub(self.nonce.len())
+            .and_then(|at| r.get(at..))
+            .ok_or(ScramError::Nonce)?;
+        if constant_time::verify_slices_are_equal(tail.as_bytes(), self.nonce.as_bytes()).is_err() {
             return Err(ScramError::Nonce);
         }
         let proof = B64
@@ -400,6 +408,15 @@ mod tests {
         // A proof for another nonce, a wrong proof, a missing server nonce.
         assert_eq!(
             ex.finish(b"c=biws,r=rOprNGfwEbeRWgbNEkqO,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="),
+            Err(ScramError::Nonce)
+        );
+        // The right proof for another final message (extra nonce prefix).
+        assert_eq!(
+            ex.finish(b"c=biws,r=XrOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="),
+            Err(ScramError::InvalidCredentials)
+        );
+        assert_eq!(
+            ex.finish(b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="),
             Err(ScramError::Nonce)
         );
         assert_eq!(

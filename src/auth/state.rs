@@ -5,11 +5,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::acl::{AclBinding, AclFilter};
 use super::scram::{Credential, Mechanism, MAX_USER_LEN};
 use crate::meta::{Map, MetaError};
 
 /// At most this many SCRAM users (bounded metadata).
 pub const MAX_USERS: usize = 100_000;
+/// At most this many ACLs.
+pub const MAX_ACLS: usize = 10_000;
 /// At most this many listeners per broker.
 pub const MAX_LISTENERS: usize = 16;
 
@@ -31,6 +34,9 @@ pub struct SecurityState {
     /// listener they connected on).
     #[serde(default)]
     pub listeners: Map<i32, Vec<AdvertisedListener>>,
+    /// ACLs, in creation order, without duplicates.
+    #[serde(default)]
+    pub acls: imbl::Vector<AclBinding>,
 }
 
 /// Commands changing the security state.
@@ -49,6 +55,10 @@ pub enum SecurityCommand {
         broker_id: i32,
         listeners: Vec<AdvertisedListener>,
     },
+    /// Adds ACLs (one already present is left as is).
+    CreateAcls { bindings: Vec<AclBinding> },
+    /// Removes the ACLs each filter matches.
+    DeleteAcls { filters: Vec<AclFilter> },
 }
 
 /// What a security command did.
@@ -58,6 +68,9 @@ pub enum SecurityOutput {
     /// `existed`: false when there was nothing to delete.
     ScramDeleted { existed: bool },
     ListenersSet,
+    AclsCreated,
+    /// Per filter, the ACLs it removed.
+    AclsDeleted { deleted: Vec<Vec<AclBinding>> },
 }
 
 fn invalid(reason: String) -> MetaError {
@@ -107,6 +120,22 @@ impl SecurityState {
                 Ok(())
             }
             SecurityCommand::DeleteScram { .. } => Ok(()),
+            SecurityCommand::CreateAcls { bindings } => {
+                for b in bindings {
+                    super::acl::validate(b).map_err(|e| invalid(format!("invalid ACL: {e}")))?;
+                }
+                if self.acls.len() + bindings.len() > MAX_ACLS {
+                    return Err(invalid(format!("more than {MAX_ACLS} ACLs")));
+                }
+                Ok(())
+            }
+            SecurityCommand::DeleteAcls { filters } => {
+                if filters.iter().all(AclFilter::valid) {
+                    Ok(())
+                } else {
+                    Err(invalid("invalid ACL filter".into()))
+                }
+            }
             SecurityCommand::SetListeners {
                 broker_id,
                 listeners,
@@ -158,6 +187,24 @@ impl SecurityState {
                 self.listeners.insert(broker_id, listeners);
                 SecurityOutput::ListenersSet
             }
+            SecurityCommand::CreateAcls { bindings } => {
+                for b in bindings {
+                    if !self.acls.contains(&b) {
+                        self.acls.push_back(b);
+                    }
+                }
+                SecurityOutput::AclsCreated
+            }
+            SecurityCommand::DeleteAcls { filters } => {
+                let mut deleted = Vec::with_capacity(filters.len());
+                for f in &filters {
+                    let (gone, kept): (imbl::Vector<_>, imbl::Vector<_>) =
+                        self.acls.iter().cloned().partition(|b| f.matches(b));
+                    self.acls = kept;
+                    deleted.push(gone.into_iter().collect());
+                }
+                SecurityOutput::AclsDeleted { deleted }
+            }
         }
     }
 }
@@ -189,6 +236,30 @@ pub mod gen {
                 }
             ),
             (user, mech).prop_map(|(user, mechanism)| SecurityCommand::DeleteScram { user, mechanism }),
+            (prop_oneof![Just("t"), Just("t-"), Just("")], 2i8..6, 3i8..5, 2i8..4).prop_map(
+                |(name, resource_type, pattern_type, permission)| SecurityCommand::CreateAcls {
+                    bindings: vec![crate::auth::acl::AclBinding {
+                        resource_type,
+                        resource_name: name.to_string(),
+                        pattern_type,
+                        principal: "User:alice".into(),
+                        host: "*".into(),
+                        operation: 3,
+                        permission,
+                    }],
+                }
+            ),
+            (1i8..6, 1i8..5).prop_map(|(resource_type, pattern_type)| SecurityCommand::DeleteAcls {
+                filters: vec![crate::auth::acl::AclFilter {
+                    resource_type,
+                    resource_name: None,
+                    pattern_type,
+                    principal: None,
+                    host: None,
+                    operation: 1,
+                    permission: 1,
+                }],
+            }),
             (-1i32..3, 0i32..70000).prop_map(|(broker_id, port)| SecurityCommand::SetListeners {
                 broker_id,
                 listeners: vec![AdvertisedListener {

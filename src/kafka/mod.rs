@@ -59,10 +59,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::AlterPartitionReassignments, 0, 1),
-    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The advertised range of an API, if served.
@@ -132,6 +135,9 @@ pub struct Ctx {
 /// producers depend on it); waiting parts are returned as `Reply::Later`.
 pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
     use handlers::*;
+    if let Some(refused) = crate::auth::authz::refuse(ctx, &req) {
+        return Reply::Now(refused);
+    }
     match req {
         RequestKind::ApiVersions(r) => {
             Reply::Now(ResponseKind::ApiVersions(api_versions::handle(ctx, r)))
@@ -256,6 +262,15 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
                 ctx, r,
             )),
         ),
+        RequestKind::CreateAcls(r) => {
+            Reply::Now(ResponseKind::CreateAcls(create_acls::handle(ctx, r).await))
+        }
+        RequestKind::DescribeAcls(r) => {
+            Reply::Now(ResponseKind::DescribeAcls(describe_acls::handle(ctx, r)))
+        }
+        RequestKind::DeleteAcls(r) => {
+            Reply::Now(ResponseKind::DeleteAcls(delete_acls::handle(ctx, r).await))
+        }
         // Not advertised; the connection layer refuses these before decoding.
         _ => Reply::NoResponse,
     }
@@ -380,6 +395,9 @@ pub fn response_has_error(r: &ResponseKind) -> bool {
         }
         ResponseKind::ElectLeaders(x) => x.error_code != 0,
         ResponseKind::SaslHandshake(x) => x.error_code != 0,
+        ResponseKind::CreateAcls(x) => any(&x.results, |r| r.error_code != 0),
+        ResponseKind::DescribeAcls(x) => x.error_code != 0,
+        ResponseKind::DeleteAcls(x) => any(&x.filter_results, |r| r.error_code != 0),
         ResponseKind::SaslAuthenticate(x) => x.error_code != 0,
         ResponseKind::AlterUserScramCredentials(x) => any(&x.results, |r| r.error_code != 0),
         ResponseKind::DescribeUserScramCredentials(x) => {

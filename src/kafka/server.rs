@@ -51,6 +51,10 @@ pub enum ConnError {
     Unauthenticated { api: ApiKey },
     #[error("SASL session expired without re-authentication")]
     SessionExpired,
+    #[error("SASL authentication failed")]
+    AuthenticationFailed,
+    #[error("{api:?} refused: with --authorizer acl it needs ALL on the cluster")]
+    Unauthorized { api: ApiKey },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -140,6 +144,7 @@ enum Slot {
 /// `Ok(None)` = clean EOF between frames.
 async fn read_frame<R: AsyncRead + Unpin>(
     stream: &mut R,
+    min: i32,
     max: usize,
     idle: Duration,
     budget: &RequestBudget,
@@ -152,7 +157,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
         Ok(Ok(_)) => {}
     }
     let size = i32::from_be_bytes(len_buf);
-    if size < 8 {
+    if size < min {
         return Err(ConnError::TooShort(size));
     }
     if size as usize > max {
@@ -245,8 +250,11 @@ where
         } else {
             full_max.min(crate::auth::PRE_AUTH_MAX_FRAME)
         };
+        // A request has at least its header; a raw SASL token (after
+        // SaslHandshake v0) at least one byte.
+        let min = if session.expects_raw_token() { 1 } else { 8 };
         let frame = tokio::select! {
-            f = read_frame(&mut rd, max, idle, &broker.request_budget) => f,
+            f = read_frame(&mut rd, min, max, idle, &broker.request_budget) => f,
             _ = shutdown.changed() => break Ok(()),
         };
         let (mut frame, held) = match frame {
@@ -260,6 +268,19 @@ where
             }
         };
         let started = Instant::now();
+        if session.expects_raw_token() {
+            // SaslHandshake v0: a raw SASL token, answered in kind once the
+            // responses before it are written.
+            match crate::auth::raw_token(&broker, &session, &frame).await {
+                Some(reply) => {
+                    if tx.send(Slot::Ready(reply, held)).await.is_err() {
+                        break Ok(());
+                    }
+                    continue;
+                }
+                None => break Err(ConnError::AuthenticationFailed),
+            }
+        }
         let key = i16::from_be_bytes([frame[0], frame[1]]);
         let version = i16::from_be_bytes([frame[2], frame[3]]);
         let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -306,6 +327,9 @@ where
             client_id: header.client_id.as_ref().map(|s| s.to_string()),
             session: session.clone(),
         };
+        if !crate::auth::api_allowed(&ctx, api) {
+            break Err(ConnError::Unauthorized { api });
+        }
         let span = tracing::info_span!(
             "request",
             api = ?api,

@@ -76,7 +76,7 @@ class Pki:
         the CA; returns its DER bytes."""
         k = _key()
         c = _sign(self.ca, self.ca_key, cn, k.public_key(), server=True)
-        tmp_c, tmp_k = self.cert.with_suffix(".new"), self.key.with_suffix(".new")
+        tmp_c, tmp_k = self.cert.with_name(self.cert.name + ".new"), self.key.with_name(self.key.name + ".new")
         tmp_c.write_bytes(c.public_bytes(serialization.Encoding.PEM))
         tmp_k.write_bytes(_pem_key(k))
         os.replace(tmp_k, self.key)
@@ -157,7 +157,7 @@ def user_set(data_dir: Path, name: str, password: str, mechanism: str = "SCRAM-S
     )
 
 
-def start_secure(broker_factory, tmp_path: Path, client_ca: bool = False, extra: list[str] | None = None) -> Secure:
+def start_secure(broker_factory, tmp_path: Path, client_ca: bool = False, extra: list[str] | None = None, users: tuple = ()) -> Secure:
     pki = make_pki(tmp_path / "pki")
     ssl_port, sasl_port, sasl_ssl_port = free_port(), free_port(), free_port()
     b = broker_factory(start=False)
@@ -175,6 +175,8 @@ def start_secure(broker_factory, tmp_path: Path, client_ca: bool = False, extra:
     r = user_set(b.data_dir, "admin", ADMIN_PASSWORD)
     assert r.returncode == 0, r.stderr
     assert ADMIN_PASSWORD not in r.stdout + r.stderr
+    for name, password in users:
+        assert user_set(b.data_dir, name, password).returncode == 0
     b.start()
     return Secure(b, pki, ssl_port, sasl_port, sasl_ssl_port)
 
@@ -227,9 +229,9 @@ def _recv_frame(sock: socket.socket) -> bytes:
     return exact(n)
 
 
-def sasl_handshake(sock: socket.socket, mechanism: str) -> tuple[int, list[str]]:
+def sasl_handshake(sock: socket.socket, mechanism: str, version: int = 1) -> tuple[int, list[str]]:
     m = mechanism.encode()
-    sock.sendall(_req(17, 1, 1, struct.pack(">h", len(m)) + m))
+    sock.sendall(_req(17, version, 1, struct.pack(">h", len(m)) + m))
     r = _recv_frame(sock)
     (err,) = struct.unpack(">h", r[4:6])
     (count,) = struct.unpack(">i", r[6:10])
@@ -358,6 +360,25 @@ def test_wrong_password_and_unknown_user_are_refused_and_others_keep_working(bro
     assert ADMIN_PASSWORD not in body and "not-the-password" not in body
     log = s.b.log_text()
     assert "not-the-password" not in log and ADMIN_PASSWORD not in log
+
+
+def test_sasl_handshake_v0_raw_tokens(broker_factory, tmp_path):
+    """SaslHandshake v0 (what librdkafka's feature check and old clients
+    use): the exchange continues in raw length-prefixed tokens."""
+    s = start_secure(broker_factory, tmp_path)
+    with socket.create_connection(("127.0.0.1", s.sasl_port), timeout=10) as sock:
+        assert sasl_handshake(sock, "PLAIN", version=0)[0] == 0
+        token = b"\0admin\0" + ADMIN_PASSWORD.encode()
+        sock.sendall(struct.pack(">i", len(token)) + token)
+        assert _recv_frame(sock) == b""
+        sock.sendall(kproto.frame(kproto.encode_request(3, 1, 7, {"topics": []})))
+        r = _recv_frame(sock)
+        assert struct.unpack(">i", r[:4])[0] == 7
+    with socket.create_connection(("127.0.0.1", s.sasl_port), timeout=10) as sock:
+        assert sasl_handshake(sock, "PLAIN", version=0)[0] == 0
+        token = b"\0admin\0wrong"
+        sock.sendall(struct.pack(">i", len(token)) + token)
+        assert kproto.wait_closed(sock, 10) is None
 
 
 def test_failed_authentications_are_rate_limited_per_address(broker_factory, tmp_path):
@@ -571,3 +592,131 @@ def test_kcat_over_sasl_ssl(broker_factory, tmp_path, kcat):
     subprocess.run([kcat, *conf, "-P", "-t", topic], input="\n".join(lines) + "\n", text=True, check=True, timeout=60)
     out = subprocess.run([kcat, *conf, "-C", "-t", topic, "-o", "beginning", "-c", str(len(lines)), "-e"], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.splitlines() == lines
+
+
+# -- ACLs ----------------------------------------------------------------------
+
+
+def _deliver(conf: dict, topic: str, value: bytes):
+    """Produce one record; returns the delivery error (None on success)."""
+    out = []
+    p = Producer({**conf, "acks": "all", "message.timeout.ms": 15000, "retries": 0})
+    p.produce(topic, value, on_delivery=lambda err, msg: out.append(err))
+    p.flush(30)
+    assert out, "no delivery report"
+    return out[0]
+
+
+def _consume_error(conf: dict, topic: str, group: str | None = None):
+    """Consume ``topic`` (assign, in the permitted group G, or subscribe in ``group``);
+    returns (values, first error code)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({**conf, "group.id": group or "G", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        if group is None:
+            c.assign([TopicPartition(topic, 0, 0)])
+        else:
+            c.subscribe([topic])
+        values, deadline = [], time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is None:
+                if values:
+                    break
+                continue
+            if m.error() is not None:
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                return values, m.error().code()
+            values.append(m.value())
+            if group is not None:
+                c.commit(message=m, asynchronous=False)
+        return values, None
+    finally:
+        c.close()
+
+
+def test_acls_allow_exactly_what_is_granted(broker_factory, tmp_path):
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        NewTopic,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    s = start_secure(
+        broker_factory,
+        tmp_path,
+        extra=["--authorizer", "acl", "--super-users", "User:admin"],
+        users=(("alice", ALICE_PASSWORD),),
+    )
+    admin_conf = sasl_conf(s, "SASL_PLAINTEXT", "SCRAM-SHA-512")
+    alice_conf = sasl_conf(s, "SASL_PLAINTEXT", "SCRAM-SHA-512", "alice", ALICE_PASSWORD)
+    admin = AdminClient(admin_conf)
+    alice = AdminClient(alice_conf)
+    topics = ["orders", "other", "logs-app", "logs-secret"]
+    fs = admin.create_topics([NewTopic(t, 1, 1) for t in topics])
+    for f in fs.values():
+        f.result(timeout=30)
+    for t in ("logs-app", "logs-secret"):
+        assert _deliver(admin_conf, t, f"{t}-value".encode()) is None
+
+    def acl(rt, name, pattern, op, perm=AclPermissionType.ALLOW):
+        return AclBinding(rt, name, pattern, "User:alice", "*", op, perm)
+
+    grants = [
+        acl(ResourceType.TOPIC, "orders", ResourcePatternType.LITERAL, AclOperation.WRITE),
+        acl(ResourceType.TOPIC, "logs-", ResourcePatternType.PREFIXED, AclOperation.READ),
+        acl(ResourceType.TOPIC, "logs-secret", ResourcePatternType.LITERAL, AclOperation.ALL, AclPermissionType.DENY),
+        acl(ResourceType.GROUP, "G", ResourcePatternType.LITERAL, AclOperation.READ),
+    ]
+    for f in admin.create_acls(grants).values():
+        f.result(timeout=30)
+
+    # Write topic A: allowed; another topic: TOPIC_AUTHORIZATION_FAILED.
+    assert _deliver(alice_conf, "orders", b"by alice") is None
+    err = _deliver(alice_conf, "other", b"nope")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    # Read needs READ: WRITE alone does not give it.
+    _, code = _consume_error(alice_conf, "orders")
+    assert code == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # Prefixed READ with group G: consumes and commits.
+    values, code = _consume_error(alice_conf, "logs-app", group="G")
+    assert code is None and values == [b"logs-app-value"]
+    # Another group: GROUP_AUTHORIZATION_FAILED.
+    _, code = _consume_error(alice_conf, "logs-app", group="H")
+    assert code == KafkaError.GROUP_AUTHORIZATION_FAILED
+    # Deny wins over the prefixed allow (the topic is not even described).
+    _, code = _consume_error(alice_conf, "logs-secret", group="G")
+    assert code == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # Metadata hides what alice may not describe.
+    md = alice.list_topics(timeout=20)
+    assert sorted(md.topics) == ["logs-app", "orders"]
+    assert sorted(t for t in admin.list_topics(timeout=20).topics if not t.startswith("__")) == sorted(topics)
+    # Creating topics and managing ACLs need cluster rights.
+    fs = alice.create_topics([NewTopic("alice-new", 1, 1)])
+    with pytest.raises(Exception) as e:
+        fs["alice-new"].result(timeout=30)
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    any_filter = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY)
+    # (raw frames: librdkafka drops DescribeAcls' top-level error code)
+    with socket.create_connection(("127.0.0.1", s.sasl_port), timeout=10) as sock:
+        assert sasl_handshake(sock, "PLAIN")[0] == 0
+        assert sasl_authenticate(sock, b"\0alice\0" + ALICE_PASSWORD.encode())[0] == 0
+        sock.sendall(_req(29, 1, 9, struct.pack(">bhbhhbb", 1, -1, 1, -1, -1, 1, 1)))
+        r = _recv_frame(sock)
+        assert struct.unpack(">h", r[8:10])[0] == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    # The admin sees and deletes them; the write right is gone at once.
+    described = admin.describe_acls(any_filter).result(timeout=30)
+    assert sorted(map(str, described)) == sorted(map(str, grants))
+    write_filter = AclBindingFilter(ResourceType.TOPIC, "orders", ResourcePatternType.LITERAL, "User:alice", "*", AclOperation.WRITE, AclPermissionType.ALLOW)
+    deleted = admin.delete_acls([write_filter])[write_filter].result(timeout=30)
+    assert len(deleted) == 1
+    err = _deliver(alice_conf, "orders", b"after delete")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # The anonymous PLAINTEXT listener gets nothing either.
+    assert sorted(AdminClient({"bootstrap.servers": s.b.bootstrap}).list_topics(timeout=20).topics) == []

@@ -34,6 +34,8 @@ struct Want {
     topic: Option<Arc<TopicHandle>>,
     name: TopicName,
     topic_id: Uuid,
+    /// READ on the topic (always true without the ACL authorizer).
+    authorized: bool,
     partitions: Vec<(i32, i64, i32, i32)>, // (partition, offset, partition_max_bytes, current_leader_epoch)
 }
 
@@ -107,6 +109,14 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
                 b.topic(t.topic.0.as_str())
             };
             Want {
+                authorized: topic.as_ref().is_none_or(|h| {
+                    crate::auth::allowed(
+                        ctx,
+                        crate::auth::acl::op::READ,
+                        crate::auth::acl::resource::TOPIC,
+                        &h.name,
+                    )
+                }),
                 name: topic
                     .as_ref()
                     .map(|h| TopicName(sb(h.name.clone())))
@@ -278,6 +288,11 @@ fn gather(
                 .with_preferred_read_replica(BrokerId(-1))
                 .with_aborted_transactions(read_committed.then(Vec::new))
                 .with_records(Some(Bytes::new()));
+            if !w.authorized {
+                errors = true;
+                parts.push(pd.with_error_code(code::TOPIC_AUTHORIZATION_FAILED));
+                continue;
+            }
             let found = w.topic.as_ref().and_then(|t| {
                 Some((
                     t.partition(p)?,
