@@ -51,6 +51,28 @@ impl BrokerError {
     }
 }
 
+/// Does this broker commit its fsynced segment files in place (`--wal-mode`,
+/// see `wal`)? Only a `file://` store on the data directory's filesystem
+/// can take a hard link of a segment file.
+fn local_mode(config: &Config, store: &crate::objstore::Store) -> Result<bool, BrokerError> {
+    use crate::config::WalMode;
+    use std::os::unix::fs::MetadataExt;
+    if config.wal_mode == WalMode::Object {
+        return Ok(false);
+    }
+    let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    let same_fs = store
+        .local_root()
+        .is_some_and(|root| dev(root).is_some() && dev(root) == dev(&config.data_dir));
+    if !same_fs && config.wal_mode == WalMode::Local {
+        return Err(BrokerError::Io(std::io::Error::other(format!(
+            "--wal-mode local needs a file:// object store on the filesystem of --data-dir {} (the store is {store:?}); use --wal-mode object or auto",
+            config.data_dir.display()
+        ))));
+    }
+    Ok(same_fs)
+}
+
 /// One partition as the hot path sees it.
 #[derive(Debug, Clone)]
 pub struct PartitionHandle {
@@ -114,6 +136,8 @@ pub struct Broker {
     pub request_budget: crate::kafka::budget::RequestBudget,
     store: Arc<Store>,
     wal: Arc<Wal>,
+    /// Prices for the per-topic cost estimates (`--price-sheet`).
+    prices: crate::cost::PriceSheet,
     reader: Arc<TierReader>,
     tier_config: crate::tier::TierConfig,
     tier_metrics: crate::tier::TierMetrics,
@@ -240,7 +264,20 @@ impl Broker {
         let (appended, _) = watch::channel(0u64);
         let (handled, _) = watch::channel(view.applied_index);
         let groups = crate::groups::Coordinator::new(&config);
-        let wal = Wal::new(config.wal_config());
+        let mut wal_config = config.wal_config();
+        wal_config.local = local_mode(&config, &store)?;
+        tracing::info!(
+            mode = if wal_config.local { "local" } else { "object" },
+            store = ?store,
+            "acks=all durability"
+        );
+        let wal = Wal::new(wal_config);
+        let prices = match &config.price_sheet {
+            Some(p) => crate::cost::PriceSheet::load(p).map_err(|e| {
+                BrokerError::Io(std::io::Error::other(format!("--price-sheet: {e}")))
+            })?,
+            None => crate::cost::PriceSheet::default(),
+        };
         let reader = TierReader::new(store.clone(), config.cache_bytes);
         let tier_config = config.tier_config();
         let broker = Arc::new(Broker {
@@ -257,6 +294,7 @@ impl Broker {
             ),
             store,
             wal,
+            prices,
             reader,
             tier_config,
             tier_metrics: crate::tier::TierMetrics::default(),
@@ -350,6 +388,54 @@ impl Broker {
         Ok(())
     }
 
+    /// The price sheet of the cost estimates.
+    pub fn prices(&self) -> &crate::cost::PriceSheet {
+        &self.prices
+    }
+
+    /// Bytes a topic holds in the object store (its extents).
+    pub fn stored_bytes(t: &crate::meta::Topic) -> u64 {
+        t.partitions
+            .iter()
+            .flat_map(|p| p.extents.iter())
+            .map(|e| e.byte_len)
+            .sum()
+    }
+
+    /// What a topic has cost so far (this broker's requests).
+    pub fn topic_cost(&self, t: &crate::meta::Topic) -> crate::cost::TopicCost {
+        let meter = &self.store.cost;
+        crate::cost::TopicCost::new(
+            meter,
+            &meter.topic(t.topic_id),
+            Self::stored_bytes(t),
+            &self.prices,
+        )
+    }
+
+    /// Render the per-topic cost metrics (`cost::render`).
+    pub fn render_costs(&self, out: &mut String) {
+        let meta = self.meta();
+        let meter = &self.store.cost;
+        meter.retain_topics(|id| meta.topic_by_id(id).is_some());
+        let rows: Vec<(String, crate::cost::Usage, u64)> = meter
+            .snapshot()
+            .into_iter()
+            .map(|(payer, u)| match payer {
+                crate::cost::Payer::Topic(id) => {
+                    let t = meta.topic_by_id(&id);
+                    (
+                        t.map_or_else(|| id.to_string(), |t| t.name.clone()),
+                        u,
+                        t.map_or(0, Self::stored_bytes),
+                    )
+                }
+                crate::cost::Payer::Cluster => ("__cluster".to_string(), u, 0),
+            })
+            .collect();
+        crate::cost::render(out, meter, &rows, &self.prices);
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
@@ -422,11 +508,9 @@ impl Broker {
             })
             .await;
         match r {
-            Err(BrokerError::Meta(MetaError::InvalidRequest { .. }))
-                if self.wal_extents_committed(&key, &extents) =>
-            {
-                Ok(())
-            }
+            Err(BrokerError::Meta(
+                MetaError::InvalidRequest { .. } | MetaError::OffsetMismatch { .. },
+            )) if self.wal_extents_committed(&key, &extents) => Ok(()),
             other => other.map(|_| ()),
         }
     }
@@ -435,6 +519,7 @@ impl Broker {
     fn wal_extents_committed(&self, key: &str, extents: &[WalExtent]) -> bool {
         let meta = self.meta();
         extents.iter().all(|e| {
+            let key = e.object.as_deref().unwrap_or(key);
             meta.topic_by_id(&e.topic_id)
                 .and_then(|t| t.partitions.get(usize::try_from(e.partition).ok()?))
                 .is_none_or(|p| {
@@ -587,6 +672,14 @@ impl Broker {
                     let end = pos + bh.total_len();
                     if bh.base_offset >= off {
                         let mark = ph.log.replay_mark(&bh, &bytes[pos..end]);
+                        let mut loc = ph.log.locate(bh.base_offset)?.ok_or_else(|| {
+                            LogError::Corrupt(
+                                format!("{}-{i}", t.name),
+                                format!("batch at {} read but not found", bh.base_offset),
+                            )
+                        })?;
+                        // The first re-committed batch starts a new extent.
+                        loc.first_in_segment |= bh.base_offset == pm.committed_end;
                         self.wal.push(
                             crate::wal::Target {
                                 topic_id: t.topic_id,
@@ -595,7 +688,7 @@ impl Broker {
                             },
                             &bh,
                             r.records.slice(pos..end),
-                            bh.base_offset == off && off == pm.committed_end,
+                            loc,
                             mark,
                             None,
                         );
@@ -741,8 +834,8 @@ impl Broker {
             partition.leader_epoch,
             &topic.log_config,
             internal,
-            |bh, data, first, mark| {
-                wal.push(target, bh, data, first, mark, permit.take());
+            |bh, data, loc, mark| {
+                wal.push(target, bh, data, loc, mark, permit.take());
             },
         );
         match &result {

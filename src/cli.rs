@@ -52,6 +52,10 @@ pub enum TopicCmd {
     Describe {
         /// Topic name.
         name: String,
+        /// A broker's HTTP listener (host:port), for the topic's
+        /// object-store requests and estimated monthly cost.
+        #[arg(long, env = "STRATA_HTTP", default_value = "127.0.0.1:8080")]
+        http: String,
         #[command(flatten)]
         conn: Conn,
     },
@@ -229,7 +233,7 @@ pub async fn run_topic(cmd: TopicCmd) -> Result<(), CliError> {
             }
             Ok(())
         }
-        TopicCmd::Describe { name, conn } => describe(&name, &conn).await,
+        TopicCmd::Describe { name, http, conn } => describe(&name, &http, &conn).await,
         TopicCmd::Truncate {
             name,
             partition,
@@ -410,7 +414,7 @@ pub async fn run_topic(cmd: TopicCmd) -> Result<(), CliError> {
     }
 }
 
-async fn describe(name: &str, conn: &Conn) -> Result<(), CliError> {
+async fn describe(name: &str, http: &str, conn: &Conn) -> Result<(), CliError> {
     let mut c = conn.client().await?;
     // Describing must never create the topic, whatever the broker's auto-create.
     let req = MetadataRequest::default()
@@ -501,6 +505,48 @@ async fn describe(name: &str, conn: &Conn) -> Result<(), CliError> {
             "\tPartition: {}\tLeader: {}\tLeaderEpoch: {}\tStartOffset: {}\tEndOffset: {}",
             p.partition_index, p.leader_id.0, p.leader_epoch, start, end
         );
+    }
+    // The cost lines come from the HTTP topic resource; without it the
+    // rest of the description still stands.
+    let cluster = md
+        .cluster_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    let path = format!("/v3/clusters/{cluster}/topics/{name}");
+    let client = crate::controller::network::JsonClient::new();
+    match client
+        .call::<(), crate::http::admin::Topic>(
+            http,
+            &path,
+            None,
+            Duration::from_millis(conn.timeout_ms),
+        )
+        .await
+    {
+        Ok(crate::http::admin::Topic { cost: Some(c), .. }) => {
+            let r = |op: &str| c.requests.get(op).copied().unwrap_or(0.0);
+            let b = |op: &str| c.bytes.get(op).copied().unwrap_or(0);
+            println!(
+                "\tObjectStore: PUT {:.1} GET {:.1} DELETE {:.1} LIST {:.1} requests, {} bytes up, {} bytes down, {} bytes stored (broker at {http}, last {:.0} s)",
+                r("put"),
+                r("get"),
+                r("delete"),
+                r("list"),
+                b("put"),
+                b("get"),
+                c.stored_bytes,
+                c.window_seconds
+            );
+            println!(
+                "\tEstimatedMonthlyCost: ${:.4} (requests ${:.4} + storage ${:.4}, price sheet of that broker)",
+                c.estimated_monthly.total_usd, c.estimated_monthly.requests_usd, c.estimated_monthly.storage_usd
+            );
+        }
+        Ok(_) => println!("\tEstimatedMonthlyCost: not reported by the broker at {http}"),
+        Err(e) => println!(
+            "\tEstimatedMonthlyCost: unavailable ({e}; set --http to a broker's HTTP listener)"
+        ),
     }
     Ok(())
 }

@@ -26,6 +26,19 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// Where acks=all durability comes from (`--wal-mode`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WalMode {
+    /// `local` when the object store is a `file://` directory on the data
+    /// directory's filesystem, else `object`.
+    Auto,
+    /// WAL objects in the object store.
+    Object,
+    /// The fsynced hot segments, linked into a `file://` store.
+    Local,
+}
+
 /// The resolved configuration of `strata serve`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
@@ -142,8 +155,21 @@ pub struct Config {
     pub wal_flush_bytes: usize,
     /// Queued + uploading WAL bytes before producers are slowed down.
     pub wal_max_buffered_bytes: usize,
-    /// Concurrent WAL uploads.
+    /// Concurrent WAL uploads (local mode: concurrent group commits).
     pub wal_max_inflight_uploads: usize,
+    /// Cut a WAL object early once nothing has arrived for this long
+    /// (0: never), but never more often than one per `wal-flush-ms`:
+    /// low-load acks=all latency drops without adding PUTs.
+    pub wal_flush_idle_ms: u64,
+    /// Where acks=all durability comes from. `local`: the fsynced hot
+    /// segment files, linked into a `file://` store on the same filesystem
+    /// (one write per byte, acks=all in milliseconds); `object`: WAL objects
+    /// (a copy of every byte, acks=all after `wal-flush-ms` plus a PUT);
+    /// `auto`: `local` when the store allows it.
+    pub wal_mode: WalMode,
+    /// Prices of object-store requests and storage for the per-topic cost
+    /// estimates (TOML, see docs/cost.md); default: S3 Standard list prices.
+    pub price_sheet: Option<PathBuf>,
     /// Block cache for reads from object storage (bytes).
     pub cache_bytes: u64,
     /// Upload a partition's active segment once its oldest data is this old
@@ -231,7 +257,7 @@ impl Default for Config {
             request_max_bytes: 100 * 1024 * 1024,
             queued_max_request_bytes: 512 * 1024 * 1024,
             max_connections: 4096,
-            max_inflight_per_connection: 128,
+            max_inflight_per_connection: 4096,
             connections_max_idle_ms: 600_000,
             fetch_max_bytes: 55 * 1024 * 1024,
             http_idle_timeout_ms: 60_000,
@@ -244,6 +270,9 @@ impl Default for Config {
             wal_flush_bytes: 8 * 1024 * 1024,
             wal_max_buffered_bytes: 128 * 1024 * 1024,
             wal_max_inflight_uploads: 4,
+            wal_flush_idle_ms: 5,
+            wal_mode: WalMode::Auto,
+            price_sheet: None,
             cache_bytes: 256 * 1024 * 1024,
             upload_interval_ms: 60_000,
             gc_grace_ms: 300_000,
@@ -370,6 +399,8 @@ impl Config {
             flush_bytes: self.wal_flush_bytes,
             max_buffered_bytes: self.wal_max_buffered_bytes,
             max_inflight_uploads: self.wal_max_inflight_uploads,
+            flush_idle_ms: self.wal_flush_idle_ms,
+            local: false,
         }
     }
 
@@ -512,8 +543,14 @@ impl Config {
         if self.max_connections == 0 {
             return bad("--max-connections", "must be >= 1".into());
         }
-        if self.max_inflight_per_connection == 0 || self.max_inflight_per_connection > 1024 {
-            return bad("--max-inflight-per-connection", "must be 1..=1024".into());
+        if self.max_inflight_per_connection == 0 || self.max_inflight_per_connection > 65_536 {
+            return bad("--max-inflight-per-connection", "must be 1..=65536".into());
+        }
+        if self.wal_flush_idle_ms > 60_000 {
+            return bad(
+                "--wal-flush-idle-ms",
+                format!("must be 0..=60000, got {}", self.wal_flush_idle_ms),
+            );
         }
         if !(1..=60_000).contains(&self.wal_flush_ms) {
             return bad(
@@ -819,6 +856,15 @@ pub struct ServeArgs {
     /// Concurrent WAL uploads [default: 4].
     #[arg(long, env = "STRATA_WAL_MAX_INFLIGHT_UPLOADS", value_name = "N")]
     pub wal_max_inflight_uploads: Option<usize>,
+    /// Cut a WAL object early once nothing arrived for this long, at most one per --wal-flush-ms; 0 never [default: 5].
+    #[arg(long, env = "STRATA_WAL_FLUSH_IDLE_MS", value_name = "MS")]
+    pub wal_flush_idle_ms: Option<u64>,
+    /// acks=all durability: local (fsynced segments linked into a file:// store on the same filesystem), object (WAL objects), auto [default: auto].
+    #[arg(long, env = "STRATA_WAL_MODE", value_name = "MODE")]
+    pub wal_mode: Option<WalMode>,
+    /// TOML price sheet for per-topic cost estimates [default: S3 Standard list prices].
+    #[arg(long, env = "STRATA_PRICE_SHEET", value_name = "FILE")]
+    pub price_sheet: Option<PathBuf>,
     /// Block cache for reads from object storage, bytes [default: 268435456].
     #[arg(long, env = "STRATA_CACHE_BYTES", value_name = "BYTES")]
     pub cache_bytes: Option<u64>,
@@ -906,6 +952,8 @@ impl ServeArgs {
             wal_flush_bytes,
             wal_max_buffered_bytes,
             wal_max_inflight_uploads,
+            wal_flush_idle_ms,
+            wal_mode,
             cache_bytes,
             upload_interval_ms,
             gc_grace_ms,
@@ -926,7 +974,10 @@ impl ServeArgs {
                 *dst = src.clone();
             }
         }
-        for (dst, src) in [(&mut c.meta_dir, &self.meta_dir)] {
+        for (dst, src) in [
+            (&mut c.meta_dir, &self.meta_dir),
+            (&mut c.price_sheet, &self.price_sheet),
+        ] {
             if src.is_some() {
                 *dst = src.clone();
             }

@@ -30,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod controller;
+pub mod cost;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod group_cli;

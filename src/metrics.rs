@@ -365,6 +365,7 @@ impl Metrics {
         o.push_str(&leaders);
         broker.store().metrics.render(&mut o);
         crate::auth::metrics().render(&mut o);
+        broker.render_costs(&mut o);
         broker.wal().metrics.render(&mut o);
         broker.tier_metrics().render(&mut o);
         broker.retention_metrics().render(&mut o);

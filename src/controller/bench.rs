@@ -258,6 +258,7 @@ fn apply(args: &BenchArgs) -> serde_json::Value {
                 byte_len: 100,
                 max_timestamp: 1,
                 txn: Vec::new(),
+                object: None,
             })
             .collect();
         ends[t] += 10;

@@ -82,6 +82,10 @@ pub struct Topic {
     pub partitions_count: i32,
     pub partitions: Related,
     pub configs: Related,
+    /// Object-store requests, bytes and estimated monthly cost of the
+    /// topic as this broker saw them (Strata extension; docs/cost.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::TopicCost>,
 }
 
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -375,6 +379,7 @@ fn topic_info(rest: &Rest, base: &str, t: &crate::meta::Topic) -> Topic {
         configs: Related {
             related: format!("{u}/configs"),
         },
+        cost: Some(rest.broker.topic_cost(t)),
     }
 }
 
@@ -488,6 +493,7 @@ pub async fn create_topic(
             configs: Related {
                 related: format!("{u}/configs"),
             },
+            cost: None,
         },
     };
     Ok((StatusCode::CREATED, Json(info)))

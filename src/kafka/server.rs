@@ -7,7 +7,8 @@
 //! after `connections-max-idle-ms`; at most `max-inflight-per-connection`
 //! requests wait for their responses, which are written in request order;
 //! and the bytes of all requests held at once, over every connection, are
-//! bounded by `queued-max-request-bytes` (see `budget`).
+//! bounded by `queued-max-request-bytes` (see `budget`), each request
+//! counting at least [`REQUEST_OVERHEAD`].
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -177,7 +178,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
             // broker's budget, waiting (socket unread) while it is spent.
             // A sender that announces a large frame and goes quiet holds
             // nothing (its first chunk is bounded per connection).
-            held = Some(budget.take(size).await);
+            held = Some(budget.take(size.max(REQUEST_OVERHEAD)).await);
             // The wait for the budget is not the sender's stall.
             deadline = tokio::time::Instant::now() + idle;
         }
@@ -198,7 +199,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
     }
     let held = match held {
         Some(h) => h,
-        None => budget.take(size).await,
+        None => budget.take(size.max(REQUEST_OVERHEAD)).await,
     };
     Ok(Some((buf.freeze(), held)))
 }
@@ -206,6 +207,12 @@ async fn read_frame<R: AsyncRead + Unpin>(
 /// Bytes of a frame's body read before it takes its size from the request
 /// budget (at most this much per connection is held outside the budget).
 const FIRST_CHUNK: usize = 64 * 1024;
+
+/// What a request counts in the budget at least: its task, its slot and
+/// its response while it waits. Requests waiting only for durability
+/// (acks=all) are thus bounded broker-wide by bytes, not by a small count
+/// per connection that a pipelining producer would exhaust.
+const REQUEST_OVERHEAD: usize = 1024;
 
 async fn connection<R, W>(
     broker: Arc<Broker>,

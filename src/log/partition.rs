@@ -114,7 +114,22 @@ pub struct SealedSegment {
     pub max_timestamp: i64,
     pub size: u64,
     pub file: Arc<File>,
+    pub path: Arc<std::path::Path>,
     pub index: Vec<u8>,
+}
+
+/// Where a stored batch lies on local disk (the WAL's local mode commits
+/// these bytes where they are instead of copying them).
+#[derive(Clone, Debug)]
+pub struct BatchLoc {
+    pub file: Arc<File>,
+    pub path: Arc<std::path::Path>,
+    /// Base offset of its segment.
+    pub segment_base: i64,
+    /// Byte position of the batch in the segment file.
+    pub pos: u64,
+    /// The first batch of its segment.
+    pub first_in_segment: bool,
 }
 
 /// Result of a read.
@@ -280,7 +295,7 @@ impl PartitionLog {
         leader_epoch: i32,
         cfg: &LogConfig,
         internal: bool,
-        mut on_batch: impl FnMut(&BatchHeader, Bytes, bool, Option<TxnMark>),
+        mut on_batch: impl FnMut(&BatchHeader, Bytes, BatchLoc, Option<TxnMark>),
     ) -> Result<AppendInfo, AppendError> {
         // Split and validate outside the lock.
         let mut spans: Vec<(usize, usize, BatchHeader)> = Vec::with_capacity(1);
@@ -364,7 +379,7 @@ impl PartitionLog {
         // Batches stored so far: handed to `on_batch` as slices of the
         // request buffer (no copy) once every batch has its offsets, even
         // when a later one fails.
-        let mut stored: Vec<(BatchHeader, usize, usize, bool, Option<TxnMark>)> =
+        let mut stored: Vec<(BatchHeader, usize, usize, BatchLoc, Option<TxnMark>)> =
             Vec::with_capacity(spans.len());
         let mut failed = None;
         for (start, end, h) in spans {
@@ -385,7 +400,14 @@ impl PartitionLog {
             if let Some(ts) = append_time {
                 h.max_timestamp = ts;
             }
-            let first_in_segment = inner.active().size == 0;
+            let active = inner.active();
+            let loc = BatchLoc {
+                file: active.file.clone(),
+                path: active.path().clone(),
+                segment_base: active.base_offset,
+                pos: active.size,
+                first_in_segment: active.size == 0,
+            };
             if let Err(e) = inner
                 .active_mut()
                 .append(&h, bytes, cfg.index_interval_bytes)
@@ -400,12 +422,12 @@ impl PartitionLog {
                     .record_marker(h.producer_id, h.producer_epoch);
             }
             let mark = inner.txns.mark(&h, &records[start..end]);
-            stored.push((h, start, end, first_in_segment, mark));
+            stored.push((h, start, end, loc, mark));
             written += len as usize;
         }
         let frozen = Bytes::from(std::mem::take(records));
-        for (h, start, end, first, mark) in stored {
-            on_batch(&h, frozen.slice(start..end), first, mark);
+        for (h, start, end, loc, mark) in stored {
+            on_batch(&h, frozen.slice(start..end), loc, mark);
         }
         if let Some(e) = failed {
             return Err(e.into());
@@ -578,9 +600,35 @@ impl PartitionLog {
                 max_timestamp: s.max_timestamp,
                 size: s.size,
                 file: s.file.clone(),
+                path: s.path().clone(),
                 index: s.offset_index.encode(),
             })
             .collect()
+    }
+
+    /// Where the batch starting at `offset` lies (`None` when no local
+    /// batch starts there).
+    pub fn locate(&self, offset: i64) -> Result<Option<BatchLoc>, LogError> {
+        let (view, file, path, base) = {
+            let inner = self.inner.lock();
+            if offset < inner.segments[0].base_offset || offset >= inner.leo() {
+                return Ok(None);
+            }
+            let s = &inner.segments[inner.segment_for(offset)];
+            (
+                s.view(offset),
+                s.file.clone(),
+                s.path().clone(),
+                s.base_offset,
+            )
+        };
+        Ok(view.position_of(offset)?.map(|pos| BatchLoc {
+            file,
+            path,
+            segment_base: base,
+            pos,
+            first_in_segment: pos == 0,
+        }))
     }
 
     /// Seal the active segment and open a new one at the log end.

@@ -29,7 +29,7 @@ pub struct Segment {
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
     bytes_since_index: u64,
-    path: PathBuf,
+    path: Arc<Path>,
     /// Set when the files are deleted; a seal job that runs later writes
     /// nothing (held while writing and while deleting).
     gone: Arc<parking_lot::Mutex<bool>>,
@@ -105,7 +105,7 @@ impl Segment {
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             bytes_since_index: 0,
-            path,
+            path: path.into(),
             gone: Default::default(),
         })
     }
@@ -137,7 +137,7 @@ impl Segment {
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             bytes_since_index: 0,
-            path: path.to_path_buf(),
+            path: Arc::from(path),
             gone: Default::default(),
         };
         if trust_indexes && seg.load_indexes(len) {
@@ -271,7 +271,7 @@ impl Segment {
         footer[16..24].copy_from_slice(&self.size.to_be_bytes());
         SealJob {
             file: self.file.clone(),
-            path: self.path.clone(),
+            path: self.path.to_path_buf(),
             index: self.offset_index.encode(),
             time_index: self.time_index.encode(),
             footer,
@@ -284,12 +284,17 @@ impl Segment {
         self.seal_job().run()
     }
 
+    /// The segment's log file.
+    pub fn path(&self) -> &Arc<Path> {
+        &self.path
+    }
+
     /// Remove the segment's files.
     pub fn delete_files(&self) {
         let mut gone = self.gone.lock();
         *gone = true;
         let (ip, tp, mp) = self.index_paths();
-        for p in [&self.path, &ip, &tp, &mp] {
+        for p in [&*self.path, &*ip, &*tp, &*mp] {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -310,7 +315,7 @@ impl Segment {
             size: self.size,
             scan_from,
             file: self.file.clone(),
-            path: self.path.clone(),
+            path: self.path.to_path_buf(),
         }
     }
 

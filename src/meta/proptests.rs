@@ -30,17 +30,29 @@ fn key() -> impl Strategy<Value = String> {
 }
 
 fn wal_extent() -> impl Strategy<Value = WalExtent> {
-    (topic_id(), 0i32..3, 0i32..3, offset(), 1i64..10).prop_map(|(t, p, e, base, n)| WalExtent {
-        topic_id: t,
-        partition: p,
-        leader_epoch: e,
-        base_offset: base,
-        end_offset: base + n,
-        byte_offset: 0,
-        byte_len: 100,
-        max_timestamp: 1,
-        txn: Vec::new(),
-    })
+    (
+        topic_id(),
+        0i32..3,
+        0i32..3,
+        offset(),
+        1i64..10,
+        prop::option::of(0u8..3),
+        prop::sample::select(&[0u64, 100, 200][..]),
+    )
+        .prop_map(|(t, p, e, base, n, grow, at)| WalExtent {
+            topic_id: t,
+            partition: p,
+            leader_epoch: e,
+            base_offset: base,
+            end_offset: base + n,
+            byte_offset: at,
+            byte_len: 100,
+            max_timestamp: 1,
+            txn: Vec::new(),
+            // Growing objects (local mode) share names with other keys
+            // so refusals are exercised too.
+            object: grow.map(|g| format!("obj/{g}")),
+        })
 }
 
 fn segment() -> impl Strategy<Value = SegmentCommit> {

@@ -72,6 +72,12 @@ pub struct WalExtent {
     /// Transaction starts and markers in the extent, in offset order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub txn: Vec<TxnMark>,
+    /// The extent lives in this growing per-partition object (a local
+    /// segment file linked into a `file://` store, see `wal::local`)
+    /// instead of the commit's own WAL object. Bytes of a growing object
+    /// that were committed never change; later commits append extents to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
 }
 
 /// A transaction event in a partition's log, carried by the WAL commit of
@@ -105,6 +111,10 @@ pub const MAX_ABORTED_TXNS: usize = 100_000;
 pub struct ObjectRef {
     pub live_extents: u32,
     pub size: u64,
+    /// A growing object (local mode): later WAL commits may add extents
+    /// after the committed bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub growing: bool,
 }
 
 /// Durable tier state (part of [`MetaState`]).
@@ -155,8 +165,26 @@ pub fn check_commit_wal(
     extents: &[WalExtent],
 ) -> Result<(), MetaError> {
     s.check_broker_epoch(broker_id, broker_epoch)?;
-    if s.tier.knows(key) {
+    if !key.is_empty() && s.tier.knows(key) {
         return Err(refuse(format!("object {key} is already committed")));
+    }
+    for e in extents {
+        match &e.object {
+            None if key.is_empty() => {
+                return Err(refuse("an extent names no object".to_string()));
+            }
+            None => {}
+            Some(k) if k.is_empty() || k == key => {
+                return Err(refuse(format!("bad growing object name {k:?}")));
+            }
+            Some(k) => {
+                if s.tier.deletable.contains_key(k)
+                    || s.tier.objects.get(k).is_some_and(|o| !o.growing)
+                {
+                    return Err(refuse(format!("object {k} cannot grow")));
+                }
+            }
+        }
     }
     let mut expected: BTreeMap<(Uuid, i32), i64> = BTreeMap::new();
     for e in extents {
@@ -199,6 +227,8 @@ pub fn check_commit_wal(
 }
 
 /// Apply a checked `CommitWal`. Returns the number of extents recorded.
+/// An extent continuing the last extent of its partition in the same
+/// growing object (contiguous offsets and bytes) extends it instead.
 pub fn apply_commit_wal(
     s: &mut MetaState,
     broker_id: i32,
@@ -209,6 +239,8 @@ pub fn apply_commit_wal(
 ) -> (u32, Vec<(Uuid, i32)>) {
     let mut live = 0u32;
     let mut fenced: Vec<(Uuid, i32)> = Vec::new();
+    // Growing objects touched: key -> (new extents, end of their bytes).
+    let mut grown: BTreeMap<String, (u32, u64)> = BTreeMap::new();
     for e in extents {
         let Some(p) = partition_mut(s, &e.topic_id, e.partition) else {
             continue;
@@ -216,6 +248,9 @@ pub fn apply_commit_wal(
         if p.leader != broker_id || p.leader_epoch != e.leader_epoch {
             if !fenced.contains(&(e.topic_id, e.partition)) {
                 fenced.push((e.topic_id, e.partition));
+            }
+            if let Some(k) = &e.object {
+                grown.entry(k.clone()).or_default();
             }
             continue;
         }
@@ -247,9 +282,29 @@ pub fn apply_commit_wal(
                 }
             }
         }
+        let object = e.object.as_deref().unwrap_or(&key);
+        if let Some(k) = &e.object {
+            let g = grown.entry(k.clone()).or_default();
+            g.1 = g.1.max(e.byte_offset + e.byte_len);
+            if let Some(last) = p.extents.last_mut().filter(|l| {
+                l.kind == ExtentKind::Wal
+                    && l.key == *k
+                    && l.end_offset == e.base_offset
+                    && l.byte_offset + l.byte_len == e.byte_offset
+                    && l.leader_epoch == e.leader_epoch
+            }) {
+                last.end_offset = e.end_offset;
+                last.byte_len += e.byte_len;
+                last.max_timestamp = last.max_timestamp.max(e.max_timestamp);
+                continue;
+            }
+            g.0 += 1;
+        } else {
+            live += 1;
+        }
         p.extents.push(Extent {
             kind: ExtentKind::Wal,
-            key: key.clone(),
+            key: object.to_string(),
             index_key: None,
             base_offset: e.base_offset,
             end_offset: e.end_offset,
@@ -260,7 +315,30 @@ pub fn apply_commit_wal(
             compacted: false,
             tombstone_ts: -1,
         });
-        live += 1;
+    }
+    let mut recorded = live;
+    for (k, (n, end)) in grown {
+        recorded += n;
+        match s.tier.objects.get_mut(&k) {
+            Some(o) => {
+                o.live_extents += n;
+                o.size = o.size.max(end);
+            }
+            None if n > 0 => {
+                s.tier.objects.insert(
+                    k,
+                    ObjectRef {
+                        live_extents: n,
+                        size: end,
+                        growing: true,
+                    },
+                );
+            }
+            // Nothing of it committed (moved away): an orphan to delete.
+            None => {
+                s.tier.deletable.insert(k, now_ms);
+            }
+        }
     }
     if live > 0 {
         s.tier.objects.insert(
@@ -268,12 +346,13 @@ pub fn apply_commit_wal(
             ObjectRef {
                 live_extents: live,
                 size,
+                growing: false,
             },
         );
-    } else {
+    } else if !key.is_empty() {
         s.tier.deletable.insert(key, now_ms);
     }
-    (live, fenced)
+    (recorded, fenced)
 }
 
 /// A segment object replacing the extents of `[base_offset, end_offset)`.
@@ -346,6 +425,7 @@ fn insert_segment_objects(s: &mut MetaState, c: &SegmentCommit) {
         ObjectRef {
             live_extents: 1,
             size: c.size,
+            growing: false,
         },
     );
     s.tier.objects.insert(
@@ -353,6 +433,7 @@ fn insert_segment_objects(s: &mut MetaState, c: &SegmentCommit) {
         ObjectRef {
             live_extents: 1,
             size: c.index_size,
+            growing: false,
         },
     );
 }
@@ -567,6 +648,7 @@ mod tests {
             byte_len: 100,
             max_timestamp: 1000 + base,
             txn: Vec::new(),
+            object: None,
         }
     }
 
@@ -729,6 +811,53 @@ mod tests {
             CommandOutput::ObjectsForgotten { count: 1 }
         );
         assert!(s.tier.deletable.is_empty());
+    }
+
+    fn grow(id: Uuid, p: i32, base: i64, end: i64, at: u64, obj: &str) -> WalExtent {
+        WalExtent {
+            object: Some(obj.into()),
+            ..ext(id, p, base, end, at)
+        }
+    }
+
+    #[test]
+    fn growing_objects_extend_their_extent_and_are_released_by_the_segment() {
+        let (mut s, id) = state();
+        // Local mode: no WAL object of its own; each partition's bytes are
+        // in its linked segment file.
+        s.apply(wal(
+            "",
+            vec![grow(id, 0, 0, 10, 0, "g0"), grow(id, 1, 0, 5, 0, "g1")],
+        ))
+        .unwrap();
+        s.apply(wal("", vec![grow(id, 0, 10, 20, 100, "g0")]))
+            .unwrap();
+        let p = s.partition("t", 0).unwrap();
+        assert_eq!(p.extents.len(), 1, "contiguous bytes extend one extent");
+        assert_eq!((p.extents[0].end_offset, p.extents[0].byte_len), (20, 200));
+        assert_eq!(s.tier.objects["g0"].live_extents, 1);
+        assert_eq!(s.tier.objects["g0"].size, 200);
+        assert!(s.tier.objects["g0"].growing);
+        assert!(!s.tier.knows(""), "an empty key names no object");
+        // A gap in the bytes starts a new extent of the same object.
+        s.apply(wal("", vec![grow(id, 0, 20, 25, 400, "g0")]))
+            .unwrap();
+        assert_eq!(s.partition("t", 0).unwrap().extents.len(), 2);
+        assert_eq!(s.tier.objects["g0"].live_extents, 2);
+        s.check_invariants().unwrap();
+        // A WAL object's key or a segment cannot be grown.
+        s.apply(wal("w9", vec![ext(id, 1, 5, 6, 0)])).unwrap();
+        for bad in ["w9", ""] {
+            assert!(s.apply(wal("", vec![grow(id, 1, 6, 7, 0, bad)])).is_err());
+        }
+        assert!(s.apply(wal("", vec![ext(id, 1, 6, 7, 0)])).is_err());
+        // The sealed segment replaces it: the growing name becomes deletable.
+        s.apply(seg(id, 0, 25)).unwrap();
+        assert_eq!(s.tier.deletable.get("g0"), Some(&9));
+        assert!(s
+            .apply(wal("", vec![grow(id, 0, 25, 26, 500, "g0")]))
+            .is_err());
+        s.check_invariants().unwrap();
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub struct StoreMetrics {
     ops: [OpStats; OPS.len()],
     pub bytes_up: AtomicU64,
     pub bytes_down: AtomicU64,
+    /// Local files made objects by a hard link (`file://` stores).
+    pub links: AtomicU64,
+    link_latency: crate::metrics::Histogram,
 }
 
 impl StoreMetrics {
@@ -158,6 +161,14 @@ impl StoreMetrics {
             self.bytes_up.load(Relaxed),
             self.bytes_down.load(Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP strata_object_store_links_total Local files made objects of a file:// store by a hard link instead of a copy.\n# TYPE strata_object_store_links_total counter\nstrata_object_store_links_total {}",
+            self.links.load(Relaxed)
+        );
+        let _ = writeln!(out, "# HELP strata_object_store_link_duration_seconds Time to link a local file into a file:// store (link, directory fsync).\n# TYPE strata_object_store_link_duration_seconds histogram");
+        self.link_latency
+            .render(out, "strata_object_store_link_duration_seconds", "");
     }
 }
 
@@ -177,6 +188,10 @@ pub struct Store {
     retry: RetryPolicy,
     pub metrics: StoreMetrics,
     description: String,
+    /// The directory of a `file://` store: objects are its files.
+    local_root: Option<std::path::PathBuf>,
+    /// Requests and bytes per topic (`cost`).
+    pub cost: crate::cost::CostMeter,
 }
 
 impl std::fmt::Debug for Store {
@@ -239,7 +254,9 @@ impl Store {
                     .map_err(|e| bad(&e.to_string()))?
                     .with_fsync(true)
                     .with_automatic_cleanup(true);
-                (Arc::new(fs), String::new())
+                let mut store = Store::wrap(Arc::new(fs), "", cfg.request_timeout, &cfg.url);
+                store.local_root = Some(std::path::PathBuf::from(rest));
+                return Ok(store);
             }
             "s3" => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -306,6 +323,53 @@ impl Store {
             retry: RetryPolicy::for_timeout(timeout),
             metrics: StoreMetrics::default(),
             description: description.to_string(),
+            local_root: None,
+            cost: Default::default(),
+        }
+    }
+
+    /// The directory of a `file://` store, whose objects are plain files
+    /// (`None` for other stores).
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local_root.as_deref()
+    }
+
+    /// Make the local file `src` the object `key` without copying a byte:
+    /// a hard link into a `file://` store's directory, create-only (an
+    /// existing key is `AlreadyExists` unless it is this very file, then
+    /// `Ok(false)`). A new link's directory is fsynced and the file's
+    /// modification time set to now, so GC's grace for unreferenced
+    /// objects counts from the link. Blocking: runs on a blocking thread.
+    pub async fn link_file(&self, src: &std::path::Path, key: &str) -> Result<bool, StoreError> {
+        let Some(root) = self.local_root.clone() else {
+            return Err(StoreError::Backend {
+                op: "link",
+                key: key.to_string(),
+                message: "not a file:// store".to_string(),
+            });
+        };
+        let src = src.to_path_buf();
+        let dst = root.join(self.path(key).as_ref());
+        let started = Instant::now();
+        let r = tokio::task::spawn_blocking(move || link_synced(&src, &dst))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        self.metrics
+            .link_latency
+            .observe(started.elapsed().as_secs_f64());
+        match r {
+            Ok(created) => {
+                if created {
+                    self.metrics.links.fetch_add(1, Relaxed);
+                }
+                Ok(created)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(StoreError::AlreadyExists {
+                    key: key.to_string(),
+                })
+            }
+            Err(e) => Err(self.io_err("link", key, e)),
         }
     }
 
@@ -346,6 +410,20 @@ impl Store {
         key: &str,
         f: impl std::future::Future<Output = object_store::Result<T>>,
     ) -> Result<T, StoreError> {
+        self.timed_range(op, key, None, f).await
+    }
+
+    /// [`Store::timed`] of a request over `range` of the object (billed to
+    /// the topics whose bytes it covers).
+    async fn timed_range<T>(
+        &self,
+        op: usize,
+        key: &str,
+        range: Option<(u64, u64)>,
+        f: impl std::future::Future<Output = object_store::Result<T>>,
+    ) -> Result<T, StoreError> {
+        // Every attempt is a billed request, whatever its outcome.
+        self.cost.request(op, key, 1.0, range);
         let started = Instant::now();
         let r = tokio::time::timeout(self.timeout, f).await;
         let secs = started.elapsed().as_secs_f64();
@@ -482,6 +560,7 @@ impl Store {
         })
         .await?;
         self.metrics.bytes_up.fetch_add(len, Relaxed);
+        self.cost.moved(PUT, key, None, len);
         Ok(())
     }
 
@@ -545,6 +624,7 @@ impl Store {
         })
         .await?;
         self.metrics.bytes_up.fetch_add(size, Relaxed);
+        self.cost.moved(PUT, key, None, size);
         Ok(())
     }
 
@@ -599,6 +679,9 @@ impl Store {
         };
         self.metrics
             .observe(PUT, r.is_ok(), started.elapsed().as_secs_f64());
+        // Create, each part, complete (or abort).
+        self.cost
+            .request(PUT, key, (2 + size.div_ceil(part.max(1))) as f64, None);
         r
     }
 
@@ -627,10 +710,17 @@ impl Store {
         let p = self.path(key);
         let b = self
             .retrying(GET, key, &self.retry, &|_, _| {}, |_| {
-                self.timed(GET, key, self.inner.get_range(&p, range.clone()))
+                self.timed_range(
+                    GET,
+                    key,
+                    Some((range.start, range.end)),
+                    self.inner.get_range(&p, range.clone()),
+                )
             })
             .await?;
         self.metrics.bytes_down.fetch_add(b.len() as u64, Relaxed);
+        self.cost
+            .moved(GET, key, Some((range.start, range.end)), b.len() as u64);
         Ok(b)
     }
 
@@ -646,6 +736,7 @@ impl Store {
             })
             .await?;
         self.metrics.bytes_down.fetch_add(b.len() as u64, Relaxed);
+        self.cost.moved(GET, key, None, b.len() as u64);
         Ok(b)
     }
 
@@ -690,6 +781,7 @@ impl Store {
             rng: retry::Rng::new(self.retry.seed),
             started: Instant::now(),
             done: false,
+            items: 0,
         }
     }
 
@@ -727,6 +819,7 @@ pub struct Lister<'a> {
     rng: retry::Rng,
     started: Instant,
     done: bool,
+    items: u64,
 }
 
 impl Lister<'_> {
@@ -748,6 +841,10 @@ impl Lister<'_> {
             let err = match item {
                 Ok(None) => {
                     self.done = true;
+                    // A page is up to 1,000 keys (S3's ListObjectsV2).
+                    store
+                        .cost
+                        .record_list(&self.sub, self.items.div_ceil(1000).max(1) as f64);
                     store
                         .metrics
                         .observe(LIST, true, self.started.elapsed().as_secs_f64());
@@ -762,6 +859,7 @@ impl Lister<'_> {
                         last_modified_ms: m.last_modified.timestamp_millis(),
                     };
                     self.last = Some(m.location);
+                    self.items += 1;
                     return Some(Ok(listed));
                 }
                 Ok(Some(Err(e))) => store.classify(LIST, &self.sub, e),
@@ -806,6 +904,43 @@ async fn read_at(file: Arc<std::fs::File>, pos: u64, len: usize) -> std::io::Res
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+/// Hard-link `src` as `dst` (create-only; `Ok(false)` when `dst` already
+/// is this very file), then set its modification time and fsync the new
+/// name's directory.
+fn link_synced(src: &std::path::Path, dst: &std::path::Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = dst
+        .parent()
+        .ok_or_else(|| std::io::Error::other("object path has no directory"))?;
+    // Directories created for it are made durable too (each in its parent).
+    let mut created: Vec<&std::path::Path> = Vec::new();
+    let mut d = Some(dir);
+    while let Some(p) = d.filter(|p| !p.exists()) {
+        created.push(p);
+        d = p.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    for p in created.iter().rev() {
+        if let Some(parent) = p.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
+    match std::fs::hard_link(src, dst) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let (a, b) = (std::fs::metadata(src)?, std::fs::metadata(dst)?);
+            if a.dev() == b.dev() && a.ino() == b.ino() {
+                return Ok(false);
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    }
+    std::fs::File::open(dst)?.set_modified(std::time::SystemTime::now())?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! wal/<broker-id>/<broker-epoch>/<seq, 20 digits>.wal
+//! wal/<broker-id>/<broker-epoch>/<topic-id>-<partition>-<base-offset, 20 digits>-<leader-epoch>-<file id>.seg
+//!                                    a growing local segment file linked in (local mode)
 //! segments/<topic-id>/<partition>/<base-offset, 20 digits>-<leader-epoch>.log
 //! segments/<topic-id>/<partition>/<base-offset, 20 digits>-<leader-epoch>.idx
 //! cluster.owner                      the id of the cluster owning the prefix
@@ -21,6 +23,24 @@ pub const OWNER: &str = "cluster.owner";
 /// Key of a WAL object.
 pub fn wal(broker_id: i32, broker_epoch: i64, seq: u64) -> String {
     format!("{WAL_PREFIX}/{broker_id}/{broker_epoch}/{seq:020}.wal")
+}
+
+/// Key of a local segment file linked into a `file://` store (local mode):
+/// it grows as the segment is appended to; `file_id` (the inode) tells two
+/// files of the same segment apart.
+pub fn wal_local(
+    broker_id: i32,
+    broker_epoch: i64,
+    topic_id: Uuid,
+    partition: i32,
+    segment_base: i64,
+    leader_epoch: i32,
+    file_id: u64,
+) -> String {
+    format!(
+        "{WAL_PREFIX}/{broker_id}/{broker_epoch}/{}-{partition}-{segment_base:020}-{leader_epoch}-{file_id}.seg",
+        topic_id.simple()
+    )
 }
 
 /// Prefix of one topic's segment objects.

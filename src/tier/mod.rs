@@ -220,8 +220,19 @@ impl SegmentUploader {
         let index_key = paths::segment_index(&key);
         let store = b.store();
         // A retry after a crash may find the object already there: fine,
-        // the key is unique to this leader epoch and segment.
-        match store.put_file(&key, seg.file.clone(), size).await {
+        // the key is unique to this leader epoch and segment. In local mode
+        // the sealed file itself becomes the object (a hard link, no copy;
+        // its bytes were fsynced by the WAL commits that cover them).
+        let put = if b.wal().is_local() {
+            b.wal()
+                .sync_file(seg.file.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            store.link_file(&seg.path, &key).await.map(|_| ())
+        } else {
+            store.put_file(&key, seg.file.clone(), size).await
+        };
+        match put {
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.to_string()),
         }

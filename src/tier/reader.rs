@@ -65,15 +65,20 @@ impl TierReader {
 
     async fn block(&self, key: &Arc<str>, n: u64, object_end: u64) -> Result<Bytes, StoreError> {
         let k = (key.clone(), n);
+        let start = n * BLOCK;
+        let end = ((n + 1) * BLOCK).min(object_end);
         if let Some(b) = self.blocks.get(&k).await {
-            self.metrics.hits.fetch_add(1, Relaxed);
-            return Ok(b);
+            if b.len() as u64 >= end.saturating_sub(start) {
+                self.metrics.hits.fetch_add(1, Relaxed);
+                return Ok(b);
+            }
+            // Cached while the object was shorter: a growing object of
+            // local mode, whose committed end has moved on since.
+            self.blocks.invalidate(&k).await;
         }
         self.metrics.misses.fetch_add(1, Relaxed);
         let store = self.store.clone();
         let key_s = key.clone();
-        let start = n * BLOCK;
-        let end = ((n + 1) * BLOCK).min(object_end);
         self.blocks
             .try_get_with(k, async move { store.get_range(&key_s, start..end).await })
             .await

@@ -14,6 +14,22 @@
 //!
 //! Back-pressure: queued plus in-flight bytes are bounded by
 //! `wal-max-buffered-bytes`; producers wait for space, memory does not grow.
+//!
+//! When to cut an object: once `wal-flush-bytes` are queued, once the oldest
+//! queued batch is `wal-flush-ms` old, or early once nothing more has
+//! arrived for `wal-flush-idle-ms` — but then only if the previous object
+//! was cut at least `wal-flush-ms` ago, so the PUT rate never exceeds what
+//! the interval alone would cost.
+//!
+//! **Local mode** (`--wal-mode`, the embedded default: a `file://` store on
+//! the data directory's filesystem): the bytes are not copied into WAL
+//! objects at all. The hot segment files already hold them; a flush
+//! fdatasyncs the segment files its batches are in (one group commit for
+//! everything queued), links each file into the store once (a hard link,
+//! `paths::wal_local`), and commits extents pointing into those growing
+//! objects. Flushes start as soon as anything is queued (at most
+//! `wal-max-inflight-uploads` at once), so acks=all and the high watermark
+//! follow the fsync within milliseconds.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,6 +42,7 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::log::batch::BatchHeader;
+use crate::log::partition::BatchLoc;
 use crate::meta::tier::{TxnMark, WalExtent};
 use crate::objstore::{paths, Store, StoreError};
 
@@ -45,6 +62,11 @@ pub struct WalConfig {
     pub max_buffered_bytes: usize,
     /// Concurrent WAL uploads.
     pub max_inflight_uploads: usize,
+    /// Cut early once nothing has arrived for this long (0: never), at most
+    /// one object per `flush_ms` that way.
+    pub flush_idle_ms: u64,
+    /// Local mode: commit the fsynced segment files in place (module docs).
+    pub local: bool,
 }
 
 /// WAL errors seen by producers.
@@ -76,6 +98,8 @@ struct Entry {
     max_timestamp: i64,
     mark: Option<TxnMark>,
     data: Bytes,
+    /// Where the batch lies on local disk (local mode only).
+    loc: Option<BatchLoc>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -83,7 +107,14 @@ struct Entry {
 struct Buffer {
     entries: Vec<Entry>,
     bytes: usize,
+    /// When the oldest and the newest queued entry arrived.
+    first_at: Option<Instant>,
+    last_at: Option<Instant>,
 }
+
+/// Local segment files linked into the store already (bounded: forgotten
+/// wholesale when full; a repeated link of the same file is harmless).
+const MAX_LINKED: usize = 16_384;
 
 /// WAL metrics.
 #[derive(Default)]
@@ -175,6 +206,7 @@ pub struct Wal {
     /// broker reports it on /readyz instead of wedging silently.
     commit_stalled: AtomicBool,
     closed: AtomicBool,
+    linked: Mutex<std::collections::HashSet<String>>,
     pub metrics: WalMetrics,
 }
 
@@ -199,7 +231,43 @@ struct Flushed {
     extents: Vec<WalExtent>,
     entries: Vec<Entry>,
     started: Instant,
-    upload: tokio::task::JoinHandle<bool>,
+    upload: Upload,
+}
+
+/// The task making a flush durable before its commit.
+enum Upload {
+    /// A WAL object's PUT: landed or not.
+    Object(tokio::task::JoinHandle<bool>),
+    /// Local mode: segment files synced and linked; the keys of files gone
+    /// meanwhile.
+    Local(tokio::task::JoinHandle<Result<Vec<Arc<str>>, ()>>),
+}
+
+impl Upload {
+    /// Wait for it: `None` when nothing may be committed, else the extents
+    /// to commit.
+    async fn finish(self, extents: Vec<WalExtent>) -> Option<Vec<WalExtent>> {
+        match self {
+            Upload::Object(h) => h.await.unwrap_or(false).then_some(extents),
+            Upload::Local(h) => {
+                let gone = h.await.ok()?.ok()?;
+                Some(
+                    extents
+                        .into_iter()
+                        .filter(|e| !gone.iter().any(|g| e.object.as_deref() == Some(&**g)))
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
+/// When the flusher cuts the next object.
+enum Due {
+    Now,
+    At(Instant),
+    /// Nothing queued: wait for the first entry.
+    Idle,
 }
 
 impl Wal {
@@ -217,8 +285,21 @@ impl Wal {
             healthy: AtomicBool::new(true),
             commit_stalled: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            linked: Mutex::new(Default::default()),
             metrics: WalMetrics::default(),
         })
+    }
+
+    /// Local mode: segment files are committed in place (module docs).
+    pub fn is_local(&self) -> bool {
+        self.cfg.local
+    }
+
+    /// fdatasync a file on a blocking thread.
+    pub async fn sync_file(&self, file: Arc<std::fs::File>) -> std::io::Result<()> {
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
     }
 
     /// Is the object store accepting our writes?
@@ -273,7 +354,7 @@ impl Wal {
         to: Target,
         h: &BatchHeader,
         bytes: Bytes,
-        first_in_segment: bool,
+        loc: BatchLoc,
         mark: Option<TxnMark>,
         permit: Option<OwnedSemaphorePermit>,
     ) {
@@ -283,9 +364,13 @@ impl Wal {
             leader_epoch,
         } = to;
         let len = bytes.len();
+        let first_in_segment = loc.first_in_segment;
+        let loc = self.cfg.local.then_some(loc);
+        let now = Instant::now();
         let kick = {
             let mut b = self.buf.lock();
             b.bytes += len;
+            let was_empty = b.entries.is_empty();
             b.entries.push(Entry {
                 topic_id,
                 partition,
@@ -296,9 +381,13 @@ impl Wal {
                 max_timestamp: h.max_timestamp,
                 mark,
                 data: bytes,
+                loc,
                 _permit: permit,
             });
-            b.bytes >= self.cfg.flush_bytes
+            b.first_at.get_or_insert(now);
+            b.last_at = Some(now);
+            // The flusher arms its timers when the first entry arrives.
+            was_empty || b.bytes >= self.cfg.flush_bytes
         };
         self.metrics
             .buffered_bytes
@@ -395,6 +484,7 @@ impl Wal {
                             byte_len: len,
                             max_timestamp: e.max_timestamp,
                             txn: e.mark.into_iter().collect(),
+                            object: None,
                         });
                     }
                 }
@@ -406,6 +496,113 @@ impl Wal {
             }
         }
         (parts, extents, at)
+    }
+
+    /// Local mode: the extents of queued entries in their own segment
+    /// files (`keys[i]` names the object of `entries[i]`'s file), one per
+    /// run of contiguous bytes of one partition.
+    fn build_local(entries: &[Entry], keys: &[Arc<str>]) -> Vec<WalExtent> {
+        let mut index: std::collections::HashMap<(Uuid, i32), usize> =
+            std::collections::HashMap::new();
+        let mut out: Vec<Vec<WalExtent>> = Vec::new();
+        for (e, key) in entries.iter().zip(keys) {
+            let Some(loc) = &e.loc else { continue };
+            let g = *index.entry((e.topic_id, e.partition)).or_insert_with(|| {
+                out.push(Vec::new());
+                out.len() - 1
+            });
+            let len = e.data.len() as u64;
+            match out[g].last_mut() {
+                Some(c)
+                    if c.object.as_deref() == Some(&**key)
+                        && c.end_offset == e.base
+                        && c.byte_offset + c.byte_len == loc.pos
+                        && c.leader_epoch == e.leader_epoch =>
+                {
+                    c.end_offset = e.end;
+                    c.byte_len += len;
+                    c.max_timestamp = c.max_timestamp.max(e.max_timestamp);
+                    c.txn.extend(e.mark);
+                }
+                _ => out[g].push(WalExtent {
+                    topic_id: e.topic_id,
+                    partition: e.partition,
+                    leader_epoch: e.leader_epoch,
+                    base_offset: e.base,
+                    end_offset: e.end,
+                    byte_offset: loc.pos,
+                    byte_len: len,
+                    max_timestamp: e.max_timestamp,
+                    txn: e.mark.into_iter().collect(),
+                    object: Some(key.to_string()),
+                }),
+            }
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    /// Local mode's "upload": fdatasync every segment file the entries are
+    /// in (concurrently, so the filesystem can share one journal commit)
+    /// and link each into the store under its key once. Files gone
+    /// meanwhile (the partition was deleted or moved away) are left out:
+    /// their keys are returned, and their extents dropped from the commit.
+    async fn sync_local(
+        self: Arc<Self>,
+        store: Arc<Store>,
+        files: Vec<(Arc<str>, Arc<std::fs::File>, Arc<std::path::Path>)>,
+    ) -> Result<Vec<Arc<str>>, ()> {
+        let syncs: Vec<_> = files
+            .iter()
+            .map(|(_, f, _)| {
+                let f = f.clone();
+                tokio::task::spawn_blocking(move || f.sync_data())
+            })
+            .collect();
+        let mut failed = false;
+        for (r, (key, _, path)) in futures_util::future::join_all(syncs)
+            .await
+            .into_iter()
+            .zip(&files)
+        {
+            if let Err(e) = r.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))) {
+                tracing::error!(key = &**key, segment = %path.display(), error = %e, "fsync of a segment failed");
+                failed = true;
+            }
+        }
+        if failed {
+            self.set_healthy(false);
+            return Err(());
+        }
+        let mut gone = Vec::new();
+        for (key, _, path) in &files {
+            if self.linked.lock().contains(&**key) {
+                continue;
+            }
+            match store.link_file(path, key).await {
+                Ok(_) => {
+                    let mut l = self.linked.lock();
+                    if l.len() >= MAX_LINKED {
+                        l.clear();
+                    }
+                    l.insert(key.to_string());
+                }
+                Err(StoreError::Backend { message, .. }) if !path.exists() => {
+                    tracing::info!(
+                        key = &**key,
+                        message,
+                        "segment file gone before its commit; its extents are left out"
+                    );
+                    gone.push(key.clone());
+                }
+                Err(e) => {
+                    tracing::error!(key = &**key, error = %e, "cannot link a segment file into the store");
+                    self.set_healthy(false);
+                    return Err(());
+                }
+            }
+        }
+        self.set_healthy(true);
+        Ok(gone)
     }
 
     /// Upload until it lands, under the store's retry policy without its
@@ -457,6 +654,30 @@ impl Wal {
         }
     }
 
+    /// When the queued entries are due (module docs: size, age, idleness
+    /// limited by the interval; local mode at once).
+    fn due(&self, last_flush: Instant, now: Instant) -> Due {
+        let b = self.buf.lock();
+        let (Some(first), Some(last)) = (b.first_at, b.last_at) else {
+            return Due::Idle;
+        };
+        if self.cfg.local || b.bytes >= self.cfg.flush_bytes {
+            return Due::Now;
+        }
+        let period = Duration::from_millis(self.cfg.flush_ms.max(1));
+        let mut at = first + period;
+        if self.cfg.flush_idle_ms > 0 {
+            let idle =
+                (last + Duration::from_millis(self.cfg.flush_idle_ms)).max(last_flush + period);
+            at = at.min(idle);
+        }
+        if at <= now {
+            Due::Now
+        } else {
+            Due::At(at)
+        }
+    }
+
     /// Run the flusher and the in-order committer until shutdown; the final
     /// flush drains what is queued.
     pub fn start(
@@ -472,10 +693,14 @@ impl Wal {
         let committer_wal = self.clone();
         let commit_shutdown = shutdown.clone();
         let committer = tokio::spawn(async move {
-            while let Some(f) = rx.recv().await {
-                let ok = f.upload.await.unwrap_or(false);
+            while let Some(mut f) = rx.recv().await {
+                let extents = f.upload.finish(std::mem::take(&mut f.extents)).await;
+                let ok = extents.is_some();
+                f.extents = extents.unwrap_or_default();
                 let w = &committer_wal;
-                if ok {
+                if ok && f.extents.is_empty() {
+                    // Local mode: every file of it was gone; nothing to commit.
+                } else if ok {
                     // Retry while the quorum is unavailable: the commit is
                     // idempotent (a repeat of a committed object is success).
                     let mut attempt = 0u32;
@@ -546,32 +771,65 @@ impl Wal {
         });
         tokio::spawn(async move {
             let mut seq = 0u64;
-            let period = Duration::from_millis(wal.cfg.flush_ms.max(1));
             let mut closing = false;
+            let mut last_flush = Instant::now();
             loop {
                 if !closing {
-                    tokio::select! {
-                        _ = tokio::time::sleep(period) => {}
-                        _ = wal.kick.notified() => {}
-                        _ = shutdown.changed() => closing = true,
+                    let wait = match wal.due(last_flush, Instant::now()) {
+                        Due::Now => None,
+                        Due::At(at) => Some(Some(at)),
+                        Due::Idle => Some(None),
+                    };
+                    if let Some(at) = wait {
+                        let timer = async {
+                            match at {
+                                Some(at) => tokio::time::sleep_until(at.into()).await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            _ = timer => {}
+                            _ = wal.kick.notified() => {}
+                            _ = shutdown.changed() => closing = true,
+                        }
+                        continue;
                     }
                 }
                 let entries = {
                     let mut b = wal.buf.lock();
                     b.bytes = 0;
+                    b.first_at = None;
+                    b.last_at = None;
                     std::mem::take(&mut b.entries)
                 };
                 if !entries.is_empty() {
+                    last_flush = Instant::now();
                     seq += 1;
-                    let key = paths::wal(broker_id, broker_epoch, seq);
-                    let (data, extents, size) = Wal::build(&entries);
                     wal.metrics.inflight_uploads.fetch_add(1, Ordering::Relaxed);
-                    let upload = tokio::spawn(wal.clone().upload(
-                        store.clone(),
-                        key.clone(),
-                        data,
-                        shutdown.clone(),
-                    ));
+                    let (key, extents, size, upload) = if wal.cfg.local {
+                        let (keys, files) = local_files(&entries, broker_id, broker_epoch);
+                        let extents = Wal::build_local(&entries, &keys);
+                        let size = entries.iter().map(|e| e.data.len() as u64).sum();
+                        let task = tokio::spawn(wal.clone().sync_local(store.clone(), files));
+                        (String::new(), extents, size, Upload::Local(task))
+                    } else {
+                        let key = paths::wal(broker_id, broker_epoch, seq);
+                        let (data, extents, size) = Wal::build(&entries);
+                        store.cost.wal_object(
+                            &key,
+                            extents
+                                .iter()
+                                .map(|e| (e.topic_id, e.byte_offset, e.byte_len))
+                                .collect(),
+                        );
+                        let task = tokio::spawn(wal.clone().upload(
+                            store.clone(),
+                            key.clone(),
+                            data,
+                            shutdown.clone(),
+                        ));
+                        (key, extents, size, Upload::Object(task))
+                    };
                     let f = Flushed {
                         key,
                         size,
@@ -596,6 +854,48 @@ impl Wal {
     }
 }
 
+/// Local mode: the store key of each entry's segment file, and each
+/// distinct file once (key, handle, path).
+#[allow(clippy::type_complexity)]
+fn local_files(
+    entries: &[Entry],
+    broker_id: i32,
+    broker_epoch: i64,
+) -> (
+    Vec<Arc<str>>,
+    Vec<(Arc<str>, Arc<std::fs::File>, Arc<std::path::Path>)>,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let mut keys = Vec::with_capacity(entries.len());
+    let mut files: Vec<(Arc<str>, Arc<std::fs::File>, Arc<std::path::Path>)> = Vec::new();
+    let mut by_file: std::collections::HashMap<usize, Arc<str>> = Default::default();
+    for e in entries {
+        let Some(loc) = &e.loc else {
+            keys.push(Arc::from(""));
+            continue;
+        };
+        let key = by_file
+            .entry(Arc::as_ptr(&loc.file) as usize)
+            .or_insert_with(|| {
+                let ino = loc.file.metadata().map(|m| m.ino()).unwrap_or(0);
+                let key: Arc<str> = Arc::from(paths::wal_local(
+                    broker_id,
+                    broker_epoch,
+                    e.topic_id,
+                    e.partition,
+                    loc.segment_base,
+                    e.leader_epoch,
+                    ino,
+                ));
+                files.push((key.clone(), loc.file.clone(), loc.path.clone()));
+                key
+            })
+            .clone();
+        keys.push(key);
+    }
+    (keys, files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,6 +916,7 @@ mod tests {
             max_timestamp: h.max_timestamp,
             mark: None,
             data: b.freeze(),
+            loc: None,
             _permit: None,
         }
     }
@@ -665,6 +966,8 @@ mod tests {
             flush_bytes: 1 << 20,
             max_buffered_bytes: 1 << 20,
             max_inflight_uploads: 2,
+            flush_idle_ms: 0,
+            local: false,
         });
         let fs = crate::objstore::fault::FaultStore::memory(3);
         let store = Arc::new(Store::wrap(
@@ -749,6 +1052,53 @@ mod tests {
         );
         assert_eq!(fs.calls(crate::objstore::fault::Op::Put), 2);
         assert_eq!(&store.get(&key).await.unwrap()[..], b"someone else");
+    }
+
+    #[test]
+    fn objects_are_cut_when_full_old_or_idle_but_never_faster_than_the_interval() {
+        let cfg = |local| WalConfig {
+            flush_ms: 100,
+            flush_bytes: 1000,
+            max_buffered_bytes: 1 << 20,
+            max_inflight_uploads: 2,
+            flush_idle_ms: 5,
+            local,
+        };
+        let wal = Wal::new(cfg(false));
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let set = |wal: &Wal, first: Instant, last: Instant, bytes: usize| {
+            let mut b = wal.buf.lock();
+            (b.first_at, b.last_at, b.bytes) = (Some(first), Some(last), bytes);
+        };
+        assert!(matches!(wal.due(t0, ms(1000)), Due::Idle));
+        // Still arriving: due at the oldest entry's age limit.
+        set(&wal, ms(0), ms(10), 10);
+        assert!(
+            matches!(wal.due(t0, ms(12)), Due::At(at) if at == ms(15).max(ms(100)).min(ms(100)))
+        );
+        assert!(matches!(wal.due(t0, ms(100)), Due::Now));
+        // Full: at once.
+        set(&wal, ms(0), ms(10), 1000);
+        assert!(matches!(wal.due(t0, ms(11)), Due::Now));
+        // Quiet for 5 ms, the last cut long ago: at once.
+        let long_ago = t0;
+        set(&wal, ms(500), ms(501), 10);
+        assert!(matches!(wal.due(long_ago, ms(506)), Due::Now));
+        assert!(matches!(wal.due(long_ago, ms(503)), Due::At(at) if at == ms(506)));
+        // Quiet, but the last cut was 30 ms ago: not before the interval.
+        assert!(matches!(wal.due(ms(476), ms(506)), Due::At(at) if at == ms(576)));
+        // No idle cut configured: the interval alone.
+        let slow = Wal::new(WalConfig {
+            flush_idle_ms: 0,
+            ..cfg(false)
+        });
+        set(&slow, ms(500), ms(501), 10);
+        assert!(matches!(slow.due(long_ago, ms(506)), Due::At(at) if at == ms(600)));
+        // Local mode: whatever is queued goes now (group commit).
+        let local = Wal::new(cfg(true));
+        set(&local, ms(0), ms(0), 1);
+        assert!(matches!(local.due(t0, ms(0)), Due::Now));
     }
 
     #[test]

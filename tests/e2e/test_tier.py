@@ -202,7 +202,9 @@ def test_cold_read_from_object_storage_is_byte_identical(broker_factory, moto, t
     b = tier_broker(broker_factory, moto, tmp_path, mode, ["--upload-interval-ms", "500", "--segment-bytes", "65536"])
     topic = "cold"
     create(b, topic, 2)
-    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5, "compression.type": "lz4"})
+    # Batches well under a segment, so each partition rolls many segments
+    # whatever the client's batching (how fast acks come back shapes it).
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5, "compression.type": "lz4", "batch.size": 32768})
     sent = {}
     for i in range(4000):
         v = os.urandom(300) + str(i).encode()
