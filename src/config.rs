@@ -639,7 +639,8 @@ impl Config {
         if self.advertised_host.is_empty() {
             return bad("--advertised-host", "must not be empty".into());
         }
-        crate::auth::config::validate(self).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        crate::auth::config::validate(self)
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         for (k, v) in self.topic_defaults() {
             crate::meta::topic_config::validate(&k, &v).map_err(|e| ConfigError::Invalid {
                 key: "topic default",

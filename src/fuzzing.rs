@@ -108,8 +108,12 @@ pub fn sasl(data: &[u8]) {
         _ => {
             let first = parse_client_first(b"n,,n=user,r=fuzz").expect("static message");
             let cred = Credential::from_salted(Mechanism::Sha256, &[7; 32], vec![1; 16], 4096);
-            let (ex, _) = ServerExchange::start(Mechanism::Sha256, first, Some(cred), "srv", vec![]);
-            assert!(ex.finish(rest).is_err(), "a made-up client-final was accepted");
+            let (ex, _) =
+                ServerExchange::start(Mechanism::Sha256, first, Some(cred), "srv", vec![]);
+            assert!(
+                ex.finish(rest).is_err(),
+                "a made-up client-final was accepted"
+            );
         }
     }
 }

@@ -247,4 +247,3 @@ async fn bind(what: &'static str, addr: std::net::SocketAddr) -> Result<TcpListe
         .await
         .map_err(|source| ServeError::Bind { what, addr, source })
 }
-

@@ -77,7 +77,10 @@ pub fn validate(b: &AclBinding) -> Result<(), String> {
         return Err(format!("unsupported resource type {}", b.resource_type));
     }
     if !matches!(b.pattern_type, pattern::LITERAL | pattern::PREFIXED) {
-        return Err(format!("pattern type must be LITERAL or PREFIXED, got {}", b.pattern_type));
+        return Err(format!(
+            "pattern type must be LITERAL or PREFIXED, got {}",
+            b.pattern_type
+        ));
     }
     if b.resource_name.is_empty() || b.resource_name.len() > 1024 {
         return Err("resource name must be 1..=1024 bytes".into());
@@ -89,13 +92,22 @@ pub fn validate(b: &AclBinding) -> Result<(), String> {
         return Err(format!("invalid operation {}", b.operation));
     }
     if !matches!(b.permission, permission::ALLOW | permission::DENY) {
-        return Err(format!("permission must be ALLOW or DENY, got {}", b.permission));
+        return Err(format!(
+            "permission must be ALLOW or DENY, got {}",
+            b.permission
+        ));
     }
     let Some((kind, name)) = b.principal.split_once(':') else {
-        return Err(format!("principal must be TYPE:NAME, got {:?}", b.principal));
+        return Err(format!(
+            "principal must be TYPE:NAME, got {:?}",
+            b.principal
+        ));
     };
     if kind.is_empty() || name.is_empty() || b.principal.len() > 512 {
-        return Err(format!("principal must be TYPE:NAME, got {:?}", b.principal));
+        return Err(format!(
+            "principal must be TYPE:NAME, got {:?}",
+            b.principal
+        ));
     }
     if b.host.is_empty() || b.host.len() > 255 {
         return Err("host must be an address or *".into());
@@ -136,7 +148,10 @@ impl AclFilter {
             },
             p => {
                 (p == pattern::ANY || p == b.pattern_type)
-                    && self.resource_name.as_ref().is_none_or(|n| *n == b.resource_name)
+                    && self
+                        .resource_name
+                        .as_ref()
+                        .is_none_or(|n| *n == b.resource_name)
             }
         };
         rt && name_and_pattern
@@ -189,7 +204,8 @@ pub fn decide<'a>(
     if !cfg.enabled || cfg.super_users.iter().any(|s| s == principal) {
         return true;
     }
-    let on_resource = acls.filter(|b| b.resource_type == resource_type && resource_matches(b, name));
+    let on_resource =
+        acls.filter(|b| b.resource_type == resource_type && resource_matches(b, name));
     let applies = |b: &&AclBinding| {
         (b.principal == principal || b.principal == "User:*") && (b.host == host || b.host == "*")
     };
@@ -200,7 +216,8 @@ pub fn decide<'a>(
         if !applies(&b) {
             continue;
         }
-        if b.permission == permission::DENY && (b.operation == operation || b.operation == op::ALL) {
+        if b.permission == permission::DENY && (b.operation == operation || b.operation == op::ALL)
+        {
             return false;
         }
         if b.permission == permission::ALLOW && implies(b.operation, operation) {
@@ -239,37 +256,117 @@ mod tests {
         use permission::*;
         use resource::*;
         let acls = vec![
-            acl(TOPIC, "orders", pattern::LITERAL, "User:alice", op::WRITE, ALLOW),
-            acl(TOPIC, "logs-", pattern::PREFIXED, "User:alice", op::READ, ALLOW),
-            acl(TOPIC, "logs-secret", pattern::LITERAL, "User:alice", op::ALL, DENY),
+            acl(
+                TOPIC,
+                "orders",
+                pattern::LITERAL,
+                "User:alice",
+                op::WRITE,
+                ALLOW,
+            ),
+            acl(
+                TOPIC,
+                "logs-",
+                pattern::PREFIXED,
+                "User:alice",
+                op::READ,
+                ALLOW,
+            ),
+            acl(
+                TOPIC,
+                "logs-secret",
+                pattern::LITERAL,
+                "User:alice",
+                op::ALL,
+                DENY,
+            ),
             acl(GROUP, "*", pattern::LITERAL, "User:*", op::READ, ALLOW),
         ];
         let d = |p: &str, o, rt, n: &str| decide(&on(), acls.iter(), p, "127.0.0.1", o, rt, n);
         assert!(d("User:alice", op::WRITE, TOPIC, "orders"));
-        assert!(d("User:alice", op::DESCRIBE, TOPIC, "orders"), "DESCRIBE implied by WRITE");
+        assert!(
+            d("User:alice", op::DESCRIBE, TOPIC, "orders"),
+            "DESCRIBE implied by WRITE"
+        );
         assert!(!d("User:alice", op::READ, TOPIC, "orders"));
         assert!(!d("User:alice", op::WRITE, TOPIC, "orders2"));
         assert!(d("User:alice", op::READ, TOPIC, "logs-app"));
-        assert!(!d("User:alice", op::READ, TOPIC, "logs-secret"), "deny wins");
+        assert!(
+            !d("User:alice", op::READ, TOPIC, "logs-secret"),
+            "deny wins"
+        );
         assert!(!d("User:alice", op::DESCRIBE, TOPIC, "logs-secret"));
-        assert!(d("User:bob", op::READ, GROUP, "any-group"), "wildcard principal and name");
+        assert!(
+            d("User:bob", op::READ, GROUP, "any-group"),
+            "wildcard principal and name"
+        );
         assert!(!d("User:bob", op::WRITE, TOPIC, "orders"));
-        assert!(d("User:admin", op::DELETE, CLUSTER, CLUSTER_NAME), "super user");
+        assert!(
+            d("User:admin", op::DELETE, CLUSTER, CLUSTER_NAME),
+            "super user"
+        );
         let mut cfg = on();
         cfg.allow_if_no_acl = true;
-        assert!(decide(&cfg, acls.iter(), "User:bob", "h", op::WRITE, TOPIC, "no-acls-here"));
-        assert!(!decide(&cfg, acls.iter(), "User:bob", "h", op::READ, TOPIC, "orders"));
+        assert!(decide(
+            &cfg,
+            acls.iter(),
+            "User:bob",
+            "h",
+            op::WRITE,
+            TOPIC,
+            "no-acls-here"
+        ));
+        assert!(!decide(
+            &cfg,
+            acls.iter(),
+            "User:bob",
+            "h",
+            op::READ,
+            TOPIC,
+            "orders"
+        ));
         cfg.enabled = false;
-        assert!(decide(&cfg, acls.iter(), "User:bob", "h", op::READ, TOPIC, "orders"));
+        assert!(decide(
+            &cfg,
+            acls.iter(),
+            "User:bob",
+            "h",
+            op::READ,
+            TOPIC,
+            "orders"
+        ));
     }
 
     #[test]
     fn hosts_and_filters() {
-        let mut b = acl(resource::TOPIC, "t", pattern::LITERAL, "User:a", op::READ, permission::ALLOW);
+        let mut b = acl(
+            resource::TOPIC,
+            "t",
+            pattern::LITERAL,
+            "User:a",
+            op::READ,
+            permission::ALLOW,
+        );
         b.host = "10.0.0.1".into();
         let acls = [b.clone()];
-        assert!(decide(&on(), acls.iter(), "User:a", "10.0.0.1", op::READ, resource::TOPIC, "t"));
-        assert!(!decide(&on(), acls.iter(), "User:a", "10.0.0.2", op::READ, resource::TOPIC, "t"));
+        assert!(decide(
+            &on(),
+            acls.iter(),
+            "User:a",
+            "10.0.0.1",
+            op::READ,
+            resource::TOPIC,
+            "t"
+        ));
+        assert!(!decide(
+            &on(),
+            acls.iter(),
+            "User:a",
+            "10.0.0.2",
+            op::READ,
+            resource::TOPIC,
+            "t"
+        ));
         let any = AclFilter {
             resource_type: resource::ANY,
             resource_name: None,
@@ -293,11 +390,26 @@ mod tests {
         assert!(!other.matches(&b));
         assert!(validate(&b).is_ok());
         for bad in [
-            AclBinding { pattern_type: pattern::MATCH, ..b.clone() },
-            AclBinding { resource_type: resource::CLUSTER, ..b.clone() },
-            AclBinding { principal: "alice".into(), ..b.clone() },
-            AclBinding { permission: permission::ANY, ..b.clone() },
-            AclBinding { operation: op::ANY, ..b.clone() },
+            AclBinding {
+                pattern_type: pattern::MATCH,
+                ..b.clone()
+            },
+            AclBinding {
+                resource_type: resource::CLUSTER,
+                ..b.clone()
+            },
+            AclBinding {
+                principal: "alice".into(),
+                ..b.clone()
+            },
+            AclBinding {
+                permission: permission::ANY,
+                ..b.clone()
+            },
+            AclBinding {
+                operation: op::ANY,
+                ..b.clone()
+            },
         ] {
             assert!(validate(&bad).is_err(), "{bad:?}");
         }

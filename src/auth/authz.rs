@@ -48,13 +48,13 @@ pub fn refuse(ctx: &Ctx, req: &RequestKind) -> Option<ResponseKind> {
     const G: i16 = code::GROUP_AUTHORIZATION_FAILED;
     const C: i16 = code::CLUSTER_AUTHORIZATION_FAILED;
     match req {
-        RequestKind::JoinGroup(r) if !group(ctx, &r.group_id, op::READ) => Some(
-            ResponseKind::JoinGroup(
+        RequestKind::JoinGroup(r) if !group(ctx, &r.group_id, op::READ) => {
+            Some(ResponseKind::JoinGroup(
                 JoinGroupResponse::default()
                     .with_error_code(G)
                     .with_generation_id(-1),
-            ),
-        ),
+            ))
+        }
         RequestKind::SyncGroup(r) if !group(ctx, &r.group_id, op::READ) => Some(
             ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(G)),
         ),
@@ -102,20 +102,24 @@ pub fn refuse(ctx: &Ctx, req: &RequestKind) -> Option<ResponseKind> {
             })
         }
         RequestKind::CreateAcls(r) if !allowed_cluster(ctx, op::ALTER) => {
-            Some(ResponseKind::CreateAcls(CreateAclsResponse::default().with_results(
-                r.creations
-                    .iter()
-                    .map(|_| AclCreationResult::default().with_error_code(C))
-                    .collect(),
-            )))
+            Some(ResponseKind::CreateAcls(
+                CreateAclsResponse::default().with_results(
+                    r.creations
+                        .iter()
+                        .map(|_| AclCreationResult::default().with_error_code(C))
+                        .collect(),
+                ),
+            ))
         }
         RequestKind::DeleteAcls(r) if !allowed_cluster(ctx, op::ALTER) => {
-            Some(ResponseKind::DeleteAcls(DeleteAclsResponse::default().with_filter_results(
-                r.filters
-                    .iter()
-                    .map(|_| DeleteAclsFilterResult::default().with_error_code(C))
-                    .collect(),
-            )))
+            Some(ResponseKind::DeleteAcls(
+                DeleteAclsResponse::default().with_filter_results(
+                    r.filters
+                        .iter()
+                        .map(|_| DeleteAclsFilterResult::default().with_error_code(C))
+                        .collect(),
+                ),
+            ))
         }
         RequestKind::DescribeAcls(_) if !allowed_cluster(ctx, op::DESCRIBE) => {
             Some(ResponseKind::DescribeAcls(
@@ -162,7 +166,10 @@ fn offset_fetch(ctx: &Ctx, r: &OffsetFetchRequest) -> Option<ResponseKind> {
     if ctx.version >= 8 {
         // Per group; a request with any refused group is answered whole
         // here only when every group is refused.
-        if r.groups.iter().all(|g| !group(ctx, &g.group_id, op::DESCRIBE)) {
+        if r.groups
+            .iter()
+            .all(|g| !group(ctx, &g.group_id, op::DESCRIBE))
+        {
             return Some(ResponseKind::OffsetFetch(
                 OffsetFetchResponse::default().with_groups(
                     r.groups
@@ -203,27 +210,29 @@ fn offset_fetch(ctx: &Ctx, r: &OffsetFetchRequest) -> Option<ResponseKind> {
         return None;
     }
     Some(ResponseKind::OffsetFetch(
-        OffsetFetchResponse::default().with_error_code(G).with_topics(
-            r.topics
-                .iter()
-                .flatten()
-                .map(|t| {
-                    OffsetFetchResponseTopic::default()
-                        .with_name(t.name.clone())
-                        .with_partitions(
-                            t.partition_indexes
-                                .iter()
-                                .map(|p| {
-                                    OffsetFetchResponsePartition::default()
-                                        .with_partition_index(*p)
-                                        .with_committed_offset(-1)
-                                        .with_error_code(G)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        ),
+        OffsetFetchResponse::default()
+            .with_error_code(G)
+            .with_topics(
+                r.topics
+                    .iter()
+                    .flatten()
+                    .map(|t| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(
+                                t.partition_indexes
+                                    .iter()
+                                    .map(|p| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(*p)
+                                            .with_committed_offset(-1)
+                                            .with_error_code(G)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
     ))
 }
 

@@ -230,8 +230,12 @@ pub fn run_user(cmd: UserCmd) -> Result<String, UserError> {
                     message: "empty password".into(),
                 });
             }
-            let credential =
-                Credential::from_password(mech, password.as_bytes(), scram::random_bytes(32), iterations);
+            let credential = Credential::from_password(
+                mech,
+                password.as_bytes(),
+                scram::random_bytes(32),
+                iterations,
+            );
             let meta_dir = meta_dir.unwrap_or_else(|| data_dir.join("meta"));
             add_pending(
                 &meta_dir,
@@ -278,7 +282,11 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(n, 2);
-        assert!(state.lock().security.credential("admin", Mechanism::Sha512).is_some());
+        assert!(state
+            .lock()
+            .security
+            .credential("admin", Mechanism::Sha512)
+            .is_some());
         assert!(!dir.path().join(PENDING_FILE).exists());
         assert_eq!(read_pending(dir.path()).unwrap().len(), 0);
     }

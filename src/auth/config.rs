@@ -18,7 +18,11 @@ pub struct SecurityArgs {
     #[arg(long, env = "STRATA_ADVERTISED_LISTENERS", value_name = "LISTENERS")]
     pub advertised_listeners: Option<String>,
     /// Security protocol of listener names that are not protocol names, NAME:PROTOCOL,...
-    #[arg(long, env = "STRATA_LISTENER_SECURITY_PROTOCOL_MAP", value_name = "MAP")]
+    #[arg(
+        long,
+        env = "STRATA_LISTENER_SECURITY_PROTOCOL_MAP",
+        value_name = "MAP"
+    )]
     pub listener_security_protocol_map: Option<String>,
     /// PEM certificate chain of the TLS listeners (reloaded when the file changes).
     #[arg(long, env = "STRATA_TLS_CERT", value_name = "FILE")]
@@ -128,7 +132,12 @@ pub fn authorizer(c: &Config) -> Result<super::acl::AuthorizerConfig, (&'static 
     let enabled = match c.authorizer.to_ascii_lowercase().as_str() {
         "acl" => true,
         "none" | "" => false,
-        other => return Err(("--authorizer", format!("expected acl or none, got {other:?}"))),
+        other => {
+            return Err((
+                "--authorizer",
+                format!("expected acl or none, got {other:?}"),
+            ))
+        }
     };
     let mut super_users = Vec::new();
     for p in c
@@ -139,8 +148,14 @@ pub fn authorizer(c: &Config) -> Result<super::acl::AuthorizerConfig, (&'static 
         .map(str::trim)
         .filter(|p| !p.is_empty())
     {
-        if !p.split_once(':').is_some_and(|(k, n)| !k.is_empty() && !n.is_empty()) {
-            return Err(("--super-users", format!("expected TYPE:NAME principals, got {p:?}")));
+        if !p
+            .split_once(':')
+            .is_some_and(|(k, n)| !k.is_empty() && !n.is_empty())
+        {
+            return Err((
+                "--super-users",
+                format!("expected TYPE:NAME principals, got {p:?}"),
+            ));
         }
         super_users.push(p.to_string());
     }

@@ -222,10 +222,7 @@ pub fn resolve(
     {
         let (name, host, port) = parse_entry(AFLAG, entry)?;
         let Some(l) = out.iter_mut().find(|l| l.name == name) else {
-            return Err(err(
-                AFLAG,
-                format!("{name} is not one of --listeners"),
-            ));
+            return Err(err(AFLAG, format!("{name} is not one of --listeners")));
         };
         if !host.is_empty() {
             l.advertised_host = host;
@@ -250,7 +247,10 @@ mod tests {
         assert_eq!(l[0].name, "PLAINTEXT");
         assert_eq!(l[0].protocol, SecurityProtocol::Plaintext);
         assert_eq!(l[0].bind, bind());
-        assert_eq!((l[0].advertised_host.as_str(), l[0].advertised_port), ("localhost", 9092));
+        assert_eq!(
+            (l[0].advertised_host.as_str(), l[0].advertised_port),
+            ("localhost", 9092)
+        );
     }
 
     #[test]
@@ -283,11 +283,31 @@ mod tests {
             (Some("PLAINTEXT:9092"), None, None, "--listeners"),
             (Some("FOO://:9092"), None, None, "--listeners"),
             (Some("PLAINTEXT://:99999"), None, None, "--listeners"),
-            (Some("PLAINTEXT://:9092,PLAINTEXT://:9093"), None, None, "--listeners"),
-            (Some("PLAINTEXT://:9092,SSL://:9092"), None, None, "--listeners"),
-            (Some("PLAINTEXT://:9092"), Some("SSL://:1"), None, "--advertised-listeners"),
+            (
+                Some("PLAINTEXT://:9092,PLAINTEXT://:9093"),
+                None,
+                None,
+                "--listeners",
+            ),
+            (
+                Some("PLAINTEXT://:9092,SSL://:9092"),
+                None,
+                None,
+                "--listeners",
+            ),
+            (
+                Some("PLAINTEXT://:9092"),
+                Some("SSL://:1"),
+                None,
+                "--advertised-listeners",
+            ),
             (None, Some("SSL://:1"), None, "--advertised-listeners"),
-            (Some("A://:1"), None, Some("A:TLS"), "--listener-security-protocol-map"),
+            (
+                Some("A://:1"),
+                None,
+                Some("A:TLS"),
+                "--listener-security-protocol-map",
+            ),
         ] {
             let e = resolve(listeners, adv, map, bind(), "h", None).unwrap_err();
             assert_eq!(e.flag, flag, "{listeners:?} {adv:?} {map:?}: {e}");

@@ -148,7 +148,9 @@ impl FailureLimiter {
     pub fn allowed(&self, ip: IpAddr, now: Instant) -> bool {
         let m = self.inner.lock();
         match m.get(&ip) {
-            Some((since, n)) => now.duration_since(*since) >= Self::WINDOW || *n < Self::MAX_FAILURES,
+            Some((since, n)) => {
+                now.duration_since(*since) >= Self::WINDOW || *n < Self::MAX_FAILURES
+            }
             None => true,
         }
     }
@@ -389,7 +391,11 @@ impl Session {
         };
         match stage {
             Stage::Start | Stage::Done => {
-                st_reset(if was_authenticated.is_some() { Stage::Done } else { Stage::Start });
+                st_reset(if was_authenticated.is_some() {
+                    Stage::Done
+                } else {
+                    Stage::Start
+                });
                 Err(refuse(
                     code::ILLEGAL_SASL_STATE,
                     "SaslAuthenticate before SaslHandshake",
@@ -419,11 +425,11 @@ impl Session {
                             .find_map(|m| lookup(&user, m).map(|c| (m, c)));
                         let password = password.to_vec();
                         let ok = match cred {
-                            Some((m, c)) => tokio::task::spawn_blocking(move || {
-                                c.verify_password(m, &password)
-                            })
-                            .await
-                            .unwrap_or(false),
+                            Some((m, c)) => {
+                                tokio::task::spawn_blocking(move || c.verify_password(m, &password))
+                                    .await
+                                    .unwrap_or(false)
+                            }
                             None => false,
                         };
                         if !ok {
@@ -531,7 +537,14 @@ mod tests {
             Some(("alice".to_string(), &b"secret"[..]))
         );
         assert!(parse_plain(b"alice\0alice\0secret").is_some());
-        for bad in [&b""[..], b"alice", b"\0alice", b"\0\0pw", b"bob\0alice\0pw", b"\0alice\0"] {
+        for bad in [
+            &b""[..],
+            b"alice",
+            b"\0alice",
+            b"\0\0pw",
+            b"bob\0alice\0pw",
+            b"\0alice\0",
+        ] {
             assert!(parse_plain(bad).is_none(), "{bad:?}");
         }
     }
@@ -570,11 +583,15 @@ mod tests {
     #[tokio::test]
     async fn plain_login_against_a_scram_credential() {
         let cred = Credential::from_password(Mechanism::Sha256, b"pw", vec![1; 16], 4096);
-        let lookup = |u: &str, m: Mechanism| (u == "alice" && m == Mechanism::Sha256).then(|| cred.clone());
+        let lookup =
+            |u: &str, m: Mechanism| (u == "alice" && m == Mechanism::Sha256).then(|| cred.clone());
         let s = session();
         assert!(!s.authenticated());
         assert_eq!(
-            s.authenticate(b"\0alice\0pw", lookup).await.unwrap_err().code,
+            s.authenticate(b"\0alice\0pw", lookup)
+                .await
+                .unwrap_err()
+                .code,
             code::ILLEGAL_SASL_STATE
         );
         assert_eq!(
@@ -583,7 +600,10 @@ mod tests {
         );
         s.handshake("PLAIN", 1).unwrap();
         assert_eq!(
-            s.authenticate(b"\0alice\0wrong", lookup).await.unwrap_err().code,
+            s.authenticate(b"\0alice\0wrong", lookup)
+                .await
+                .unwrap_err()
+                .code,
             code::SASL_AUTHENTICATION_FAILED
         );
         assert!(!s.authenticated());
@@ -637,7 +657,12 @@ pub async fn publish_listeners(broker: &crate::broker::Broker, listeners: &[List
             port: i32::from(l.advertised_port),
         })
         .collect();
-    let current = broker.meta().security.listeners.get(&broker.broker_id).cloned();
+    let current = broker
+        .meta()
+        .security
+        .listeners
+        .get(&broker.broker_id)
+        .cloned();
     if current.as_ref() == Some(&listeners) {
         return;
     }
@@ -688,7 +713,11 @@ pub async fn serve_all(
     }
     for (listener, socket) in sockets {
         let endpoint = Arc::new(Endpoint {
-            tls: if listener.protocol.tls() { tls.clone() } else { None },
+            tls: if listener.protocol.tls() {
+                tls.clone()
+            } else {
+                None
+            },
             listener: Arc::new(listener),
             security: security.clone(),
         });

@@ -120,7 +120,12 @@ impl std::fmt::Debug for Credential {
 
 impl Credential {
     /// From a salted password (what AlterUserScramCredentials carries).
-    pub fn from_salted(mech: Mechanism, salted: &[u8], salt: Vec<u8>, iterations: u32) -> Credential {
+    pub fn from_salted(
+        mech: Mechanism,
+        salted: &[u8],
+        salt: Vec<u8>,
+        iterations: u32,
+    ) -> Credential {
         let client_key = mech.hmac(salted, b"Client Key");
         Credential {
             salt,
@@ -132,7 +137,12 @@ impl Credential {
 
     /// From a password (CPU-heavy: `iterations` HMACs; run it off the
     /// async workers).
-    pub fn from_password(mech: Mechanism, password: &[u8], salt: Vec<u8>, iterations: u32) -> Credential {
+    pub fn from_password(
+        mech: Mechanism,
+        password: &[u8],
+        salt: Vec<u8>,
+        iterations: u32,
+    ) -> Credential {
         let salted = mech.salted_password(password, &salt, iterations);
         Credential::from_salted(mech, &salted, salt, iterations)
     }
@@ -186,7 +196,9 @@ fn decode_saslname(s: &str) -> Result<String, ScramError> {
     let mut rest = s;
     while let Some(i) = rest.find('=') {
         out.push_str(&rest[..i]);
-        let esc = rest.get(i..i + 3).ok_or(ScramError::Malformed("bad escape in name"))?;
+        let esc = rest
+            .get(i..i + 3)
+            .ok_or(ScramError::Malformed("bad escape in name"))?;
         match esc {
             "=2C" => out.push(','),
             "=3D" => out.push('='),
@@ -213,12 +225,15 @@ pub fn parse_client_first(msg: &[u8]) -> Result<ClientFirst, ScramError> {
         _ => return Err(ScramError::Malformed("bad channel binding flag")),
     }
     let authz = parts.next().ok_or(ScramError::Malformed("no GS2 header"))?;
-    let bare = parts.next().ok_or(ScramError::Malformed("no client-first-message-bare"))?;
+    let bare = parts
+        .next()
+        .ok_or(ScramError::Malformed("no client-first-message-bare"))?;
     let gs2_header = format!("{cb},{authz},");
     let authz = match authz {
         "" => None,
         a => Some(decode_saslname(
-            a.strip_prefix("a=").ok_or(ScramError::Malformed("bad authzid"))?,
+            a.strip_prefix("a=")
+                .ok_or(ScramError::Malformed("bad authzid"))?,
         )?),
     };
     let mut fields = bare.split(',');
@@ -347,19 +362,27 @@ impl ServerExchange {
         if proof.len() != self.mech.len() {
             return Err(ScramError::InvalidCredentials);
         }
-        let auth_message = format!("{},{},{}", self.first.bare, self.server_first, without_proof);
-        let client_signature = self.mech.hmac(&self.credential.stored_key, auth_message.as_bytes());
+        let auth_message = format!(
+            "{},{},{}",
+            self.first.bare, self.server_first, without_proof
+        );
+        let client_signature = self
+            .mech
+            .hmac(&self.credential.stored_key, auth_message.as_bytes());
         let client_key: Vec<u8> = proof
             .iter()
             .zip(&client_signature)
             .map(|(a, b)| a ^ b)
             .collect();
         let stored = self.mech.hash(&client_key);
-        let ok = constant_time::verify_slices_are_equal(&stored, &self.credential.stored_key).is_ok();
+        let ok =
+            constant_time::verify_slices_are_equal(&stored, &self.credential.stored_key).is_ok();
         if !ok || !self.known {
             return Err(ScramError::InvalidCredentials);
         }
-        let server_signature = self.mech.hmac(&self.credential.server_key, auth_message.as_bytes());
+        let server_signature = self
+            .mech
+            .hmac(&self.credential.server_key, auth_message.as_bytes());
         Ok(format!("v={}", B64.encode(server_signature)))
     }
 }
@@ -407,7 +430,9 @@ mod tests {
         assert_eq!(fin, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
         // A proof for another nonce, a wrong proof, a missing server nonce.
         assert_eq!(
-            ex.finish(b"c=biws,r=rOprNGfwEbeRWgbNEkqO,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="),
+            ex.finish(
+                b"c=biws,r=rOprNGfwEbeRWgbNEkqO,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+            ),
             Err(ScramError::Nonce)
         );
         // The right proof for another final message (extra nonce prefix).
@@ -439,7 +464,10 @@ mod tests {
         assert!(reply.starts_with("r=abcxyz,s=AQID,i=4096"));
         let proof = B64.encode(vec![0u8; 64]);
         let msg = format!("c=biws,r=abcxyz,p={proof}");
-        assert_eq!(ex.finish(msg.as_bytes()), Err(ScramError::InvalidCredentials));
+        assert_eq!(
+            ex.finish(msg.as_bytes()),
+            Err(ScramError::InvalidCredentials)
+        );
     }
 
     #[test]
@@ -462,7 +490,11 @@ mod tests {
             b"p=tls-unique,,n=u,r=1",
             b"\xff,,n=u,r=1",
         ] {
-            assert!(parse_client_first(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_client_first(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -66,11 +66,15 @@ pub enum SecurityCommand {
 pub enum SecurityOutput {
     ScramUpserted,
     /// `existed`: false when there was nothing to delete.
-    ScramDeleted { existed: bool },
+    ScramDeleted {
+        existed: bool,
+    },
     ListenersSet,
     AclsCreated,
     /// Per filter, the ACLs it removed.
-    AclsDeleted { deleted: Vec<Vec<AclBinding>> },
+    AclsDeleted {
+        deleted: Vec<Vec<AclBinding>>,
+    },
 }
 
 fn invalid(reason: String) -> MetaError {
@@ -217,7 +221,11 @@ pub mod gen {
     use super::*;
 
     pub fn command() -> impl Strategy<Value = SecurityCommand> {
-        let user = prop_oneof![Just("alice".to_string()), Just("bob".to_string()), Just(String::new())];
+        let user = prop_oneof![
+            Just("alice".to_string()),
+            Just("bob".to_string()),
+            Just(String::new())
+        ];
         let mech = prop_oneof![Just(Mechanism::Sha256), Just(Mechanism::Sha512)];
         prop_oneof![
             (user.clone(), mech.clone(), 4000u32..5000, any::<bool>()).prop_map(
@@ -235,30 +243,39 @@ pub mod gen {
                     }
                 }
             ),
-            (user, mech).prop_map(|(user, mechanism)| SecurityCommand::DeleteScram { user, mechanism }),
-            (prop_oneof![Just("t"), Just("t-"), Just("")], 2i8..6, 3i8..5, 2i8..4).prop_map(
-                |(name, resource_type, pattern_type, permission)| SecurityCommand::CreateAcls {
-                    bindings: vec![crate::auth::acl::AclBinding {
+            (user, mech)
+                .prop_map(|(user, mechanism)| SecurityCommand::DeleteScram { user, mechanism }),
+            (
+                prop_oneof![Just("t"), Just("t-"), Just("")],
+                2i8..6,
+                3i8..5,
+                2i8..4
+            )
+                .prop_map(|(name, resource_type, pattern_type, permission)| {
+                    SecurityCommand::CreateAcls {
+                        bindings: vec![crate::auth::acl::AclBinding {
+                            resource_type,
+                            resource_name: name.to_string(),
+                            pattern_type,
+                            principal: "User:alice".into(),
+                            host: "*".into(),
+                            operation: 3,
+                            permission,
+                        }],
+                    }
+                }),
+            (1i8..6, 1i8..5).prop_map(|(resource_type, pattern_type)| {
+                SecurityCommand::DeleteAcls {
+                    filters: vec![crate::auth::acl::AclFilter {
                         resource_type,
-                        resource_name: name.to_string(),
+                        resource_name: None,
                         pattern_type,
-                        principal: "User:alice".into(),
-                        host: "*".into(),
-                        operation: 3,
-                        permission,
+                        principal: None,
+                        host: None,
+                        operation: 1,
+                        permission: 1,
                     }],
                 }
-            ),
-            (1i8..6, 1i8..5).prop_map(|(resource_type, pattern_type)| SecurityCommand::DeleteAcls {
-                filters: vec![crate::auth::acl::AclFilter {
-                    resource_type,
-                    resource_name: None,
-                    pattern_type,
-                    principal: None,
-                    host: None,
-                    operation: 1,
-                    permission: 1,
-                }],
             }),
             (-1i32..3, 0i32..70000).prop_map(|(broker_id, port)| SecurityCommand::SetListeners {
                 broker_id,
@@ -327,6 +344,9 @@ mod tests {
     #[test]
     fn debug_output_carries_no_keys() {
         let text = format!("{:?}", cred());
-        assert!(!text.contains("stored_key") && !text.contains("salt"), "{text}");
+        assert!(
+            !text.contains("stored_key") && !text.contains("salt"),
+            "{text}"
+        );
     }
 }

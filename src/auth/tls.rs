@@ -43,9 +43,13 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     fn paths(&self) -> impl Iterator<Item = &Path> {
-        [Some(self.cert.as_path()), Some(self.key.as_path()), self.client_ca.as_deref()]
-            .into_iter()
-            .flatten()
+        [
+            Some(self.cert.as_path()),
+            Some(self.key.as_path()),
+            self.client_ca.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 

@@ -252,16 +252,16 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::SaslAuthenticate(r) => Reply::Now(ResponseKind::SaslAuthenticate(
             sasl_authenticate::handle(ctx, r).await,
         )),
-        RequestKind::AlterUserScramCredentials(r) => Reply::Now(
-            ResponseKind::AlterUserScramCredentials(
+        RequestKind::AlterUserScramCredentials(r) => {
+            Reply::Now(ResponseKind::AlterUserScramCredentials(
                 alter_user_scram_credentials::handle(ctx, r).await,
-            ),
-        ),
-        RequestKind::DescribeUserScramCredentials(r) => Reply::Now(
-            ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(
-                ctx, r,
-            )),
-        ),
+            ))
+        }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            Reply::Now(ResponseKind::DescribeUserScramCredentials(
+                describe_user_scram_credentials::handle(ctx, r),
+            ))
+        }
         RequestKind::CreateAcls(r) => {
             Reply::Now(ResponseKind::CreateAcls(create_acls::handle(ctx, r).await))
         }

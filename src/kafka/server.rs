@@ -112,7 +112,9 @@ pub async fn serve(
                                 connection(b.clone(), rd, wr, session, sd).await
                             }
                             Ok(Err(e)) => {
-                                crate::auth::metrics().tls_handshake_failures.fetch_add(1, Relaxed);
+                                crate::auth::metrics()
+                                    .tls_handshake_failures
+                                    .fetch_add(1, Relaxed);
                                 tracing::info!(error = %e, "TLS handshake failed");
                                 Ok(())
                             }
@@ -269,7 +271,9 @@ where
             Ok(None) => break Ok(()),
             Err(e) => {
                 if !authenticated && matches!(e, ConnError::TooLarge { .. }) {
-                    crate::auth::metrics().pre_auth_refused.fetch_add(1, Relaxed);
+                    crate::auth::metrics()
+                        .pre_auth_refused
+                        .fetch_add(1, Relaxed);
                 }
                 break Err(e);
             }
@@ -301,7 +305,9 @@ where
             if session.expired(started) {
                 break Err(ConnError::SessionExpired);
             }
-            crate::auth::metrics().pre_auth_refused.fetch_add(1, Relaxed);
+            crate::auth::metrics()
+                .pre_auth_refused
+                .fetch_add(1, Relaxed);
             break Err(ConnError::Unauthenticated { api });
         }
         if version < lo || version > hi {

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
-use kafka_protocol::messages::{AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse};
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
+};
 
 use super::sb;
 use crate::auth::code;
@@ -74,14 +76,24 @@ pub async fn handle(
     for u in &req.upsertions {
         ops.push((
             u.name.to_string(),
-            upsert(&u.name, u.mechanism, u.iterations, &u.salt, &u.salted_password),
+            upsert(
+                &u.name,
+                u.mechanism,
+                u.iterations,
+                &u.salt,
+                &u.salted_password,
+            ),
         ));
     }
     // Kafka: a user named twice for one mechanism is a DUPLICATE_RESOURCE.
     let mut seen = BTreeSet::new();
     let mut dup = BTreeSet::new();
     for (name, cmd) in &ops {
-        if let Ok(SecurityCommand::DeleteScram { mechanism, .. } | SecurityCommand::UpsertScram { mechanism, .. }) = cmd {
+        if let Ok(
+            SecurityCommand::DeleteScram { mechanism, .. }
+            | SecurityCommand::UpsertScram { mechanism, .. },
+        ) = cmd
+        {
             if !seen.insert((name.clone(), *mechanism)) {
                 dup.insert(name.clone());
             }
@@ -91,7 +103,10 @@ pub async fn handle(
         for (name, _) in &ops {
             results.insert(
                 name.clone(),
-                Err((crate::kafka::code::INVALID_REQUEST, format!("more than {MAX_OPS} operations"))),
+                Err((
+                    crate::kafka::code::INVALID_REQUEST,
+                    format!("more than {MAX_OPS} operations"),
+                )),
             );
         }
         ops.clear();
@@ -100,7 +115,10 @@ pub async fn handle(
         if dup.contains(&name) {
             results.insert(
                 name,
-                Err((code::DUPLICATE_RESOURCE, "a user's mechanism is named twice".into())),
+                Err((
+                    code::DUPLICATE_RESOURCE,
+                    "a user's mechanism is named twice".into(),
+                )),
             );
             continue;
         }
@@ -110,10 +128,12 @@ pub async fn handle(
         let outcome = match cmd {
             Err(e) => Err(e),
             Ok(cmd) => match ctx.broker.submit(Command::Security(cmd)).await {
-                Ok(CommandOutput::Security(SecurityOutput::ScramDeleted { existed: false })) => Err((
-                    code::RESOURCE_NOT_FOUND,
-                    "Attempt to delete a user credential that does not exist".into(),
-                )),
+                Ok(CommandOutput::Security(SecurityOutput::ScramDeleted { existed: false })) => {
+                    Err((
+                        code::RESOURCE_NOT_FOUND,
+                        "Attempt to delete a user credential that does not exist".into(),
+                    ))
+                }
                 Ok(_) => Ok(()),
                 Err(e) => Err((e.kafka_code(), e.to_string())),
             },

@@ -18,7 +18,10 @@ pub async fn handle(ctx: &Ctx, req: CreateAclsRequest) -> CreateAclsResponse {
         .iter()
         .map(|c| {
             if !ctx.session.security.authorizer.enabled {
-                return Err((SECURITY_DISABLED, "no authorizer is configured (--authorizer acl)".into()));
+                return Err((
+                    SECURITY_DISABLED,
+                    "no authorizer is configured (--authorizer acl)".into(),
+                ));
             }
             let b = AclBinding {
                 resource_type: c.resource_type,
@@ -29,10 +32,15 @@ pub async fn handle(ctx: &Ctx, req: CreateAclsRequest) -> CreateAclsResponse {
                 operation: c.operation,
                 permission: c.permission_type,
             };
-            acl::validate(&b).map(|()| b).map_err(|m| (code::INVALID_REQUEST, m))
+            acl::validate(&b)
+                .map(|()| b)
+                .map_err(|m| (code::INVALID_REQUEST, m))
         })
         .collect();
-    let bindings: Vec<AclBinding> = results.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+    let bindings: Vec<AclBinding> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
     let failed = if bindings.is_empty() {
         None
     } else {

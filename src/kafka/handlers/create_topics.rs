@@ -25,7 +25,12 @@ pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse
         let name = t.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(t.name.clone());
         if !crate::auth::allowed_cluster(ctx, crate::auth::acl::op::CREATE)
-            && !crate::auth::allowed(ctx, crate::auth::acl::op::CREATE, crate::auth::acl::resource::TOPIC, &name)
+            && !crate::auth::allowed(
+                ctx,
+                crate::auth::acl::op::CREATE,
+                crate::auth::acl::resource::TOPIC,
+                &name,
+            )
         {
             results.push(
                 result

@@ -1,7 +1,9 @@
 //! DeleteAcls: remove the bindings each filter matches and list them
 //! (needs ALTER on the cluster).
 
-use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
+use kafka_protocol::messages::delete_acls_response::{
+    DeleteAclsFilterResult, DeleteAclsMatchingAcl,
+};
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
 
 use super::sb;
@@ -25,7 +27,10 @@ pub async fn handle(ctx: &Ctx, req: DeleteAclsRequest) -> DeleteAclsResponse {
         )
     };
     if !ctx.session.security.authorizer.enabled {
-        return fail(SECURITY_DISABLED, "no authorizer is configured (--authorizer acl)");
+        return fail(
+            SECURITY_DISABLED,
+            "no authorizer is configured (--authorizer acl)",
+        );
     }
     let filters: Vec<AclFilter> = req
         .filters

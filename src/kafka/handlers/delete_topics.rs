@@ -39,7 +39,12 @@ pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse
             );
             continue;
         };
-        if !crate::auth::allowed(ctx, crate::auth::acl::op::DELETE, crate::auth::acl::resource::TOPIC, &n) {
+        if !crate::auth::allowed(
+            ctx,
+            crate::auth::acl::op::DELETE,
+            crate::auth::acl::resource::TOPIC,
+            &n,
+        ) {
             responses.push(r.with_error_code(crate::kafka::code::TOPIC_AUTHORIZATION_FAILED));
             continue;
         }

@@ -91,7 +91,12 @@ fn answer(ctx: &Ctx, req: ListOffsetsRequest) -> (ListOffsetsResponse, Vec<Remot
         .enumerate()
         .map(|(ti, t)| {
             let handle = b.topic(t.name.0.as_str());
-            let authorized = crate::auth::allowed(ctx, crate::auth::acl::op::DESCRIBE, crate::auth::acl::resource::TOPIC, t.name.0.as_str());
+            let authorized = crate::auth::allowed(
+                ctx,
+                crate::auth::acl::op::DESCRIBE,
+                crate::auth::acl::resource::TOPIC,
+                t.name.0.as_str(),
+            );
             let partitions = t
                 .partitions
                 .iter()

@@ -19,7 +19,14 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
         None => {
             let meta = b.meta();
             // Topics the principal may not describe are left out.
-            for t in meta.topics.values().filter(|t| crate::auth::allowed(ctx, crate::auth::acl::op::DESCRIBE, crate::auth::acl::resource::TOPIC, &t.name)) {
+            for t in meta.topics.values().filter(|t| {
+                crate::auth::allowed(
+                    ctx,
+                    crate::auth::acl::op::DESCRIBE,
+                    crate::auth::acl::resource::TOPIC,
+                    &t.name,
+                )
+            }) {
                 topics.push(topic_entry(&meta, &t.name));
             }
         }
@@ -27,7 +34,14 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
             // v0: an empty list means all topics.
             let meta = b.meta();
             // Topics the principal may not describe are left out.
-            for t in meta.topics.values().filter(|t| crate::auth::allowed(ctx, crate::auth::acl::op::DESCRIBE, crate::auth::acl::resource::TOPIC, &t.name)) {
+            for t in meta.topics.values().filter(|t| {
+                crate::auth::allowed(
+                    ctx,
+                    crate::auth::acl::op::DESCRIBE,
+                    crate::auth::acl::resource::TOPIC,
+                    &t.name,
+                )
+            }) {
                 topics.push(topic_entry(&meta, &t.name));
             }
         }
@@ -53,7 +67,12 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
                         continue;
                     }
                 };
-                if !crate::auth::allowed(ctx, crate::auth::acl::op::DESCRIBE, crate::auth::acl::resource::TOPIC, &name) {
+                if !crate::auth::allowed(
+                    ctx,
+                    crate::auth::acl::op::DESCRIBE,
+                    crate::auth::acl::resource::TOPIC,
+                    &name,
+                ) {
                     topics.push(
                         MetadataResponseTopic::default()
                             .with_name(Some(TopicName(sb(name))))
@@ -62,7 +81,12 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
                     continue;
                 }
                 let may_create = crate::auth::allowed_cluster(ctx, crate::auth::acl::op::CREATE)
-                    || crate::auth::allowed(ctx, crate::auth::acl::op::CREATE, crate::auth::acl::resource::TOPIC, &name);
+                    || crate::auth::allowed(
+                        ctx,
+                        crate::auth::acl::op::CREATE,
+                        crate::auth::acl::resource::TOPIC,
+                        &name,
+                    );
                 if b.topic(&name).is_none() && allow_auto && may_create {
                     b.auto_create(&name).await;
                 }

@@ -18,7 +18,12 @@ pub fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpo
         .map(|t| {
             let name = t.topic.0.to_string();
             let handle = b.topic(&name);
-            let authorized = crate::auth::allowed(ctx, crate::auth::acl::op::DESCRIBE, crate::auth::acl::resource::TOPIC, &name);
+            let authorized = crate::auth::allowed(
+                ctx,
+                crate::auth::acl::op::DESCRIBE,
+                crate::auth::acl::resource::TOPIC,
+                &name,
+            );
             let partitions = t
                 .partitions
                 .iter()
