@@ -341,7 +341,7 @@ impl CostMeter {
             .iter()
             .map(|(p, u)| (*p, u.clone()))
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by_key(|a| a.0);
         v
     }
 

@@ -177,13 +177,13 @@ pub fn check_commit_wal(
             Some(k) if k.is_empty() || k == key => {
                 return Err(refuse(format!("bad growing object name {k:?}")));
             }
-            Some(k) => {
+            Some(k)
                 if s.tier.deletable.contains_key(k)
-                    || s.tier.objects.get(k).is_some_and(|o| !o.growing)
-                {
-                    return Err(refuse(format!("object {k} cannot grow")));
-                }
+                    || s.tier.objects.get(k).is_some_and(|o| !o.growing) =>
+            {
+                return Err(refuse(format!("object {k} cannot grow")));
             }
+            Some(_) => {}
         }
     }
     let mut expected: BTreeMap<(Uuid, i32), i64> = BTreeMap::new();

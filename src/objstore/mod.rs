@@ -938,7 +938,24 @@ fn link_synced(src: &std::path::Path, dst: &std::path::Path) -> std::io::Result<
         }
         Err(e) => return Err(e),
     }
-    std::fs::File::open(dst)?.set_modified(std::time::SystemTime::now())?;
+    // The filesystem's own "now" (UTIME_NOW): GC compares the store's
+    // timestamps, which the filesystem keeps.
+    let f = std::fs::File::open(dst)?;
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+    ];
+    // SAFETY: a valid open descriptor and a two-element array, as
+    // futimens(2) requires.
+    if unsafe { libc::futimens(std::os::fd::AsRawFd::as_raw_fd(&f), times.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     std::fs::File::open(dir)?.sync_all()?;
     Ok(true)
 }
