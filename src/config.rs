@@ -218,6 +218,33 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// `service.name` of exported spans.
     pub otlp_service_name: String,
+    /// Kafka listeners, `NAME://HOST:PORT,...` (Kafka's `listeners`); when
+    /// set it replaces `kafka-listen`. See docs/security.md.
+    pub listeners: Option<String>,
+    /// What clients are told per listener, `NAME://HOST:PORT,...`.
+    pub advertised_listeners: Option<String>,
+    /// Listener names that are not protocol names, `NAME:PROTOCOL,...`.
+    pub listener_security_protocol_map: Option<String>,
+    /// PEM certificate chain of the TLS listeners (reloaded on change).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls-cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: TLS clients must present a certificate it signed.
+    pub tls_client_ca: Option<PathBuf>,
+    /// SASL mechanisms offered on SASL listeners.
+    pub sasl_enabled_mechanisms: String,
+    /// Session lifetime of a SASL login (Kafka's
+    /// `connections.max.reauth.ms`): the client re-authenticates before it
+    /// ends or the connection is closed. 0 = unlimited.
+    pub sasl_session_lifetime_ms: u64,
+    /// `acl` enforces ACLs on every request; `none` (the default) allows
+    /// every authenticated principal everything.
+    pub authorizer: String,
+    /// Principals allowed everything, `User:admin;User:ops` (Kafka's `super.users`).
+    pub super_users: Option<String>,
+    /// With the ACL authorizer, a resource without any ACL is open to all
+    /// (Kafka's `allow.everyone.if.no.acl.found`).
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 impl Default for Config {
@@ -285,6 +312,17 @@ impl Default for Config {
             local_retention_bytes: 1 << 30,
             otlp_endpoint: None,
             otlp_service_name: "strata".into(),
+            listeners: None,
+            advertised_listeners: None,
+            listener_security_protocol_map: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            sasl_enabled_mechanisms: "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into(),
+            sasl_session_lifetime_ms: 0,
+            authorizer: "none".into(),
+            super_users: None,
+            allow_everyone_if_no_acl_found: false,
         }
     }
 }
@@ -688,6 +726,8 @@ impl Config {
         if self.advertised_host.is_empty() {
             return bad("--advertised-host", "must not be empty".into());
         }
+        crate::auth::config::validate(self)
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         for (k, v) in self.topic_defaults() {
             crate::meta::topic_config::validate(&k, &v).map_err(|e| ConfigError::Invalid {
                 key: "topic default",
@@ -985,6 +1025,8 @@ pub struct ServeArgs {
         value_name = "MS"
     )]
     pub group_consumer_heartbeat_interval_ms: Option<u64>,
+    #[command(flatten)]
+    pub security: crate::auth::config::SecurityArgs,
 }
 
 impl ServeArgs {
@@ -1107,6 +1149,7 @@ impl ServeArgs {
         if self.advertised_port.is_some() {
             c.advertised_port = self.advertised_port;
         }
+        self.security.apply(&mut c);
         c.validate()?;
         Ok(c)
     }

@@ -45,6 +45,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("http_json", http_json),
     ("raft_log", raft_log),
     ("meta_log", meta_log),
+    ("sasl", sasl),
 ];
 
 /// The target function of `name`.
@@ -84,6 +85,35 @@ pub fn kafka_frame(data: &[u8]) {
                     record_batch(r);
                 }
             }
+        }
+    }
+}
+
+/// SASL messages from an unauthenticated peer: the first byte picks the
+/// parser (PLAIN message, SCRAM client-first, SCRAM client-final against
+/// an exchange in progress); none may panic, and a client-final accepted
+/// without the right proof would be a bypass.
+pub fn sasl(data: &[u8]) {
+    use crate::auth::scram::{parse_client_first, Credential, Mechanism, ServerExchange};
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    match which % 3 {
+        0 => {
+            let _ = crate::auth::parse_plain(rest);
+        }
+        1 => {
+            let _ = parse_client_first(rest);
+        }
+        _ => {
+            let first = parse_client_first(b"n,,n=user,r=fuzz").expect("static message");
+            let cred = Credential::from_salted(Mechanism::Sha256, &[7; 32], vec![1; 16], 4096);
+            let (ex, _) =
+                ServerExchange::start(Mechanism::Sha256, first, Some(cred), "srv", vec![]);
+            assert!(
+                ex.finish(rest).is_err(),
+                "a made-up client-final was accepted"
+            );
         }
     }
 }
@@ -367,6 +397,7 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
         "http_json" => http_seeds(),
         "raft_log" => raft_seeds(),
         "meta_log" => meta_seeds(),
+        "sasl" => sasl_seeds(),
         _ => Vec::new(),
     }
 }
@@ -447,6 +478,25 @@ fn batch_seeds() -> Vec<(String, Bytes)> {
 }
 
 /// A request of `api` with every field at its default.
+fn sasl_seeds() -> Vec<(String, Vec<u8>)> {
+    let seed = |n: &str, which: u8, body: &[u8]| {
+        let mut v = vec![which];
+        v.extend_from_slice(body);
+        (n.to_string(), v)
+    };
+    vec![
+        seed("plain", 0, b"\0alice\0secret"),
+        seed("plain-authzid", 0, b"alice\0alice\0secret"),
+        seed("scram-first", 1, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO"),
+        seed("scram-first-escaped", 1, b"n,a=a=3Db,n=a=3Db,r=N0nce,ext=1"),
+        seed(
+            "scram-final",
+            2,
+            b"c=biws,r=fuzzsrv,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+        ),
+    ]
+}
+
 fn default_request(api: ApiKey) -> RequestKind {
     use RequestKind as R;
     // Every request type of the protocol crate, so an API added to

@@ -8,6 +8,7 @@
 //! - [`log`]: partition logs of RecordBatch v2 bytes: validation, segments,
 //!   sparse offset/time indexes, recovery, idempotent-producer state.
 //! - [`broker`]: ties metadata and logs together for the handlers.
+//! - [`auth`]: listeners, TLS, SASL (PLAIN, SCRAM) and the credentials.
 //! - [`kafka`]: the wire protocol: listener, framing, one handler per API, and
 //!   a small client for the CLI.
 //! - [`groups`]: consumer group coordinator.
@@ -22,6 +23,7 @@
 //! - [`group_cli`]: `strata group ...` consumer group admin commands.
 //! - [`clock`], [`metrics`]: injected time and the metrics registry.
 
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod clock;

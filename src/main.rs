@@ -35,6 +35,9 @@ enum Command {
     /// Set, remove and list client quotas on a running broker.
     #[command(subcommand)]
     Quota(strata::quotas::cli::QuotaCmd),
+    /// SCRAM users (works on a stopped node's data directory).
+    #[command(subcommand)]
+    User(strata::auth::bootstrap::UserCmd),
     /// Hand a running broker's partitions and group coordinators to the
     /// other brokers and stop its writes (a Kubernetes preStop hook); it
     /// exits on the SIGTERM that follows.
@@ -79,6 +82,7 @@ fn run() -> anyhow::Result<()> {
         }
         Some(Command::Txn(cmd)) => rt.block_on(strata::cli::run_txn(cmd))?,
         Some(Command::Quota(cmd)) => rt.block_on(strata::quotas::cli::run_quota(cmd))?,
+        Some(Command::User(cmd)) => println!("{}", strata::auth::bootstrap::run_user(cmd)?),
         Some(Command::Drain(args)) => rt.block_on(strata::cli::run_drain(args))?,
         Some(Command::Serve(_)) | None => {}
     }

@@ -364,6 +364,7 @@ impl Metrics {
         let _ = writeln!(o, "# HELP kafka_topic_partition_leader Leader broker of a partition.\n# TYPE kafka_topic_partition_leader gauge");
         o.push_str(&leaders);
         broker.store().metrics.render(&mut o);
+        crate::auth::metrics().render(&mut o);
         broker.render_costs(&mut o);
         broker.wal().metrics.render(&mut o);
         broker.tier_metrics().render(&mut o);

@@ -29,6 +29,8 @@ pub enum ServeError {
     Controller(#[from] crate::controller::ControllerError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Security(#[from] crate::auth::AuthError),
 }
 
 /// Run the roles of `config` until `stop` resolves.
@@ -133,12 +135,26 @@ async fn run_broker(
     metadata: crate::controller::Metadata,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let kafka_addr = config.kafka_listen;
     let http_addr = config.http_listen;
-    let kafka = bind("kafka", kafka_addr).await?;
+    let listeners = crate::auth::config::listeners(&config)
+        .map_err(|(key, message)| crate::config::ConfigError::Invalid { key, message })?;
+    let tls = crate::auth::tls_for(&config, &listeners)?;
+    let mut kafka = Vec::with_capacity(listeners.len());
+    for l in &listeners {
+        kafka.push((l.clone(), bind("kafka", l.bind).await?));
+    }
     let http = bind("http", http_addr).await?;
     let store = Arc::new(crate::objstore::Store::open(&config.store_config()).await?);
     let broker = Broker::open(config.clone(), Arc::new(SystemClock), store, metadata).await?;
+    // Users created with `strata user set` on the stopped node exist
+    // before any Kafka connection is accepted.
+    crate::auth::bootstrap::apply_pending(&config.meta_dir(), |c| {
+        let b = broker.clone();
+        async move { b.submit(c).await }
+    })
+    .await
+    .map_err(crate::auth::AuthError::from)?;
+    crate::auth::publish_listeners(&broker, &listeners).await;
     // Reconcile local logs with object storage before serving anything.
     let (hb_tx, hb_rx) = watch::channel(false);
     tokio::spawn(broker.clone().run_heartbeats(hb_rx.clone()));
@@ -168,24 +184,31 @@ async fn run_broker(
         crate::http::serve::serve(http, app, http_sd, http_idle, http_max_conns).await;
     });
     broker.groups.start(broker.clone(), sd_rx.clone());
-    let kafka_task = tokio::spawn(crate::kafka::server::serve(
+    let kafka_task = tokio::spawn(crate::auth::serve_all(
         broker.clone(),
         kafka,
+        tls,
         sd_rx.clone(),
     ));
     ready.store(true, Ordering::Release);
-    let k = kafka_listener_addr(&config);
+    let k = listeners[0].bind;
     println!(
         "strata listening: kafka={} (advertised {}:{}) http={} data={} objects={} broker_id={} cluster_id={}",
         k,
-        config.advertised_host,
-        config.advertised_port(),
+        listeners[0].advertised_host,
+        listeners[0].advertised_port,
         http_addr,
         config.data_dir.display(),
         config.object_store_url(),
         broker.broker_id,
         broker.cluster_id
     );
+    for l in &listeners[1..] {
+        println!(
+            "strata listening: {}={} (advertised {}:{})",
+            l.name, l.bind, l.advertised_host, l.advertised_port
+        );
+    }
     tracing::info!(kafka = %k, http = %http_addr, data = %config.data_dir.display(), "strata started");
 
     stop.await;
@@ -223,8 +246,4 @@ async fn bind(what: &'static str, addr: std::net::SocketAddr) -> Result<TcpListe
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { what, addr, source })
-}
-
-fn kafka_listener_addr(c: &Config) -> std::net::SocketAddr {
-    c.kafka_listen
 }

@@ -103,6 +103,11 @@ fn replay_meta_log() {
 }
 
 #[test]
+fn replay_sasl() {
+    replay("sasl");
+}
+
+#[test]
 fn frame_seeds_cover_every_advertised_version_and_decode() {
     let seeds = fuzzing::seeds("kafka_frame");
     for &(api, lo, hi) in strata::kafka::SUPPORTED {

@@ -467,6 +467,7 @@ async fn every_group_response_encodes_at_every_version() {
                 version: v,
                 correlation_id: 1,
                 client_id: Some("test".into()),
+                session: crate::auth::Session::internal("User:ANONYMOUS"),
             };
             let resp = match dispatch(&ctx, req.clone()).await {
                 Reply::Now(r) => r,

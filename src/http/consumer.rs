@@ -54,6 +54,7 @@ pub(crate) async fn call(b: &Arc<Broker>, version: i16, req: RequestKind) -> Opt
         version,
         correlation_id: 0,
         client_id: Some(CLIENT_ID.to_string()),
+        session: crate::auth::Session::internal("User:ANONYMOUS"),
     };
     match dispatch(&ctx, req).await {
         Reply::Now(r) => Some(r),

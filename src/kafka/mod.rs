@@ -64,6 +64,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The advertised range of an API, if served.
@@ -126,6 +133,8 @@ pub struct Ctx {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The connection's listener and authenticated principal.
+    pub session: Arc<crate::auth::Session>,
 }
 
 /// Run the handler of a decoded request. Runs on the connection's reader so
@@ -133,6 +142,9 @@ pub struct Ctx {
 /// producers depend on it); waiting parts are returned as `Reply::Later`.
 pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
     use handlers::*;
+    if let Some(refused) = crate::auth::authz::refuse(ctx, &req) {
+        return Reply::Now(refused);
+    }
     match req {
         RequestKind::ApiVersions(r) => {
             Reply::Now(ResponseKind::ApiVersions(api_versions::handle(ctx, r)))
@@ -251,6 +263,31 @@ pub async fn dispatch(ctx: &Ctx, req: RequestKind) -> Reply {
         RequestKind::ConsumerGroupDescribe(r) => Reply::Now(ResponseKind::ConsumerGroupDescribe(
             consumer_group_describe::handle(ctx, r),
         )),
+        RequestKind::SaslHandshake(r) => {
+            Reply::Now(ResponseKind::SaslHandshake(sasl_handshake::handle(ctx, r)))
+        }
+        RequestKind::SaslAuthenticate(r) => Reply::Now(ResponseKind::SaslAuthenticate(
+            sasl_authenticate::handle(ctx, r).await,
+        )),
+        RequestKind::AlterUserScramCredentials(r) => {
+            Reply::Now(ResponseKind::AlterUserScramCredentials(
+                alter_user_scram_credentials::handle(ctx, r).await,
+            ))
+        }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            Reply::Now(ResponseKind::DescribeUserScramCredentials(
+                describe_user_scram_credentials::handle(ctx, r),
+            ))
+        }
+        RequestKind::CreateAcls(r) => {
+            Reply::Now(ResponseKind::CreateAcls(create_acls::handle(ctx, r).await))
+        }
+        RequestKind::DescribeAcls(r) => {
+            Reply::Now(ResponseKind::DescribeAcls(describe_acls::handle(ctx, r)))
+        }
+        RequestKind::DeleteAcls(r) => {
+            Reply::Now(ResponseKind::DeleteAcls(delete_acls::handle(ctx, r).await))
+        }
         // Not advertised; the connection layer refuses these before decoding.
         _ => Reply::NoResponse,
     }
@@ -378,6 +415,15 @@ pub fn response_has_error(r: &ResponseKind) -> bool {
         ResponseKind::ElectLeaders(x) => x.error_code != 0,
         ResponseKind::DescribeClientQuotas(x) => x.error_code != 0,
         ResponseKind::AlterClientQuotas(x) => any(&x.entries, |e| e.error_code != 0),
+        ResponseKind::SaslHandshake(x) => x.error_code != 0,
+        ResponseKind::CreateAcls(x) => any(&x.results, |r| r.error_code != 0),
+        ResponseKind::DescribeAcls(x) => x.error_code != 0,
+        ResponseKind::DeleteAcls(x) => any(&x.filter_results, |r| r.error_code != 0),
+        ResponseKind::SaslAuthenticate(x) => x.error_code != 0,
+        ResponseKind::AlterUserScramCredentials(x) => any(&x.results, |r| r.error_code != 0),
+        ResponseKind::DescribeUserScramCredentials(x) => {
+            x.error_code != 0 || any(&x.results, |r| r.error_code != 0)
+        }
         ResponseKind::AlterPartitionReassignments(x) => {
             x.error_code != 0 || any(&x.responses, |t| any(&t.partitions, |p| p.error_code != 0))
         }

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -48,17 +48,28 @@ pub enum ConnError {
     },
     #[error("idle or stalled for {0:?}")]
     Idle(Duration),
+    #[error("{api:?} before authentication")]
+    Unauthenticated { api: ApiKey },
+    #[error("SASL session expired without re-authentication")]
+    SessionExpired,
+    #[error("SASL authentication failed")]
+    AuthenticationFailed,
+    #[error("{api:?} refused: with --authorizer acl it needs ALL on the cluster")]
+    Unauthorized { api: ApiKey },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-/// Accept connections until `shutdown` flips to true.
+/// Accept connections of one listener (`endpoint`: its protocol, TLS and
+/// SASL settings) until `shutdown` flips to true. `limit` is shared by
+/// every listener of the broker.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
+    endpoint: Arc<crate::auth::Endpoint>,
+    limit: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -82,11 +93,36 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let b = broker.clone();
         let sd = shutdown.clone();
+        let ep = endpoint.clone();
         tokio::spawn(
             async move {
                 b.metrics.connections.fetch_add(1, Relaxed);
                 b.metrics.connections_total.fetch_add(1, Relaxed);
-                match connection(b.clone(), stream, sd).await {
+                let session = Arc::new(ep.session(peer));
+                let result = match ep.tls_acceptor() {
+                    None => {
+                        let (rd, wr) = stream.into_split();
+                        connection(b.clone(), rd, wr, session, sd).await
+                    }
+                    Some(acceptor) => {
+                        let idle = Duration::from_millis(b.config.connections_max_idle_ms);
+                        match tokio::time::timeout(idle, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                let (rd, wr) = tokio::io::split(tls);
+                                connection(b.clone(), rd, wr, session, sd).await
+                            }
+                            Ok(Err(e)) => {
+                                crate::auth::metrics()
+                                    .tls_handshake_failures
+                                    .fetch_add(1, Relaxed);
+                                tracing::info!(error = %e, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => Err(ConnError::Idle(idle)),
+                        }
+                    }
+                };
+                match result {
                     Ok(()) => tracing::debug!("connection closed"),
                     Err(ConnError::Io(e)) => tracing::debug!(error = %e, "connection closed"),
                     Err(e) => {
@@ -109,8 +145,9 @@ enum Slot {
 
 /// Read one frame body, holding its bytes in the broker's request budget.
 /// `Ok(None)` = clean EOF between frames.
-async fn read_frame(
-    stream: &mut tokio::net::tcp::OwnedReadHalf,
+async fn read_frame<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    min: i32,
     max: usize,
     idle: Duration,
     budget: &RequestBudget,
@@ -123,7 +160,7 @@ async fn read_frame(
         Ok(Ok(_)) => {}
     }
     let size = i32::from_be_bytes(len_buf);
-    if size < 8 {
+    if size < min {
         return Err(ConnError::TooShort(size));
     }
     if size as usize > max {
@@ -179,13 +216,18 @@ const FIRST_CHUNK: usize = 64 * 1024;
 /// per connection that a pipelining producer would exhaust.
 const REQUEST_OVERHEAD: usize = 1024;
 
-async fn connection(
+async fn connection<R, W>(
     broker: Arc<Broker>,
-    stream: TcpStream,
+    mut rd: R,
+    mut wr: W,
+    session: Arc<crate::auth::Session>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ConnError> {
-    let (mut rd, mut wr) = stream.into_split();
-    let max = broker.config.request_max_bytes;
+) -> Result<(), ConnError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let full_max = broker.config.request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let (tx, mut rx) = mpsc::channel::<Slot>(broker.config.max_inflight_per_connection);
     let mute = Arc::new(crate::quotas::Mute::default());
@@ -210,19 +252,37 @@ async fn connection(
         drop(writer_metrics);
     });
     let result = loop {
+        // Before authentication only small frames are read (the cap holds
+        // before anything is allocated).
+        let authenticated = session.authenticated();
+        let max = if authenticated {
+            full_max
+        } else {
+            full_max.min(crate::auth::PRE_AUTH_MAX_FRAME)
+        };
+        // A request has at least its header; a raw SASL token (after
+        // SaslHandshake v0) at least one byte.
+        let min = if session.expects_raw_token() { 1 } else { 8 };
         // A throttled connection (client quotas) is muted: its socket is
         // not read until the throttle time has passed.
         let frame = tokio::select! {
             f = async {
                 mute.wait(&*broker.clock).await;
-                read_frame(&mut rd, max, idle, &broker.request_budget).await
+                read_frame(&mut rd, min, max, idle, &broker.request_budget).await
             } => f,
             _ = shutdown.changed() => break Ok(()),
         };
         let (mut frame, held) = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
+            Err(e) => {
+                if !authenticated && matches!(e, ConnError::TooLarge { .. }) {
+                    crate::auth::metrics()
+                        .pre_auth_refused
+                        .fetch_add(1, Relaxed);
+                }
+                break Err(e);
+            }
         };
         // A response finished meanwhile (a long-poll) may have muted it.
         tokio::select! {
@@ -231,6 +291,19 @@ async fn connection(
         }
         let frame_len = frame.len();
         let started = Instant::now();
+        if session.expects_raw_token() {
+            // SaslHandshake v0: a raw SASL token, answered in kind once the
+            // responses before it are written.
+            match crate::auth::raw_token(&broker, &session, &frame).await {
+                Some(reply) => {
+                    if tx.send(Slot::Ready(reply, held)).await.is_err() {
+                        break Ok(());
+                    }
+                    continue;
+                }
+                None => break Err(ConnError::AuthenticationFailed),
+            }
+        }
         let key = i16::from_be_bytes([frame[0], frame[1]]);
         let version = i16::from_be_bytes([frame[2], frame[3]]);
         let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -240,6 +313,15 @@ async fn connection(
         let Some((lo, hi)) = supported_range(api) else {
             break Err(ConnError::UnknownApi(key));
         };
+        if !crate::auth::Endpoint::allowed(&session, api, started) {
+            if session.expired(started) {
+                break Err(ConnError::SessionExpired);
+            }
+            crate::auth::metrics()
+                .pre_auth_refused
+                .fetch_add(1, Relaxed);
+            break Err(ConnError::Unauthenticated { api });
+        }
         if version < lo || version > hi {
             if api == ApiKey::ApiVersions {
                 // KIP-511: answer with v0 and UNSUPPORTED_VERSION so the
@@ -268,7 +350,11 @@ async fn connection(
             version,
             correlation_id,
             client_id: header.client_id.as_ref().map(|s| s.to_string()),
+            session: session.clone(),
         };
+        if !crate::auth::api_allowed(&ctx, api) {
+            break Err(ConnError::Unauthorized { api });
+        }
         let span = tracing::info_span!(
             "request",
             api = ?api,

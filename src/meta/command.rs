@@ -158,6 +158,8 @@ pub enum Command {
     MoveLeaders { moves: Vec<LeaderMove> },
     /// Transaction coordinator state; see [`super::txn`].
     Txn(super::txn::TxnCommand),
+    /// SCRAM credentials and advertised listeners; see [`crate::auth::state`].
+    Security(crate::auth::state::SecurityCommand),
     /// Hands out a broker id for a broker started with `--node-id auto`
     /// (ids above [`super::state::RESERVED_BROKER_MAX_ID`], never reused).
     AllocateBrokerId,
@@ -288,6 +290,8 @@ pub enum CommandOutput {
     BrokerFenced,
     /// A transaction command's result.
     Txn(super::txn::TxnOutput),
+    /// A security command's result.
+    Security(crate::auth::state::SecurityOutput),
     /// A broker id for `--node-id auto`.
     BrokerIdAllocated { broker_id: i32 },
     /// The broker is no longer registered.

@@ -300,6 +300,7 @@ fn command() -> impl Strategy<Value = Command> {
             state: Box::new(MetaState::new())
         }),
         (1u64..4).prop_map(|node_id| Command::RetireController { node_id }),
+        crate::auth::state::gen::command().prop_map(Command::Security),
         prop::sample::select(&["c1", "c2", ""][..]).prop_map(|c| Command::InitCluster {
             cluster_id: c.to_string()
         }),

@@ -73,6 +73,9 @@ pub struct MetaState {
     /// Client quotas (user, client-id and their defaults).
     #[serde(default)]
     pub quotas: crate::quotas::QuotasState,
+    /// SCRAM credentials and brokers' advertised listeners.
+    #[serde(default)]
+    pub security: crate::auth::state::SecurityState,
 }
 
 /// A registered broker.
@@ -154,6 +157,7 @@ impl Default for MetaState {
             broker_epoch_floor: 0,
             txns: Default::default(),
             quotas: Default::default(),
+            security: Default::default(),
         }
     }
 }
@@ -514,6 +518,7 @@ impl MetaState {
             Command::Group(g) => self.groups.check(g, &self.topics),
             Command::Txn(t) => self.txns.check(t, self),
             Command::Quota(q) => self.quotas.check(q).map_err(Into::into),
+            Command::Security(c) => self.security.check(c),
             Command::CommitWal {
                 broker_id,
                 broker_epoch,
@@ -1012,6 +1017,7 @@ impl MetaState {
                 self.quotas.apply_checked(q);
                 CommandOutput::QuotasAltered
             }
+            Command::Security(c) => CommandOutput::Security(self.security.apply_checked(c)),
             Command::Txn(t) => CommandOutput::Txn(self.txns.apply_checked(
                 t,
                 &mut self.next_producer_id,

@@ -24,6 +24,21 @@ pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(t.name.clone());
+        if !crate::auth::allowed_cluster(ctx, crate::auth::acl::op::CREATE)
+            && !crate::auth::allowed(
+                ctx,
+                crate::auth::acl::op::CREATE,
+                crate::auth::acl::resource::TOPIC,
+                &name,
+            )
+        {
+            results.push(
+                result
+                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                    .with_error_message(Some(sb(format!("not authorized to create {name}")))),
+            );
+            continue;
+        }
         let mut partitions = if t.num_partitions == -1 {
             b.config.num_partitions
         } else {

@@ -39,6 +39,15 @@ pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse
             );
             continue;
         };
+        if !crate::auth::allowed(
+            ctx,
+            crate::auth::acl::op::DELETE,
+            crate::auth::acl::resource::TOPIC,
+            &n,
+        ) {
+            responses.push(r.with_error_code(crate::kafka::code::TOPIC_AUTHORIZATION_FAILED));
+            continue;
+        }
         let topic_id = if id.is_nil() {
             b.topic(&n).map(|h| h.id)
         } else {

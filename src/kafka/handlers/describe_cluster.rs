@@ -8,17 +8,18 @@ use crate::kafka::Ctx;
 
 pub fn handle(ctx: &Ctx, _req: DescribeClusterRequest) -> DescribeClusterResponse {
     let b = &ctx.broker;
-    let brokers = b
-        .meta()
+    let meta = b.meta();
+    let brokers = meta
         .brokers
         .values()
         // Fenced brokers (dead or left) are not offered to clients.
         .filter(|bi| !bi.fenced)
         .map(|bi| {
+            let (host, port) = crate::auth::advertised(&ctx.session, &meta, b.broker_id, bi);
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(bi.broker_id))
-                .with_host(sb(bi.host.clone()))
-                .with_port(bi.port)
+                .with_host(sb(host))
+                .with_port(port)
                 .with_rack(bi.rack.clone().map(sb))
         })
         .collect();

@@ -37,6 +37,8 @@ struct Want {
     topic: Option<Arc<TopicHandle>>,
     name: TopicName,
     topic_id: Uuid,
+    /// READ on the topic (always true without the ACL authorizer).
+    authorized: bool,
     partitions: Vec<(i32, i64, i32, i32)>, // (partition, offset, partition_max_bytes, current_leader_epoch)
 }
 
@@ -101,7 +103,7 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
                 .with_session_id(0),
         ));
     }
-    let wants = session.wants(&b);
+    let wants = session.wants(ctx, &b);
     let max_bytes = b.quotas.cap_fetch_bytes(
         &b.meta().quotas,
         ctx.client_id.as_deref(),
@@ -225,7 +227,7 @@ impl Session {
 
     /// What to read: the listed partitions, consecutive partitions of one
     /// topic grouped.
-    fn wants(&self, b: &Broker) -> Vec<Want> {
+    fn wants(&self, ctx: &Ctx, b: &Broker) -> Vec<Want> {
         let mut wants: Vec<Want> = Vec::new();
         let mut last: Option<&TopicKey> = None;
         for ((k, p), pos) in &self.listed {
@@ -239,6 +241,14 @@ impl Session {
                     TopicKey::Name(n) => (b.topic(n), n.clone(), Uuid::nil()),
                 };
                 wants.push(Want {
+                    authorized: topic.as_ref().is_none_or(|h| {
+                        crate::auth::allowed(
+                            ctx,
+                            crate::auth::acl::op::READ,
+                            crate::auth::acl::resource::TOPIC,
+                            &h.name,
+                        )
+                    }),
                     name: TopicName(sb(name)),
                     topic_id,
                     topic,
@@ -403,6 +413,11 @@ fn gather(
                 .with_preferred_read_replica(BrokerId(-1))
                 .with_aborted_transactions(read_committed.then(Vec::new))
                 .with_records(Some(Bytes::new()));
+            if !w.authorized {
+                errors = true;
+                parts.push(pd.with_error_code(code::TOPIC_AUTHORIZATION_FAILED));
+                continue;
+            }
             let found = w.topic.as_ref().and_then(|t| {
                 Some((
                     t.partition(p)?,

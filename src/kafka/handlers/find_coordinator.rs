@@ -34,11 +34,12 @@ fn lookup(ctx: &Ctx, key_type: i8, key: &str) -> Found {
         _ => return refuse(codes::INVALID_REQUEST, "unknown coordinator key type"),
     }
     let node = ctx.broker.groups.coordinator_for(key);
-    match ctx.broker.meta().brokers.get(&node) {
+    let meta = ctx.broker.meta();
+    match meta.brokers.get(&node) {
         Some(b) => Found {
             node,
-            host: b.host.clone(),
-            port: b.port,
+            host: crate::auth::advertised(&ctx.session, &meta, ctx.broker.broker_id, b).0,
+            port: crate::auth::advertised(&ctx.session, &meta, ctx.broker.broker_id, b).1,
             code: codes::NONE,
             message: None,
         },

@@ -91,6 +91,12 @@ fn answer(ctx: &Ctx, req: ListOffsetsRequest) -> (ListOffsetsResponse, Vec<Remot
         .enumerate()
         .map(|(ti, t)| {
             let handle = b.topic(t.name.0.as_str());
+            let authorized = crate::auth::allowed(
+                ctx,
+                crate::auth::acl::op::DESCRIBE,
+                crate::auth::acl::resource::TOPIC,
+                t.name.0.as_str(),
+            );
             let partitions = t
                 .partitions
                 .iter()
@@ -100,6 +106,9 @@ fn answer(ctx: &Ctx, req: ListOffsetsRequest) -> (ListOffsetsResponse, Vec<Remot
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
+                    if !authorized {
+                        return r.with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+                    }
                     let Some(ph) = handle.as_ref().and_then(|h| h.partition(p.partition_index))
                     else {
                         return r.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);

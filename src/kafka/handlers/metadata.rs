@@ -18,14 +18,30 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
     match &req.topics {
         None => {
             let meta = b.meta();
-            for t in meta.topics.values() {
+            // Topics the principal may not describe are left out.
+            for t in meta.topics.values().filter(|t| {
+                crate::auth::allowed(
+                    ctx,
+                    crate::auth::acl::op::DESCRIBE,
+                    crate::auth::acl::resource::TOPIC,
+                    &t.name,
+                )
+            }) {
                 topics.push(topic_entry(&meta, &t.name));
             }
         }
         Some(list) if list.is_empty() && ctx.version == 0 => {
             // v0: an empty list means all topics.
             let meta = b.meta();
-            for t in meta.topics.values() {
+            // Topics the principal may not describe are left out.
+            for t in meta.topics.values().filter(|t| {
+                crate::auth::allowed(
+                    ctx,
+                    crate::auth::acl::op::DESCRIBE,
+                    crate::auth::acl::resource::TOPIC,
+                    &t.name,
+                )
+            }) {
                 topics.push(topic_entry(&meta, &t.name));
             }
         }
@@ -51,7 +67,27 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
                         continue;
                     }
                 };
-                if b.topic(&name).is_none() && allow_auto {
+                if !crate::auth::allowed(
+                    ctx,
+                    crate::auth::acl::op::DESCRIBE,
+                    crate::auth::acl::resource::TOPIC,
+                    &name,
+                ) {
+                    topics.push(
+                        MetadataResponseTopic::default()
+                            .with_name(Some(TopicName(sb(name))))
+                            .with_error_code(code::TOPIC_AUTHORIZATION_FAILED),
+                    );
+                    continue;
+                }
+                let may_create = crate::auth::allowed_cluster(ctx, crate::auth::acl::op::CREATE)
+                    || crate::auth::allowed(
+                        ctx,
+                        crate::auth::acl::op::CREATE,
+                        crate::auth::acl::resource::TOPIC,
+                        &name,
+                    );
+                if b.topic(&name).is_none() && allow_auto && may_create {
                     b.auto_create(&name).await;
                 }
                 let meta = b.meta();
@@ -59,17 +95,19 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
             }
         }
     }
-    let brokers = b
-        .meta()
+    let meta = b.meta();
+    let brokers = meta
         .brokers
         .values()
         // Fenced brokers (dead or left) are not offered to clients.
         .filter(|bi| !bi.fenced)
         .map(|bi| {
+            // The address of the listener the client connected on.
+            let (host, port) = crate::auth::advertised(&ctx.session, &meta, b.broker_id, bi);
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(bi.broker_id))
-                .with_host(sb(bi.host.clone()))
-                .with_port(bi.port)
+                .with_host(sb(host))
+                .with_port(port)
                 .with_rack(bi.rack.clone().map(sb))
         })
         .collect();

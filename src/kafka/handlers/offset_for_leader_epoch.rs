@@ -18,6 +18,12 @@ pub fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpo
         .map(|t| {
             let name = t.topic.0.to_string();
             let handle = b.topic(&name);
+            let authorized = crate::auth::allowed(
+                ctx,
+                crate::auth::acl::op::DESCRIBE,
+                crate::auth::acl::resource::TOPIC,
+                &name,
+            );
             let partitions = t
                 .partitions
                 .iter()
@@ -26,6 +32,9 @@ pub fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpo
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if !authorized {
+                        return r.with_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+                    }
                     let (Some(ph), Some(pm)) = (
                         handle.as_ref().and_then(|h| h.partition(p.partition)),
                         meta.partition(&name, p.partition),

@@ -26,7 +26,14 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
     let mut to_wait: Vec<(usize, usize, Uuid, i32, i32, i64)> = Vec::new();
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let name = topic.name.0.to_string();
+        let authorized = crate::auth::allowed(
+            ctx,
+            crate::auth::acl::op::WRITE,
+            crate::auth::acl::resource::TOPIC,
+            &name,
+        );
         let handle = match b.topic(&name) {
+            _ if !authorized => None,
             Some(h) => Some(h),
             None => b.auto_create(&name).await,
         };
@@ -40,6 +47,14 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
             let err = |r: PartitionProduceResponse, c: i16, m: String| {
                 r.with_error_code(c).with_error_message(Some(sb(m)))
             };
+            if !authorized {
+                parts.push(err(
+                    r,
+                    code::TOPIC_AUTHORIZATION_FAILED,
+                    format!("not authorized to write {name}"),
+                ));
+                continue;
+            }
             if !(acks == -1 || acks == 0 || acks == 1) {
                 parts.push(err(
                     r,
