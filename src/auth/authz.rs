@@ -61,6 +61,13 @@ pub fn refuse(ctx: &Ctx, req: &RequestKind) -> Option<ResponseKind> {
         RequestKind::Heartbeat(r) if !group(ctx, &r.group_id, op::READ) => Some(
             ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(G)),
         ),
+        RequestKind::ConsumerGroupHeartbeat(r) if !group(ctx, &r.group_id, op::READ) => {
+            Some(ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(G)
+                    .with_member_epoch(-1),
+            ))
+        }
         RequestKind::LeaveGroup(r) if !group(ctx, &r.group_id, op::READ) => Some(
             ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(G)),
         ),

@@ -402,6 +402,7 @@ mod coordinator {
             version: 1,
             correlation_id: 1,
             client_id: Some("c".into()),
+            session: crate::auth::Session::internal("User:ANONYMOUS"),
         };
         let r = match dispatch(&ctx, RequestKind::ConsumerGroupHeartbeat(req)).await {
             Reply::Now(r) => r,

@@ -37,6 +37,18 @@ fn assignment(meta: &MetaState, a: &Parts) -> Assignment {
 
 fn describe(ctx: &Ctx, meta: &MetaState, id: &str) -> DescribedGroup {
     let base = DescribedGroup::default().with_group_id(GroupId(sb(id)));
+    if ctx.session.security.authorizer.enabled
+        && !crate::auth::allowed(
+            ctx,
+            crate::auth::acl::op::DESCRIBE,
+            crate::auth::acl::resource::GROUP,
+            id,
+        )
+    {
+        return base
+            .with_error_code(crate::auth::authz::code::GROUP_AUTHORIZATION_FAILED)
+            .with_error_message(Some(sb("Group authorization failed")));
+    }
     let d = match ctx.broker.groups.consumer_describe(meta, id) {
         Ok(Some(d)) => d,
         Ok(None) => {
