@@ -803,6 +803,8 @@ pub fn checked_per_resource(api: kafka_protocol::messages::ApiKey) -> bool {
             | SyncGroup
             | Heartbeat
             | LeaveGroup
+            | ConsumerGroupHeartbeat
+            | ConsumerGroupDescribe
             | OffsetCommit
             | OffsetFetch
             | InitProducerId
