@@ -255,7 +255,7 @@ mod tests {
     fn literal_prefixed_implied_and_deny_wins() {
         use permission::*;
         use resource::*;
-        let acls = vec![
+        let acls = [
             acl(
                 TOPIC,
                 "orders",

@@ -77,7 +77,7 @@ impl Mechanism {
     }
 
     /// Output length of the hash.
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         self.digest_alg().output_len()
     }
 
@@ -93,7 +93,7 @@ impl Mechanism {
 
     /// SaltedPassword = Hi(password, salt, i) (PBKDF2 with this HMAC).
     pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
-        let mut out = vec![0u8; self.len()];
+        let mut out = vec![0u8; self.output_len()];
         let n = NonZeroU32::new(iterations.max(1)).expect("max(1) is non-zero");
         pbkdf2::derive(self.pbkdf2_alg(), n, salt, password, &mut out);
         out
@@ -159,8 +159,8 @@ impl Credential {
         (MIN_ITERATIONS..=MAX_ITERATIONS).contains(&self.iterations)
             && !self.salt.is_empty()
             && self.salt.len() <= 1024
-            && self.stored_key.len() == mech.len()
-            && self.server_key.len() == mech.len()
+            && self.stored_key.len() == mech.output_len()
+            && self.server_key.len() == mech.output_len()
     }
 }
 
@@ -291,8 +291,8 @@ impl ServerExchange {
         let credential = credential.unwrap_or_else(|| Credential {
             salt: fake_salt,
             iterations: MIN_ITERATIONS,
-            stored_key: vec![0; mech.len()],
-            server_key: vec![0; mech.len()],
+            stored_key: vec![0; mech.output_len()],
+            server_key: vec![0; mech.output_len()],
         });
         let nonce = format!("{}{}", first.nonce, server_nonce);
         let server_first = format!(
@@ -359,7 +359,7 @@ impl ServerExchange {
         let proof = B64
             .decode(proof)
             .map_err(|_| ScramError::Malformed("p= is not base64"))?;
-        if proof.len() != self.mech.len() {
+        if proof.len() != self.mech.output_len() {
             return Err(ScramError::InvalidCredentials);
         }
         let auth_message = format!(

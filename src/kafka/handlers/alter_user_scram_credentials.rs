@@ -42,7 +42,7 @@ fn upsert(
             format!("iterations must be {MIN_ITERATIONS}..={MAX_ITERATIONS}, got {iterations}"),
         ));
     }
-    if salt.is_empty() || salt.len() > 1024 || salted.len() != mech.len() {
+    if salt.is_empty() || salt.len() > 1024 || salted.len() != mech.output_len() {
         return Err((
             code::UNACCEPTABLE_CREDENTIAL,
             "invalid salt or salted password length".into(),
@@ -55,12 +55,15 @@ fn upsert(
     })
 }
 
+/// A user's change, or the error code and message refusing it.
+type Op = Result<SecurityCommand, (i16, String)>;
+
 pub async fn handle(
     ctx: &Ctx,
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
     let mut results: BTreeMap<String, Outcome> = BTreeMap::new();
-    let mut ops: Vec<(String, Result<SecurityCommand, (i16, String)>)> = Vec::new();
+    let mut ops: Vec<(String, Op)> = Vec::new();
     for d in &req.deletions {
         let cmd = Mechanism::from_kafka_type(d.mechanism)
             .map(|mechanism| SecurityCommand::DeleteScram {
