@@ -40,7 +40,9 @@ def test_each_byte_is_written_once_and_a_sigkill_right_after_acks_loses_nothing(
     topic = unique_topic("local")
     create_topic(b.bootstrap, topic, 4)
     c = Checker()
-    loop = ProduceLoop(c, producer(b.bootstrap, acks="all", **{"linger.ms": 1}), topic, interval=0.0005, pad=200)
+    # Idempotent: its retries after the restart must not write twice what
+    # the killed broker had stored but not yet acknowledged.
+    loop = ProduceLoop(c, producer(b.bootstrap, acks="all", **{"linger.ms": 1, "enable.idempotence": True}), topic, interval=0.0005, pad=200)
     loop.start()
     # Enough to roll and upload segments, then the plug is pulled while
     # acks=all requests are in flight.

@@ -755,15 +755,7 @@ impl ConsumerGroup {
         if epoch < 0 && member_id.is_empty() && self.rec.members.is_empty() {
             return Ok(());
         }
-        let m = self
-            .rec
-            .members
-            .get(member_id)
-            .ok_or_else(|| GroupError::UnknownMember {
-                group: self.id.clone(),
-                member_id: member_id.to_string(),
-            })?;
-        self.validate_epoch(m, epoch)
+        self.validate_member_epoch(member_id, epoch)
     }
 
     /// Validates the member and epoch of an OffsetFetch (v9+ with a member
@@ -775,6 +767,11 @@ impl ConsumerGroup {
         if epoch < 0 {
             return Ok(());
         }
+        self.validate_member_epoch(member_id, epoch)
+    }
+
+    /// The member must exist and `epoch` be its current epoch.
+    fn validate_member_epoch(&self, member_id: &str, epoch: i32) -> Result<(), GroupError> {
         let m = self
             .rec
             .members
@@ -783,10 +780,6 @@ impl ConsumerGroup {
                 group: self.id.clone(),
                 member_id: member_id.to_string(),
             })?;
-        self.validate_epoch(m, epoch)
-    }
-
-    fn validate_epoch(&self, m: &ConsumerMember, epoch: i32) -> Result<(), GroupError> {
         if epoch > m.member_epoch {
             return Err(GroupError::FencedMemberEpoch {
                 group: self.id.clone(),
