@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 
-use super::rate::{RateWindow, WindowConfig};
+use super::rate::{TokenBucket, WindowConfig};
 use super::state::{QuotasState, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE};
 
 /// The user every connection is: the broker has no authentication, and
@@ -82,7 +82,7 @@ impl Mute {
 }
 
 struct Sensor {
-    rate: RateWindow,
+    rate: TokenBucket,
     last_used_ms: i64,
 }
 
@@ -152,8 +152,7 @@ impl QuotaManager {
         }
         match quotas.resolve(ANONYMOUS, client_id.unwrap_or(""), CONSUMER_BYTE_RATE) {
             Some((bound, _)) => {
-                let window = self.cfg.window_ms * (self.cfg.samples as i64 - 1).max(1);
-                let cap = (bound * window as f64 / 1000.0) as usize;
+                let cap = (bound * self.cfg.burst_ms() as f64 / 1000.0) as usize;
                 max.min(cap.max(1))
             }
             None => max,
@@ -217,11 +216,20 @@ impl QuotaManager {
                 }
                 let cfg = self.cfg;
                 let s = inner.sensors.entry(key).or_insert_with(|| Sensor {
-                    rate: RateWindow::new(cfg, now_ms),
+                    rate: TokenBucket::new(cfg, now_ms),
                     last_used_ms: now_ms,
                 });
                 s.last_used_ms = now_ms;
                 let t = s.rate.record_and_throttle(value, bound, now_ms);
+                tracing::trace!(
+                    client,
+                    kind = kind.label(),
+                    value,
+                    bound,
+                    now_ms,
+                    throttle_ms = t,
+                    "quota usage"
+                );
                 // Kafka bounds the request-time throttle by one sample
                 // window; byte-rate throttles are not bounded.
                 throttles[kind as usize] = if kind == Kind::Request {
