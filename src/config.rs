@@ -245,6 +245,27 @@ pub struct Config {
     /// With the ACL authorizer, a resource without any ACL is open to all
     /// (Kafka's `allow.everyone.if.no.acl.found`).
     pub allow_everyone_if_no_acl_found: bool,
+    /// JWKS of OAUTHBEARER and HTTP bearer tokens: a file, or an http(s)
+    /// URL (Kafka's `sasl.oauthbearer.jwks.endpoint.url`).
+    pub sasl_oauthbearer_jwks: Option<String>,
+    /// How often the JWKS is read again (a URL costs one GET each time).
+    pub sasl_oauthbearer_jwks_refresh_ms: u64,
+    /// The `iss` tokens must carry (not checked when unset).
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+    /// Audiences, comma-separated; a token's `aud` must name one.
+    pub sasl_oauthbearer_expected_audience: Option<String>,
+    /// The claim that names the principal.
+    pub sasl_oauthbearer_sub_claim_name: String,
+    /// Authentication of the HTTP API: `none`, `basic`, `bearer`, `basic,bearer`.
+    pub http_auth: String,
+    /// `/metrics` needs the HTTP authentication too.
+    pub metrics_auth: bool,
+    /// PEM certificate chain of the HTTP listener (HTTPS when set).
+    pub http_tls_cert: Option<PathBuf>,
+    /// PEM private key of `http-tls-cert`.
+    pub http_tls_key: Option<PathBuf>,
+    /// PEM CA bundle: HTTPS clients must present a certificate it signed.
+    pub http_tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -323,6 +344,16 @@ impl Default for Config {
             authorizer: "none".into(),
             super_users: None,
             allow_everyone_if_no_acl_found: false,
+            sasl_oauthbearer_jwks: None,
+            sasl_oauthbearer_jwks_refresh_ms: 3_600_000,
+            sasl_oauthbearer_expected_issuer: None,
+            sasl_oauthbearer_expected_audience: None,
+            sasl_oauthbearer_sub_claim_name: "sub".into(),
+            http_auth: "none".into(),
+            metrics_auth: false,
+            http_tls_cert: None,
+            http_tls_key: None,
+            http_tls_client_ca: None,
         }
     }
 }

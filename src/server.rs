@@ -139,6 +139,7 @@ async fn run_broker(
     let listeners = crate::auth::config::listeners(&config)
         .map_err(|(key, message)| crate::config::ConfigError::Invalid { key, message })?;
     let tls = crate::auth::tls_for(&config, &listeners)?;
+    let security = crate::auth::Security::start(&config, Arc::new(SystemClock)).await?;
     let mut kafka = Vec::with_capacity(listeners.len());
     for l in &listeners {
         kafka.push((l.clone(), bind("kafka", l.bind).await?));
@@ -175,6 +176,7 @@ async fn run_broker(
     let http_state = crate::http::HttpState {
         broker: broker.clone(),
         ready: ready.clone(),
+        security: security.clone(),
     };
     let http_sd = sd_rx.clone();
     let http_idle = std::time::Duration::from_millis(config.http_idle_timeout_ms);
@@ -188,6 +190,7 @@ async fn run_broker(
         broker.clone(),
         kafka,
         tls,
+        security,
         sd_rx.clone(),
     ));
     ready.store(true, Ordering::Release);

@@ -48,6 +48,36 @@ pub struct SecurityArgs {
     /// With --authorizer acl, a resource with no ACL at all is open to everyone [default: false].
     #[arg(long, env = "STRATA_ALLOW_EVERYONE_IF_NO_ACL_FOUND", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub allow_everyone_if_no_acl_found: Option<bool>,
+    /// JWKS of OAUTHBEARER and HTTP bearer tokens: a file or an http(s) URL (sasl.oauthbearer.jwks.endpoint.url).
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_JWKS", value_name = "FILE|URL")]
+    pub sasl_oauthbearer_jwks: Option<String>,
+    /// How often the JWKS is read again [default: 3600000].
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_JWKS_REFRESH_MS", value_name = "MS")]
+    pub sasl_oauthbearer_jwks_refresh_ms: Option<u64>,
+    /// The iss claim tokens must carry [default: not checked].
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_EXPECTED_ISSUER", value_name = "ISSUER")]
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+    /// Audiences, comma-separated; a token's aud must name one [default: not checked].
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_EXPECTED_AUDIENCE", value_name = "LIST")]
+    pub sasl_oauthbearer_expected_audience: Option<String>,
+    /// The claim naming the principal User:<claim> [default: sub].
+    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_SUB_CLAIM_NAME", value_name = "CLAIM")]
+    pub sasl_oauthbearer_sub_claim_name: Option<String>,
+    /// Authentication of the HTTP API: none, basic, bearer or basic,bearer [default: none].
+    #[arg(long, env = "STRATA_HTTP_AUTH", value_name = "METHODS")]
+    pub http_auth: Option<String>,
+    /// /metrics needs the HTTP authentication too [default: false].
+    #[arg(long, env = "STRATA_METRICS_AUTH", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_auth: Option<bool>,
+    /// PEM certificate chain of the HTTP listener (serves HTTPS; reloaded when the file changes).
+    #[arg(long, env = "STRATA_HTTP_TLS_CERT", value_name = "FILE")]
+    pub http_tls_cert: Option<PathBuf>,
+    /// PEM private key of --http-tls-cert.
+    #[arg(long, env = "STRATA_HTTP_TLS_KEY", value_name = "FILE")]
+    pub http_tls_key: Option<PathBuf>,
+    /// PEM CA bundle; HTTPS clients must present a certificate signed by it, its CN is the principal.
+    #[arg(long, env = "STRATA_HTTP_TLS_CLIENT_CA", value_name = "FILE")]
+    pub http_tls_client_ca: Option<PathBuf>,
 }
 
 impl SecurityArgs {
@@ -89,7 +119,87 @@ impl SecurityArgs {
         if let Some(a) = self.allow_everyone_if_no_acl_found {
             c.allow_everyone_if_no_acl_found = a;
         }
+        for (dst, src) in [
+            (&mut c.sasl_oauthbearer_jwks, &self.sasl_oauthbearer_jwks),
+            (
+                &mut c.sasl_oauthbearer_expected_issuer,
+                &self.sasl_oauthbearer_expected_issuer,
+            ),
+            (
+                &mut c.sasl_oauthbearer_expected_audience,
+                &self.sasl_oauthbearer_expected_audience,
+            ),
+        ] {
+            if src.is_some() {
+                *dst = src.clone();
+            }
+        }
+        if let Some(ms) = self.sasl_oauthbearer_jwks_refresh_ms {
+            c.sasl_oauthbearer_jwks_refresh_ms = ms;
+        }
+        if let Some(s) = &self.sasl_oauthbearer_sub_claim_name {
+            c.sasl_oauthbearer_sub_claim_name = s.clone();
+        }
+        if let Some(a) = &self.http_auth {
+            c.http_auth = a.clone();
+        }
+        if let Some(m) = self.metrics_auth {
+            c.metrics_auth = m;
+        }
+        for (dst, src) in [
+            (&mut c.http_tls_cert, &self.http_tls_cert),
+            (&mut c.http_tls_key, &self.http_tls_key),
+            (&mut c.http_tls_client_ca, &self.http_tls_client_ca),
+        ] {
+            if src.is_some() {
+                *dst = src.clone();
+            }
+        }
     }
+}
+
+/// What OAUTHBEARER and HTTP bearer tokens must carry.
+pub fn oauth_expectations(c: &Config) -> super::oauth::Expectations {
+    super::oauth::Expectations {
+        issuer: c
+            .sasl_oauthbearer_expected_issuer
+            .clone()
+            .filter(|s| !s.is_empty()),
+        audiences: c
+            .sasl_oauthbearer_expected_audience
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect(),
+        sub_claim: c.sasl_oauthbearer_sub_claim_name.clone(),
+    }
+}
+
+/// The HTTP API's authentication methods.
+pub fn http_auth(c: &Config) -> Result<super::http::Methods, (&'static str, String)> {
+    let mut m = super::http::Methods::default();
+    for part in c
+        .http_auth
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+    {
+        match part.as_str() {
+            "none" => {}
+            "basic" => m.basic = true,
+            "bearer" => m.bearer = true,
+            other => {
+                return Err((
+                    "--http-auth",
+                    format!("expected none, basic, bearer or basic,bearer, got {other:?}"),
+                ))
+            }
+        }
+    }
+    Ok(m)
 }
 
 /// The listeners of a config.
@@ -117,7 +227,7 @@ pub fn mechanisms(c: &Config) -> Result<Vec<SaslMech>, (&'static str, String)> {
         let mech = SaslMech::parse(m).ok_or_else(|| {
             (
                 "--sasl-enabled-mechanisms",
-                format!("unknown mechanism {m:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"),
+                format!("unknown mechanism {m:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)"),
             )
         })?;
         if !out.contains(&mech) {
@@ -189,6 +299,54 @@ pub fn validate(c: &Config) -> Result<(), (&'static str, String)> {
     }
     if c.tls_client_ca.is_some() && c.tls_cert.is_none() {
         return Err(("--tls-client-ca", "needs --tls-cert and --tls-key".into()));
+    }
+    let jwks = c
+        .sasl_oauthbearer_jwks
+        .as_deref()
+        .is_some_and(|j| !j.is_empty());
+    if mechs.contains(&SaslMech::OAuthBearer) && !jwks {
+        return Err((
+            "--sasl-oauthbearer-jwks",
+            "OAUTHBEARER in --sasl-enabled-mechanisms needs a JWKS file or URL".into(),
+        ));
+    }
+    if c.sasl_oauthbearer_sub_claim_name.is_empty() {
+        return Err(("--sasl-oauthbearer-sub-claim-name", "must not be empty".into()));
+    }
+    if jwks && c.sasl_oauthbearer_jwks_refresh_ms != 0 && c.sasl_oauthbearer_jwks_refresh_ms < 1000
+    {
+        return Err((
+            "--sasl-oauthbearer-jwks-refresh-ms",
+            format!(
+                "must be 0 (never) or >= 1000, got {}",
+                c.sasl_oauthbearer_jwks_refresh_ms
+            ),
+        ));
+    }
+    let http = http_auth(c)?;
+    if http.bearer && !jwks {
+        return Err((
+            "--sasl-oauthbearer-jwks",
+            "--http-auth bearer needs a JWKS file or URL".into(),
+        ));
+    }
+    if c.metrics_auth && !http.any() && c.http_tls_client_ca.is_none() {
+        return Err((
+            "--metrics-auth",
+            "needs --http-auth basic/bearer or --http-tls-client-ca".into(),
+        ));
+    }
+    if c.http_tls_cert.is_some() != c.http_tls_key.is_some() {
+        return Err((
+            "--http-tls-key",
+            "--http-tls-cert and --http-tls-key go together".into(),
+        ));
+    }
+    if c.http_tls_client_ca.is_some() && c.http_tls_cert.is_none() {
+        return Err((
+            "--http-tls-client-ca",
+            "needs --http-tls-cert and --http-tls-key".into(),
+        ));
     }
     Ok(())
 }

@@ -7,6 +7,9 @@
 //! - `state`: credentials and advertised listeners in the replicated metadata
 //! - `config`: the flags and their validation
 //! - `bootstrap`: `strata user set` on a stopped node's data directory
+//! - `oauth`: SASL/OAUTHBEARER and the JWT validation against a JWKS
+//! - `http`: authentication of the HTTP API (basic, bearer, client
+//!   certificates) onto the same principals and ACLs
 //!
 //! A connection carries a [`Session`]: the listener it arrived on and, once
 //! SASL succeeded, its principal. Before that, on a SASL listener, only
@@ -18,7 +21,9 @@ pub mod acl;
 pub mod authz;
 pub mod bootstrap;
 pub mod config;
+pub mod http;
 pub mod listeners;
+pub mod oauth;
 pub mod scram;
 pub mod state;
 pub mod tls;
@@ -53,12 +58,16 @@ pub mod code {
 pub enum SaslMech {
     Plain,
     Scram(Mechanism),
+    OAuthBearer,
 }
 
 impl SaslMech {
     pub fn parse(s: &str) -> Option<SaslMech> {
         if s.eq_ignore_ascii_case("PLAIN") {
             return Some(SaslMech::Plain);
+        }
+        if s.eq_ignore_ascii_case("OAUTHBEARER") {
+            return Some(SaslMech::OAuthBearer);
         }
         Mechanism::parse(s).map(SaslMech::Scram)
     }
@@ -67,6 +76,7 @@ impl SaslMech {
         match self {
             SaslMech::Plain => "PLAIN",
             SaslMech::Scram(m) => m.name(),
+            SaslMech::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -186,6 +196,9 @@ pub struct Security {
     pub mechanisms: Vec<SaslMech>,
     pub session_lifetime: Option<Duration>,
     pub limiter: FailureLimiter,
+    /// The JWT validator (`--sasl-oauthbearer-jwks`), for OAUTHBEARER and
+    /// the HTTP API's bearer tokens.
+    pub oauth: Option<Arc<oauth::OAuth>>,
 }
 
 impl Security {
@@ -196,7 +209,29 @@ impl Security {
             session_lifetime: (c.sasl_session_lifetime_ms > 0)
                 .then(|| Duration::from_millis(c.sasl_session_lifetime_ms)),
             limiter: FailureLimiter::new(),
+            oauth: None,
         }
+    }
+
+    /// The settings of `c` with the JWKS loaded: a JWKS that cannot be
+    /// read or used names its file or URL and stops startup.
+    pub async fn start(
+        c: &crate::config::Config,
+        clock: crate::clock::SharedClock,
+    ) -> Result<Arc<Security>, AuthError> {
+        let mut s = Security::from_config(c);
+        if let Some(src) = &c.sasl_oauthbearer_jwks {
+            s.oauth = Some(
+                oauth::OAuth::start(
+                    oauth::JwksSource::parse(src),
+                    config::oauth_expectations(c),
+                    clock,
+                    Duration::from_millis(c.sasl_oauthbearer_jwks_refresh_ms),
+                )
+                .await?,
+            );
+        }
+        Ok(Arc::new(s))
     }
 }
 
@@ -306,7 +341,29 @@ impl Session {
                 mechanisms: Vec::new(),
                 session_lifetime: None,
                 limiter: FailureLimiter::new(),
+                oauth: None,
             }),
+            state: Mutex::new(SessionState {
+                stage: Stage::Done,
+                raw: false,
+                principal: Some(principal.to_string()),
+                expires: None,
+            }),
+        })
+    }
+
+    /// An HTTP request authenticated as `principal` (or the anonymous
+    /// one), authorized with the broker's settings.
+    pub fn http(
+        principal: &str,
+        peer: Option<SocketAddr>,
+        security: Arc<Security>,
+    ) -> Arc<Session> {
+        let s = Session::internal(principal);
+        Arc::new(Session {
+            listener: s.listener.clone(),
+            peer,
+            security,
             state: Mutex::new(SessionState {
                 stage: Stage::Done,
                 raw: false,
@@ -438,8 +495,30 @@ impl Session {
                                 "Authentication failed: Invalid username or password".into(),
                             ));
                         }
-                        self.login(&user, was_authenticated.as_deref(), now)
+                        self.login(&user, was_authenticated.as_deref(), now, None)
                             .map(|life| (Vec::new(), life))
+                    }
+                    SaslMech::OAuthBearer => {
+                        st_reset(Stage::Start);
+                        let Some(validator) = self.security.oauth.clone() else {
+                            return Err(fail("OAUTHBEARER is not configured".into()));
+                        };
+                        let v = match oauth::parse_client_first(token)
+                            .and_then(|t| validator.validate(t))
+                        {
+                            Ok(v) => v,
+                            Err(e) => return Err(fail(format!("Authentication failed: {e}"))),
+                        };
+                        // The session ends when the token does (KIP-368).
+                        let left = (v.expires_at - validator.now_secs()).max(1) as u64;
+                        let user = v.principal.strip_prefix("User:").unwrap_or(&v.principal);
+                        self.login(
+                            user,
+                            was_authenticated.as_deref(),
+                            now,
+                            Some(Duration::from_secs(left)),
+                        )
+                        .map(|life| (Vec::new(), life))
                     }
                     SaslMech::Scram(m) => {
                         let first = match scram::parse_client_first(token) {
@@ -464,7 +543,7 @@ impl Session {
             }
             Stage::ScramFinal(ex) => match ex.finish(token) {
                 Ok(reply) => self
-                    .login(ex.user(), was_authenticated.as_deref(), now)
+                    .login(ex.user(), was_authenticated.as_deref(), now, None)
                     .map(|life| (reply.into_bytes(), life)),
                 Err(e) => {
                     st_reset(Stage::Start);
@@ -486,6 +565,7 @@ impl Session {
         user: &str,
         before: Option<&str>,
         now: Instant,
+        cap: Option<Duration>,
     ) -> Result<Option<i64>, SaslRefusal> {
         let principal = format!("User:{user}");
         let mut st = self.state.lock();
@@ -502,11 +582,12 @@ impl Session {
         metrics().success.fetch_add(1, Relaxed);
         st.principal = Some(principal);
         st.stage = Stage::Done;
-        st.expires = self.security.session_lifetime.map(|l| now + l);
-        Ok(self
-            .security
-            .session_lifetime
-            .map(|l| l.as_millis().min(i64::MAX as u128) as i64))
+        let lifetime = match (self.security.session_lifetime, cap) {
+            (Some(l), Some(c)) => Some(l.min(c)),
+            (l, c) => l.or(c),
+        };
+        st.expires = lifetime.map(|l| now + l);
+        Ok(lifetime.map(|l| l.as_millis().min(i64::MAX as u128) as i64))
     }
 }
 
@@ -576,6 +657,7 @@ mod tests {
             mechanisms: vec![SaslMech::Plain, SaslMech::Scram(Mechanism::Sha256)],
             session_lifetime: Some(Duration::from_secs(60)),
             limiter: FailureLimiter::new(),
+            oauth: None,
         });
         Session::new(listener, "127.0.0.1:5".parse().unwrap(), security)
     }
@@ -625,6 +707,8 @@ pub enum AuthError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     User(#[from] bootstrap::UserError),
+    #[error(transparent)]
+    Jwks(#[from] oauth::JwksError),
 }
 
 /// The TLS config of `c`, when a listener needs it or a certificate is
@@ -703,9 +787,9 @@ pub async fn serve_all(
     broker: Arc<crate::broker::Broker>,
     sockets: Vec<(Listener, tokio::net::TcpListener)>,
     tls: Option<Arc<tls::TlsReloader>>,
+    security: Arc<Security>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let security = Arc::new(Security::from_config(&broker.config));
     let limit = Arc::new(tokio::sync::Semaphore::new(broker.config.max_connections));
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(t) = &tls {
@@ -754,17 +838,27 @@ pub async fn raw_token(
 /// `operation` on the resource `(resource_type, name)`? Always true with
 /// `--authorizer none`.
 pub fn allowed(ctx: &crate::kafka::Ctx, operation: i8, resource_type: i8, name: &str) -> bool {
-    let cfg = &ctx.session.security.authorizer;
+    session_allowed(&ctx.session, &ctx.broker, operation, resource_type, name)
+}
+
+/// [`allowed`] for a session outside a Kafka request (the HTTP API).
+pub fn session_allowed(
+    session: &Session,
+    broker: &crate::broker::Broker,
+    operation: i8,
+    resource_type: i8,
+    name: &str,
+) -> bool {
+    let cfg = &session.security.authorizer;
     if !cfg.enabled {
         return true;
     }
-    let principal = ctx.session.principal().unwrap_or_default();
-    let host = ctx
-        .session
+    let principal = session.principal().unwrap_or_default();
+    let host = session
         .peer
         .map(|p| p.ip().to_string())
         .unwrap_or_else(|| "*".into());
-    let meta = ctx.broker.meta();
+    let meta = broker.meta();
     acl::decide(
         cfg,
         meta.security.acls.iter(),

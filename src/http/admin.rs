@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::consumer::call;
 use super::error::{rest_code, ApiError, ApiResult, ErrorBody, JsonBody};
 use super::Rest;
+use crate::auth::acl::{op, resource};
 
 fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -405,6 +406,7 @@ pub async fn list_topics(
         format!("{b}/v3/clusters/{cluster_id}/topics"),
         m.topics
             .values()
+            .filter(|t| super::access::can(&rest.broker, op::DESCRIBE, resource::TOPIC, &t.name))
             .map(|t| topic_info(&rest, &b, t))
             .collect(),
     ))
@@ -420,6 +422,7 @@ pub async fn get_topic(
     headers: HeaderMap,
 ) -> ApiResult<Json<Topic>> {
     rest.check_cluster(&cluster_id)?;
+    super::access::check_topic(&rest.broker, op::DESCRIBE, &topic)?;
     let m = rest.broker.meta();
     let t = m
         .topic(&topic)
@@ -534,6 +537,7 @@ pub async fn delete_topic(
 }
 
 async fn describe_configs(rest: &Rest, base: &str, topic: &str) -> ApiResult<Vec<TopicConfig>> {
+    super::access::check_topic(&rest.broker, op::DESCRIBE_CONFIGS, topic)?;
     if rest.broker.topic(topic).is_none() {
         return Err(ApiError::unknown_topic(topic));
     }
@@ -634,6 +638,7 @@ async fn alter(
     changes: Vec<AlterConfig>,
     validate_only: bool,
 ) -> ApiResult<()> {
+    super::access::check_topic(&rest.broker, op::ALTER_CONFIGS, topic)?;
     if rest.broker.topic(topic).is_none() {
         return Err(ApiError::unknown_topic(topic));
     }
@@ -755,6 +760,7 @@ pub async fn reset_config(
 }
 
 fn partitions(rest: &Rest, base: &str, topic: &str) -> ApiResult<Vec<Partition>> {
+    super::access::check_topic(&rest.broker, op::DESCRIBE, topic)?;
     let m = rest.broker.meta();
     let t = m
         .topic(topic)
@@ -822,6 +828,7 @@ async fn describe_group(
     rest: &Rest,
     group: &str,
 ) -> ApiResult<km::describe_groups_response::DescribedGroup> {
+    super::access::check(&rest.broker, op::DESCRIBE, resource::GROUP, group)?;
     let req = km::DescribeGroupsRequest::default().with_groups(vec![km::GroupId(sb(group))]);
     let Some(ResponseKind::DescribeGroups(r)) =
         call(&rest.broker, 5, RequestKind::DescribeGroups(req)).await
@@ -918,6 +925,7 @@ pub async fn list_groups(
     let data = r
         .groups
         .iter()
+        .filter(|g| super::access::can(&rest.broker, op::DESCRIBE, resource::GROUP, g.group_id.0.as_str()))
         .map(|g| {
             group_info(
                 &rest,
@@ -1137,6 +1145,7 @@ pub async fn list_transactions(
         .txns
         .txns
         .iter()
+        .filter(|(id, _)| super::access::can(&rest.broker, op::DESCRIBE, resource::TRANSACTIONAL_ID, id))
         .take(10_000)
         .map(|(id, t)| transaction(&rest, &b, id, t))
         .collect();
@@ -1157,6 +1166,7 @@ pub async fn get_transaction(
     headers: HeaderMap,
 ) -> ApiResult<Json<Transaction>> {
     rest.check_cluster(&cluster_id)?;
+    super::access::check(&rest.broker, op::DESCRIBE, resource::TRANSACTIONAL_ID, &id)?;
     let m = rest.broker.meta();
     let t = m
         .txns

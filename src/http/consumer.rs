@@ -54,7 +54,9 @@ pub(crate) async fn call(b: &Arc<Broker>, version: i16, req: RequestKind) -> Opt
         version,
         correlation_id: 0,
         client_id: Some(CLIENT_ID.to_string()),
-        session: crate::auth::Session::internal("User:ANONYMOUS"),
+        // The HTTP request's principal (see `access`), else anonymous.
+        session: crate::auth::http::current()
+            .unwrap_or_else(|| crate::auth::Session::internal("User:ANONYMOUS")),
     };
     match dispatch(&ctx, req).await {
         Reply::Now(r) => Some(r),
@@ -217,6 +219,8 @@ pub struct Instance {
     last_used: Mutex<Instant>,
     state: Mutex<InstState>,
     fetch_lock: tokio::sync::Mutex<()>,
+    /// The principal that created it; only it may use the instance.
+    owner: Option<String>,
 }
 
 impl Instance {
@@ -282,6 +286,15 @@ impl Consumers {
                     format!("consumer instance not found: group {group:?}, instance {name:?}"),
                 )
             })?;
+        let caller = crate::auth::http::current().and_then(|s| s.principal());
+        if i.owner.is_some() && caller != i.owner {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "consumer instance {name:?} of group {group:?} belongs to another principal"
+                ),
+            ));
+        }
         i.touch();
         Ok(i)
     }
@@ -663,6 +676,12 @@ pub async fn create_instance(
     let _p = rest.permit()?;
     let body = body.unwrap_or_default();
     valid_name("group", &group)?;
+    super::access::check(
+        &rest.broker,
+        crate::auth::acl::op::READ,
+        crate::auth::acl::resource::GROUP,
+        &group,
+    )?;
     let format = match body.format.as_deref() {
         None | Some("binary") => Format::Binary,
         Some("json") => Format::Json,
@@ -737,6 +756,7 @@ pub async fn create_instance(
                     ..Default::default()
                 }),
                 fetch_lock: tokio::sync::Mutex::new(()),
+                owner: crate::auth::http::current().and_then(|s| s.principal()),
             }),
         );
     }
@@ -801,7 +821,7 @@ pub async fn subscribe(
     }
     inst.stop_membership().await;
     let (tx, rx) = watch::channel(false);
-    let task = tokio::spawn(membership(rest.broker.clone(), inst.clone(), rx));
+    let task = super::access::spawn(membership(rest.broker.clone(), inst.clone(), rx));
     let mut st = inst.state.lock();
     st.subscription = body.topics;
     st.stop = Some(tx);

@@ -8,11 +8,13 @@
 //!   stateless partition read (Strata extension);
 //! - `openapi`: the OpenAPI 3.1 document (`/openapi.json`), generated from
 //!   the handlers' annotations, and an offline `/docs` page;
-//! - `error`: every error as `{error_code, message}` with its HTTP status.
+//! - `error`: every error as `{error_code, message}` with its HTTP status;
+//! - `access`: authentication (`--http-auth`) and the ACL checks.
 //!
 //! Everything Kafka-side goes through `Broker::append` or
 //! `kafka::dispatch`, exactly the paths Kafka clients take.
 
+pub mod access;
 pub mod admin;
 pub mod codec;
 pub mod consumer;
@@ -42,6 +44,8 @@ const MAX_CONCURRENT_REQUESTS: usize = 1024;
 pub struct HttpState {
     pub broker: Arc<Broker>,
     pub ready: Arc<AtomicBool>,
+    /// The broker's security settings (authorizer, JWT validator).
+    pub security: Arc<crate::auth::Security>,
 }
 
 /// State of the REST API routes.
@@ -103,6 +107,16 @@ impl Rest {
 
 /// The router.
 pub fn router(state: HttpState) -> Router {
+    let c = &state.broker.config;
+    let gate = Arc::new(access::Gate {
+        auth: crate::auth::http::HttpAuth::new(
+            crate::auth::config::http_auth(c).unwrap_or_default(),
+            c.metrics_auth,
+            c.http_tls_client_ca.is_some(),
+            state.security.clone(),
+        ),
+        broker: state.broker.clone(),
+    });
     let rest = Rest::new(state.broker.clone(), state.ready.clone());
     let limit = rest.body_limit;
     let (api, doc) = openapi::api_router().split_for_parts();
@@ -122,6 +136,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(gate, access::gate))
 }
 
 async fn healthz() -> impl IntoResponse {

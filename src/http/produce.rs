@@ -636,6 +636,7 @@ async fn produce_inner(
     let permit = rest.permit()?;
     check_json_content_type(&headers)?;
     let acks = parse_acks(&q)?;
+    super::access::check_topic(&rest.broker, crate::auth::acl::op::WRITE, &topic_name)?;
     let topic = rest
         .broker
         .topic(&topic_name)

@@ -27,7 +27,7 @@ pub async fn serve(
             r = listener.accept() => r,
             _ = shutdown.changed() => break,
         };
-        let (stream, _) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "http accept failed");
@@ -40,7 +40,15 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let svc = TowerToHyperService::new(app.clone());
+        // The peer address, for the authentication limiter and the ACL host.
+        let svc = TowerToHyperService::new(tower::util::MapRequest::new(
+            app.clone(),
+            move |mut r: hyper::Request<hyper::body::Incoming>| {
+                r.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                r
+            },
+        ));
         let mut sd = shutdown.clone();
         conns.spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
