@@ -319,3 +319,183 @@ def test_jwks_url_is_fetched_and_refreshed(broker_factory, tmp_path):
         assert raw_login(port, new.token())[0] == 0
     finally:
         srv.close()
+
+
+# -- HTTP API authentication ---------------------------------------------------
+
+V2 = "application/vnd.kafka.v2+json"
+BIN = "application/vnd.kafka.binary.v2+json"
+
+
+def basic(user: str, password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_error(resp, status: int) -> dict:
+    assert resp.status_code == status, f"want {status}, got {resp.status_code}: {resp.text[:300]}"
+    body = resp.json()
+    assert isinstance(body.get("error_code"), int) and body.get("message"), body
+    return body
+
+
+def start_http_auth(broker_factory, tmp_path: Path, methods: str, extra: list[str] | None = None):
+    """A broker with the ACL authorizer, admin as super user, alice as an
+    ordinary SCRAM user, and the HTTP API behind ``methods``."""
+    es = Signer("es-1")
+    jwks = write_jwks(tmp_path / "jwks.json", es)
+    port = free_port()
+    b = broker_factory(start=False)
+    b.extra_args = [
+        "--listeners",
+        f"PLAINTEXT://{b.bootstrap},SASL_PLAINTEXT://127.0.0.1:{port}",
+        "--authorizer",
+        "acl",
+        "--super-users",
+        "User:admin",
+        "--http-auth",
+        methods,
+        *oauth_flags(str(jwks)),
+        *(extra or []),
+    ]
+    assert user_set(b.data_dir, "admin", ADMIN_PASSWORD).returncode == 0
+    assert user_set(b.data_dir, "alice", ALICE_PASSWORD).returncode == 0
+    b.start()
+    return b, port, es
+
+
+def grant_alice(port: int, w_topic: str, r_topic: str, groups: list[str]) -> None:
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, AdminClient, ResourcePatternType, ResourceType
+
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "admin", "sasl.password": ADMIN_PASSWORD})
+
+    def acl(rt, name, op):
+        return AclBinding(rt, name, ResourcePatternType.LITERAL, "User:alice", "*", op, AclPermissionType.ALLOW)
+
+    grants = [
+        acl(ResourceType.TOPIC, w_topic, AclOperation.WRITE),
+        acl(ResourceType.TOPIC, r_topic, AclOperation.READ),
+        *(acl(ResourceType.GROUP, g, AclOperation.READ) for g in groups),
+    ]
+    for f in admin.create_acls(grants).values():
+        f.result(timeout=30)
+
+
+def test_http_basic_and_bearer_map_to_the_kafka_principals_and_acls(broker_factory, tmp_path):
+    import requests
+
+    b, port, es = start_http_auth(broker_factory, tmp_path, "basic,bearer", extra=["--metrics-auth"])
+    url = b.http_url
+    admin = basic("admin", ADMIN_PASSWORD)
+
+    # Unauthenticated: 401, JSON, and a challenge naming both schemes.
+    r = requests.get(f"{url}/v3/clusters", timeout=10)
+    assert_error(r, 401)
+    challenge = r.headers.get("WWW-Authenticate", "")
+    assert "Basic" in challenge and "Bearer" in challenge, challenge
+    assert_error(requests.get(f"{url}/v3/clusters", headers=basic("admin", "wrong"), timeout=10), 401)
+    assert_error(requests.get(f"{url}/v3/clusters", headers=basic("nobody", "x"), timeout=10), 401)
+    assert "expired" in assert_error(requests.get(f"{url}/v3/clusters", headers=bearer(es.token("alice", ttl=-120)), timeout=10), 401)["message"]
+    assert_error(requests.get(f"{url}/v3/clusters", headers=bearer(Signer("es-1").token("alice")), timeout=10), 401)
+    # Health stays open; /metrics needs a login with --metrics-auth.
+    assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+    assert requests.get(f"{url}/readyz", timeout=10).status_code == 200
+    assert_error(requests.get(f"{url}/metrics", timeout=10), 401)
+    m = requests.get(f"{url}/metrics", headers=admin, timeout=10)
+    assert m.status_code == 200 and "strata_sasl_authentications_total" in m.text
+    assert ADMIN_PASSWORD not in m.text and ADMIN_PASSWORD not in b.log_text()
+
+    # The super user creates the topics over HTTP.
+    cid = requests.get(f"{url}/v3/clusters", headers=admin, timeout=10).json()["data"][0]["cluster_id"]
+    topics = f"{url}/v3/clusters/{cid}/topics"
+    w_topic, r_topic, hidden = unique_topic("w"), unique_topic("r"), unique_topic("hidden")
+    for t in (w_topic, r_topic, hidden):
+        r = requests.post(topics, json={"topic_name": t, "partitions_count": 1}, headers=admin, timeout=30)
+        assert r.status_code == 201, r.text
+    grant_alice(port, w_topic, r_topic, ["G-basic", "G-bearer"])
+    r_values = [os.urandom(40) for _ in range(5)]
+    for v in r_values:
+        r = requests.post(f"{topics}/{r_topic}/records", json={"value": {"type": "BINARY", "data": base64.b64encode(v).decode()}}, headers=admin, timeout=30)
+        assert r.status_code == 200, r.text
+
+    written = []
+    for name, creds in [("basic", lambda: basic("alice", ALICE_PASSWORD)), ("bearer", lambda: bearer(es.token("alice")))]:
+        # Allowed: produce to the WRITE topic...
+        v = os.urandom(32)
+        r = requests.post(f"{topics}/{w_topic}/records", json={"value": {"type": "BINARY", "data": base64.b64encode(v).decode()}}, headers=creds(), timeout=30)
+        assert r.status_code == 200, (name, r.text)
+        written.append(v)
+        # ...and read the READ topic, statelessly and in its group.
+        r = requests.get(f"{topics}/{r_topic}/partitions/0/records", params={"offset": 0}, headers=creds(), timeout=30)
+        assert r.status_code == 200, (name, r.text)
+        assert [base64.b64decode(x["value"]) for x in r.json()["records"]] == r_values
+        s = requests.Session()
+        s.headers.update(creds())
+        inst = s.post(f"{url}/consumers/G-{name}", data=json.dumps({"name": f"i-{name}", "format": "binary", "auto.offset.reset": "earliest"}), headers={"Content-Type": V2}, timeout=10)
+        assert inst.status_code == 200, (name, inst.text)
+        iu = inst.json()["base_uri"]
+        assert s.post(iu + "/subscription", json={"topics": [r_topic]}, headers={"Content-Type": V2}, timeout=10).status_code == 204
+        got, deadline = [], time.monotonic() + 30
+        while len(got) < len(r_values) and time.monotonic() < deadline:
+            rr = s.get(iu + "/records", headers={"Accept": BIN}, params={"timeout": 500}, timeout=30)
+            assert rr.status_code == 200, (name, rr.text)
+            got.extend(base64.b64decode(x["value"]) for x in rr.json())
+        assert got == r_values, name
+        assert s.post(iu + "/offsets", headers={"Content-Type": V2}, timeout=10).status_code in (200, 204)
+        # Another principal cannot use alice's instance.
+        assert_error(requests.get(iu + "/records", headers={**admin, "Accept": BIN}, timeout=10), 403)
+        assert s.delete(iu, timeout=10).status_code == 204
+
+        # Forbidden: 403 with the JSON error body.
+        def v64():
+            return {"value": {"type": "BINARY", "data": base64.b64encode(b"x").decode()}}
+
+        assert_error(requests.post(f"{topics}/{r_topic}/records", json=v64(), headers=creds(), timeout=30), 403)
+        assert_error(requests.post(f"{topics}/{hidden}/records", json=v64(), headers=creds(), timeout=30), 403)
+        assert_error(requests.get(f"{topics}/{w_topic}/partitions/0/records", headers=creds(), timeout=30), 403)
+        assert_error(requests.post(f"{url}/consumers/H", json={"name": "x"}, headers={**creds(), "Content-Type": V2}, timeout=10), 403)
+        assert_error(requests.post(topics, json={"topic_name": unique_topic("new"), "partitions_count": 1}, headers=creds(), timeout=30), 403)
+        assert_error(requests.delete(f"{topics}/{w_topic}", headers=creds(), timeout=30), 403)
+        assert_error(requests.get(f"{topics}/{hidden}", headers=creds(), timeout=30), 403)
+        assert_error(requests.get(f"{topics}/{w_topic}/configs", headers=creds(), timeout=30), 403)
+        assert_error(requests.get(f"{url}/ui", headers=creds(), timeout=30), 403)
+        # Listing shows only what alice may describe.
+        listed = {t["topic_name"] for t in requests.get(topics, headers=creds(), timeout=30).json()["data"]}
+        assert listed == {w_topic, r_topic}, listed
+
+    # What alice produced over HTTP, read back by the super user.
+    r = requests.get(f"{topics}/{w_topic}/partitions/0/records", params={"offset": 0}, headers=admin, timeout=30)
+    assert [base64.b64decode(x["value"]) for x in r.json()["records"]] == written
+    # The super user reaches the console and the admin routes.
+    assert requests.get(f"{url}/ui", headers=admin, timeout=30).status_code == 200
+    assert requests.delete(f"{topics}/{hidden}", headers=admin, timeout=30).status_code == 204
+
+
+def test_http_failed_logins_are_rate_limited_and_counted(broker_factory, tmp_path):
+    import requests
+
+    b, _, es = start_http_auth(broker_factory, tmp_path, "bearer")
+    url = b.http_url
+    # Without --metrics-auth, /metrics stays open.
+    before = requests.get(f"{url}/metrics", timeout=10)
+    assert before.status_code == 200
+
+    def failures() -> float:
+        text = requests.get(f"{url}/metrics", timeout=10).text
+        return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith('strata_sasl_authentications_total{result="failure"}'))
+
+    # Basic is not enabled here: the challenge names Bearer only.
+    r = requests.get(f"{url}/v3/clusters", headers=basic("admin", ADMIN_PASSWORD), timeout=10)
+    assert_error(r, 401)
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert requests.get(f"{url}/v3/clusters", headers=bearer(es.token("alice")), timeout=10).status_code == 200
+    start = failures()
+    bad = bearer(es.token("alice", iss="https://evil.test"))
+    codes = [requests.get(f"{url}/v3/clusters", headers=bad, timeout=10).status_code for _ in range(12)]
+    assert codes[:9].count(401) == 9 and codes[-1] == 429, codes
+    assert failures() >= start + 9
+    # The address is refused even with a good token until the window passes.
+    assert_error(requests.get(f"{url}/v3/clusters", headers=bearer(es.token("alice")), timeout=10), 429)
