@@ -140,6 +140,7 @@ async fn run_broker(
         .map_err(|(key, message)| crate::config::ConfigError::Invalid { key, message })?;
     let tls = crate::auth::tls_for(&config, &listeners)?;
     let security = crate::auth::Security::start(&config, Arc::new(SystemClock)).await?;
+    let http_tls = crate::auth::http_tls_for(&config)?;
     let mut kafka = Vec::with_capacity(listeners.len());
     for l in &listeners {
         kafka.push((l.clone(), bind("kafka", l.bind).await?));
@@ -183,7 +184,8 @@ async fn run_broker(
     let http_max_conns = config.max_connections;
     let http_task = tokio::spawn(async move {
         let app = crate::http::router(http_state);
-        crate::http::serve::serve(http, app, http_sd, http_idle, http_max_conns).await;
+        crate::http::serve::serve_tls(http, app, http_sd, http_idle, http_max_conns, http_tls)
+            .await;
     });
     broker.groups.start(broker.clone(), sd_rx.clone());
     let kafka_task = tokio::spawn(crate::auth::serve_all(

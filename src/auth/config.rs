@@ -52,16 +52,32 @@ pub struct SecurityArgs {
     #[arg(long, env = "STRATA_SASL_OAUTHBEARER_JWKS", value_name = "FILE|URL")]
     pub sasl_oauthbearer_jwks: Option<String>,
     /// How often the JWKS is read again [default: 3600000].
-    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_JWKS_REFRESH_MS", value_name = "MS")]
+    #[arg(
+        long,
+        env = "STRATA_SASL_OAUTHBEARER_JWKS_REFRESH_MS",
+        value_name = "MS"
+    )]
     pub sasl_oauthbearer_jwks_refresh_ms: Option<u64>,
     /// The iss claim tokens must carry [default: not checked].
-    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_EXPECTED_ISSUER", value_name = "ISSUER")]
+    #[arg(
+        long,
+        env = "STRATA_SASL_OAUTHBEARER_EXPECTED_ISSUER",
+        value_name = "ISSUER"
+    )]
     pub sasl_oauthbearer_expected_issuer: Option<String>,
     /// Audiences, comma-separated; a token's aud must name one [default: not checked].
-    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_EXPECTED_AUDIENCE", value_name = "LIST")]
+    #[arg(
+        long,
+        env = "STRATA_SASL_OAUTHBEARER_EXPECTED_AUDIENCE",
+        value_name = "LIST"
+    )]
     pub sasl_oauthbearer_expected_audience: Option<String>,
     /// The claim naming the principal User:<claim> [default: sub].
-    #[arg(long, env = "STRATA_SASL_OAUTHBEARER_SUB_CLAIM_NAME", value_name = "CLAIM")]
+    #[arg(
+        long,
+        env = "STRATA_SASL_OAUTHBEARER_SUB_CLAIM_NAME",
+        value_name = "CLAIM"
+    )]
     pub sasl_oauthbearer_sub_claim_name: Option<String>,
     /// Authentication of the HTTP API: none, basic, bearer or basic,bearer [default: none].
     #[arg(long, env = "STRATA_HTTP_AUTH", value_name = "METHODS")]
@@ -227,7 +243,9 @@ pub fn mechanisms(c: &Config) -> Result<Vec<SaslMech>, (&'static str, String)> {
         let mech = SaslMech::parse(m).ok_or_else(|| {
             (
                 "--sasl-enabled-mechanisms",
-                format!("unknown mechanism {m:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)"),
+                format!(
+                    "unknown mechanism {m:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)"
+                ),
             )
         })?;
         if !out.contains(&mech) {
@@ -311,7 +329,10 @@ pub fn validate(c: &Config) -> Result<(), (&'static str, String)> {
         ));
     }
     if c.sasl_oauthbearer_sub_claim_name.is_empty() {
-        return Err(("--sasl-oauthbearer-sub-claim-name", "must not be empty".into()));
+        return Err((
+            "--sasl-oauthbearer-sub-claim-name",
+            "must not be empty".into(),
+        ));
     }
     if jwks && c.sasl_oauthbearer_jwks_refresh_ms != 0 && c.sasl_oauthbearer_jwks_refresh_ms < 1000
     {

@@ -326,8 +326,9 @@ mod tests {
         });
         let cred = Credential::from_password(Mechanism::Sha512, b"pw", vec![7; 16], 4096);
         let c2 = cred.clone();
-        let lookup =
-            move |u: &str, m: Mechanism| (u == "alice" && m == Mechanism::Sha512).then(|| c2.clone());
+        let lookup = move |u: &str, m: Mechanism| {
+            (u == "alice" && m == Mechanism::Sha512).then(|| c2.clone())
+        };
         let ip: IpAddr = "10.1.1.1".parse().unwrap();
         assert_eq!(
             a.authenticate(Some(&basic("alice", "pw")), None, Some(ip), &lookup)

@@ -727,6 +727,21 @@ pub fn tls_for(
         cert: cert.clone(),
         key: key.clone(),
         client_ca: c.tls_client_ca.clone(),
+        http: false,
+    })?))
+}
+
+/// The TLS config of the HTTP listener (`--http-tls-*`), if HTTPS is on;
+/// a file that cannot be used names itself and stops startup.
+pub fn http_tls_for(c: &crate::config::Config) -> Result<Option<Arc<tls::TlsReloader>>, AuthError> {
+    let (Some(cert), Some(key)) = (&c.http_tls_cert, &c.http_tls_key) else {
+        return Ok(None);
+    };
+    Ok(Some(tls::TlsReloader::new(tls::TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: c.http_tls_client_ca.clone(),
+        http: true,
     })?))
 }
 

@@ -126,6 +126,15 @@ pub struct KeySet {
     keys: Vec<Key>,
 }
 
+// Public keys only, but the list is long: print the kids.
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.keys.iter().map(|k| &k.kid))
+            .finish()
+    }
+}
+
 impl KeySet {
     /// Parse a JWKS document; keys that are not RSA or EC (or are
     /// malformed) are skipped, and at least one must remain.
@@ -167,7 +176,10 @@ impl KeySet {
     }
 
     fn key(v: &serde_json::Value) -> Result<Key, String> {
-        if v.get("use").and_then(|u| u.as_str()).is_some_and(|u| u != "sig") {
+        if v.get("use")
+            .and_then(|u| u.as_str())
+            .is_some_and(|u| u != "sig")
+        {
             return Err("not a signature key (use != sig)".into());
         }
         let jwk: Jwk = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
@@ -555,10 +567,7 @@ mod tests {
                 enc(header.to_string().as_bytes()),
                 enc(claims.to_string().as_bytes())
             );
-            let sig = self
-                .kp
-                .sign(&SystemRandom::new(), msg.as_bytes())
-                .unwrap();
+            let sig = self.kp.sign(&SystemRandom::new(), msg.as_bytes()).unwrap();
             format!("{msg}.{}", enc(sig.as_ref()))
         }
     }

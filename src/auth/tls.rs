@@ -39,9 +39,20 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+    /// The files of the HTTP listener (`--http-tls-*`): errors name those flags.
+    pub http: bool,
 }
 
 impl TlsFiles {
+    /// The flags of the certificate, the key and the client CA.
+    fn flags(&self) -> [&'static str; 3] {
+        if self.http {
+            ["--http-tls-cert", "--http-tls-key", "--http-tls-client-ca"]
+        } else {
+            ["--tls-cert", "--tls-key", "--tls-client-ca"]
+        }
+    }
+
     fn paths(&self) -> impl Iterator<Item = &Path> {
         [
             Some(self.cert.as_path()),
@@ -83,10 +94,11 @@ fn certs(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>
 /// Build the rustls server config from the files (blocking file reads:
 /// call at start or from a blocking thread).
 pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = certs("--tls-cert", &files.cert)?;
-    let key_pem = read("--tls-key", &files.key)?;
+    let [cert_flag, key_flag, ca_flag] = files.flags();
+    let chain = certs(cert_flag, &files.cert)?;
+    let key_pem = read(key_flag, &files.key)?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Invalid {
-        flag: "--tls-key",
+        flag: key_flag,
         path: files.key.clone(),
         // The message of the PEM parser never carries key bytes.
         message: format!("no usable private key: {e}"),
@@ -95,27 +107,33 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Invalid {
-            flag: "--tls-cert",
+            flag: cert_flag,
             path: files.cert.clone(),
             message: e.to_string(),
         })?;
     let builder = match &files.client_ca {
         Some(ca) => {
             let mut roots = RootCertStore::empty();
-            for c in certs("--tls-client-ca", ca)? {
+            for c in certs(ca_flag, ca)? {
                 roots.add(c).map_err(|e| TlsError::Invalid {
-                    flag: "--tls-client-ca",
+                    flag: ca_flag,
                     path: ca.clone(),
                     message: e.to_string(),
                 })?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| TlsError::Invalid {
-                    flag: "--tls-client-ca",
-                    path: ca.clone(),
-                    message: e.to_string(),
-                })?;
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if files.http {
+                // HTTPS: a certificate, when presented, must be valid; without
+                // one the request needs another authentication (and the
+                // health probes stay reachable).
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier.build().map_err(|e| TlsError::Invalid {
+                flag: ca_flag,
+                path: ca.clone(),
+                message: e.to_string(),
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -123,10 +141,14 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let config = builder
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Invalid {
-            flag: "--tls-key",
+            flag: key_flag,
             path: files.key.clone(),
-            message: format!("does not match --tls-cert {}: {e}", files.cert.display()),
+            message: format!("does not match {cert_flag} {}: {e}", files.cert.display()),
         })?;
+    let mut config = config;
+    if files.http {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    }
     Ok(Arc::new(config))
 }
 
@@ -212,5 +234,88 @@ impl TlsReloader {
                 Err(_) => {}
             }
         }
+    }
+}
+
+/// One DER TLV: (tag, contents, rest).
+fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&len0, mut b) = b.split_first()?;
+    let len = if len0 < 0x80 {
+        usize::from(len0)
+    } else {
+        let n = usize::from(len0 & 0x7f);
+        if n == 0 || n > 4 || b.len() < n {
+            return None;
+        }
+        let mut l = 0usize;
+        for &x in &b[..n] {
+            l = (l << 8) | usize::from(x);
+        }
+        b = &b[n..];
+        l
+    };
+    (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+}
+
+/// The subject common name of a DER certificate (the principal of a
+/// client certificate, `User:<CN>`), if it has one.
+pub fn subject_cn(der: &[u8]) -> Option<String> {
+    const SEQ: u8 = 0x30;
+    const CN: &[u8] = &[0x55, 0x04, 0x03];
+    let (t, cert, _) = tlv(der)?;
+    (t == SEQ).then_some(())?;
+    let (t, tbs, _) = tlv(cert)?;
+    (t == SEQ).then_some(())?;
+    // [0] version is optional; then serial, signature, issuer, validity, subject.
+    let (t, _, after_version) = tlv(tbs)?;
+    let mut rest = if t == 0xa0 { after_version } else { tbs };
+    for _ in 0..4 {
+        rest = tlv(rest)?.2;
+    }
+    let (t, mut name, _) = tlv(rest)?;
+    (t == SEQ).then_some(())?;
+    while !name.is_empty() {
+        let (_, set, r) = tlv(name)?;
+        name = r;
+        let mut atvs = set;
+        while !atvs.is_empty() {
+            let (_, atv, r) = tlv(atvs)?;
+            atvs = r;
+            let (t, oid, v) = tlv(atv)?;
+            if t == 0x06 && oid == CN {
+                let (_, value, _) = tlv(v)?;
+                return String::from_utf8(value.to_vec()).ok();
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn der(b64: &str) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    }
+
+    #[test]
+    fn subject_common_names() {
+        // v3, self-signed: O=Strata Test, CN=alice-cn.
+        let v3 = der("MIIBpzCCAU2gAwIBAgIUXrfYrklAUz9U+cb4babLVUsZ8Q0wCgYIKoZIzj0EAwIwKTEUMBIGA1UECgwLU3RyYXRhIFRlc3QxETAPBgNVBAMMCGFsaWNlLWNuMB4XDTI2MTEzMDE5MjQxNloXDTI2MTIwMTE5MjQxNlowKTEUMBIGA1UECgwLU3RyYXRhIFRlc3QxETAPBgNVBAMMCGFsaWNlLWNuMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZt04mNKLzhomJg2WuokfOBfJflt6taQjrIpbpF7NKaYSVlj9KVlJallTK0cIsAstNkeYcfT2++OIgrYDKt0Si6NTMFEwHQYDVR0OBBYEFJdOarFsyCopMWKtWMmxm0a1A3KWMB8GA1UdIwQYMBaAFJdOarFsyCopMWKtWMmxm0a1A3KWMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIhALHjQbzyoJ6byIylppZwFT3AF94ogZPCQxPjUF9JnnCzAiB8XWECEQeMGFEzNVVpNXT2Ijqry8WxGUY+SoBYSXBbJA==");
+        assert_eq!(subject_cn(&v3).as_deref(), Some("alice-cn"));
+        // v1 (no version field), issuer CN=test-ca: the subject's CN is taken.
+        let v1 = der("MIIBNTCB3AIUHARw9iji85kWkM94S7M4QkL6jcowCgYIKoZIzj0EAwIwEjEQMA4GA1UEAwwHdGVzdC1jYTAeFw0yNjExMzAxOTI0MThaFw0yNjEyMDExOTI0MThaMCkxFDASBgNVBAoMC1N0cmF0YSBUZXN0MREwDwYDVQQDDAhhbGljZS1jbjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABKTfOG+vgXCO2MUMuURmqPMBlE3VOyHHQoEkvc1WuSRFbzwnkWG4Rfzkzy7NQjywzAf3M75kYxW5MXJZzwp2HSEwCgYIKoZIzj0EAwIDSAAwRQIgPVmLjsUMGIx31KbKRUZtFOm1GFiXnuFUo8GwEqlJfSACIQD3dfo62q68SKB8hQX0Vgh+gKocfuZ5lYc4ld87FAwKrw==");
+        assert_eq!(subject_cn(&v1).as_deref(), Some("alice-cn"));
+        // Truncations and garbage never panic.
+        for n in 0..v3.len() {
+            let _ = subject_cn(&v3[..n]);
+        }
+        assert_eq!(subject_cn(b"\x30\x84\xff\xff\xff\xff"), None);
+        assert_eq!(subject_cn(b""), None);
     }
 }

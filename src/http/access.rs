@@ -141,6 +141,22 @@ pub fn check(b: &Broker, operation: i8, resource_type: i8, name: &str) -> ApiRes
     Err(forbidden(&s, &what))
 }
 
+/// The connection-level gate of the Kafka APIs (`auth::api_allowed`):
+/// an API without per-resource checks needs `ALL` on the cluster, over
+/// HTTP as over Kafka.
+pub fn check_api(b: &Broker, api: kafka_protocol::messages::ApiKey) -> ApiResult<()> {
+    let Some(s) = crate::auth::http::current() else {
+        return Ok(());
+    };
+    if !s.security.authorizer.enabled
+        || crate::auth::checked_per_resource(api)
+        || crate::auth::session_allowed(&s, b, op::ALL, resource::CLUSTER, CLUSTER_NAME)
+    {
+        return Ok(());
+    }
+    Err(forbidden(&s, "the cluster"))
+}
+
 /// [`check`] on a topic.
 pub fn check_topic(b: &Broker, operation: i8, topic: &str) -> ApiResult<()> {
     check(b, operation, resource::TOPIC, topic)

@@ -538,6 +538,7 @@ pub async fn delete_topic(
 
 async fn describe_configs(rest: &Rest, base: &str, topic: &str) -> ApiResult<Vec<TopicConfig>> {
     super::access::check_topic(&rest.broker, op::DESCRIBE_CONFIGS, topic)?;
+    super::access::check_api(&rest.broker, km::ApiKey::DescribeConfigs)?;
     if rest.broker.topic(topic).is_none() {
         return Err(ApiError::unknown_topic(topic));
     }
@@ -639,6 +640,7 @@ async fn alter(
     validate_only: bool,
 ) -> ApiResult<()> {
     super::access::check_topic(&rest.broker, op::ALTER_CONFIGS, topic)?;
+    super::access::check_api(&rest.broker, km::ApiKey::IncrementalAlterConfigs)?;
     if rest.broker.topic(topic).is_none() {
         return Err(ApiError::unknown_topic(topic));
     }
@@ -829,6 +831,7 @@ async fn describe_group(
     group: &str,
 ) -> ApiResult<km::describe_groups_response::DescribedGroup> {
     super::access::check(&rest.broker, op::DESCRIBE, resource::GROUP, group)?;
+    super::access::check_api(&rest.broker, km::ApiKey::DescribeGroups)?;
     let req = km::DescribeGroupsRequest::default().with_groups(vec![km::GroupId(sb(group))]);
     let Some(ResponseKind::DescribeGroups(r)) =
         call(&rest.broker, 5, RequestKind::DescribeGroups(req)).await
@@ -912,6 +915,7 @@ pub async fn list_groups(
     headers: HeaderMap,
 ) -> ApiResult<Json<List<ConsumerGroup>>> {
     rest.check_cluster(&cluster_id)?;
+    super::access::check_api(&rest.broker, km::ApiKey::ListGroups)?;
     let b = base(&headers);
     let Some(ResponseKind::ListGroups(r)) = call(
         &rest.broker,
@@ -925,7 +929,14 @@ pub async fn list_groups(
     let data = r
         .groups
         .iter()
-        .filter(|g| super::access::can(&rest.broker, op::DESCRIBE, resource::GROUP, g.group_id.0.as_str()))
+        .filter(|g| {
+            super::access::can(
+                &rest.broker,
+                op::DESCRIBE,
+                resource::GROUP,
+                g.group_id.0.as_str(),
+            )
+        })
         .map(|g| {
             group_info(
                 &rest,
@@ -1145,7 +1156,9 @@ pub async fn list_transactions(
         .txns
         .txns
         .iter()
-        .filter(|(id, _)| super::access::can(&rest.broker, op::DESCRIBE, resource::TRANSACTIONAL_ID, id))
+        .filter(|(id, _)| {
+            super::access::can(&rest.broker, op::DESCRIBE, resource::TRANSACTIONAL_ID, id)
+        })
         .take(10_000)
         .map(|(id, t)| transaction(&rest, &b, id, t))
         .collect();

@@ -499,3 +499,83 @@ def test_http_failed_logins_are_rate_limited_and_counted(broker_factory, tmp_pat
     assert failures() >= start + 9
     # The address is refused even with a good token until the window passes.
     assert_error(requests.get(f"{url}/v3/clusters", headers=bearer(es.token("alice")), timeout=10), 429)
+
+
+def test_https_with_client_certificates_as_principals(broker_factory, tmp_path):
+    import requests
+
+    from test_security import make_pki
+
+    pki = make_pki(tmp_path / "pki")  # client certificate CN=alice
+    port = free_port()
+    b = broker_factory(start=False)
+    b.extra_args = [
+        "--listeners",
+        f"PLAINTEXT://{b.bootstrap},SASL_PLAINTEXT://127.0.0.1:{port}",
+        "--authorizer",
+        "acl",
+        "--super-users",
+        "User:admin",
+        "--http-auth",
+        "basic",
+        "--http-tls-cert",
+        str(pki.cert),
+        "--http-tls-key",
+        str(pki.key),
+        "--http-tls-client-ca",
+        str(pki.ca_cert),
+    ]
+    assert user_set(b.data_dir, "admin", ADMIN_PASSWORD).returncode == 0
+    b.start(wait=False)
+    url = f"https://127.0.0.1:{b.http_port}"
+    ca = str(pki.ca_cert)
+    cert = (str(pki.client_cert), str(pki.client_key))
+
+    def ready():
+        assert b.proc.poll() is None, b.log_tail()
+        try:
+            # Health probes need no certificate.
+            return requests.get(f"{url}/readyz", verify=ca, timeout=2).status_code == 200
+        except requests.exceptions.ConnectionError:
+            return False
+
+    wait_until(ready, 30, "HTTPS /readyz")
+    # Plain HTTP on the HTTPS port gets nowhere.
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"http://127.0.0.1:{b.http_port}/v3/clusters", timeout=5)
+    # Without a certificate or a password: 401.
+    assert_error(requests.get(f"{url}/v3/clusters", verify=ca, timeout=10), 401)
+    admin = basic("admin", ADMIN_PASSWORD)
+    cid = requests.get(f"{url}/v3/clusters", headers=admin, verify=ca, timeout=10).json()["data"][0]["cluster_id"]
+    topics = f"{url}/v3/clusters/{cid}/topics"
+    mine, other = unique_topic("mine"), unique_topic("other")
+    for t in (mine, other):
+        assert requests.post(topics, json={"topic_name": t, "partitions_count": 1}, headers=admin, verify=ca, timeout=30).status_code == 201
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, AdminClient, ResourcePatternType, ResourceType
+
+    ka = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "admin", "sasl.password": ADMIN_PASSWORD})
+    grants = [AclBinding(ResourceType.TOPIC, mine, ResourcePatternType.LITERAL, "User:alice", "*", op, AclPermissionType.ALLOW) for op in (AclOperation.WRITE, AclOperation.READ)]
+    for f in ka.create_acls(grants).values():
+        f.result(timeout=30)
+
+    # The certificate's CN is the principal User:alice.
+    values = [os.urandom(24) for _ in range(3)]
+    for v in values:
+        r = requests.post(f"{topics}/{mine}/records", json={"value": {"type": "BINARY", "data": base64.b64encode(v).decode()}}, cert=cert, verify=ca, timeout=30)
+        assert r.status_code == 200, r.text
+    r = requests.get(f"{topics}/{mine}/partitions/0/records", params={"offset": 0}, cert=cert, verify=ca, timeout=30)
+    assert r.status_code == 200, r.text
+    assert [base64.b64decode(x["value"]) for x in r.json()["records"]] == values
+    body = assert_error(requests.post(f"{topics}/{other}/records", json={"value": {"type": "STRING", "data": "x"}}, cert=cert, verify=ca, timeout=30), 403)
+    assert "User:alice" in body["message"]
+    # A certificate from another CA is refused in the handshake.
+    stranger = make_pki(tmp_path / "other-pki")
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{url}/v3/clusters", cert=(str(stranger.client_cert), str(stranger.client_key)), verify=ca, timeout=10)
+    # A bad HTTPS file names its flag and stops startup.
+    b2 = broker_factory(start=False)
+    missing = tmp_path / "missing.pem"
+    b2.extra_args = ["--http-tls-cert", str(missing), "--http-tls-key", str(pki.key)]
+    b2.start(wait=False)
+    assert b2.proc.wait(timeout=30) != 0
+    assert "--http-tls-cert" in b2.log_text() and str(missing) in b2.log_text()
