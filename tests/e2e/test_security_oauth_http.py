@@ -244,6 +244,27 @@ def test_bad_tokens_are_refused_and_the_broker_keeps_serving(broker_factory, tmp
     assert any(e.code() == KafkaError._AUTHENTICATION and "expired" in e.str() for e in errors), errors
 
 
+
+def test_kafka_python_with_a_refused_token_reports_the_reason(broker_factory, tmp_path, caplog):
+    import logging
+
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaTimeoutError
+    from kafka.sasl.oauth import AbstractTokenProvider
+
+    b, port, es, _ = start_oauth(broker_factory, tmp_path)
+
+    class Provider(AbstractTokenProvider):
+        def token(self):
+            return es.token(aud="someone-else")
+
+    caplog.set_level(logging.ERROR, logger="kafka.conn")
+    with pytest.raises(KafkaTimeoutError):
+        p = KafkaProducer(bootstrap_servers=f"127.0.0.1:{port}", security_protocol="SASL_PLAINTEXT", sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Provider(), max_block_ms=3000)
+        p.send("t", b"v").get(timeout=10)
+    # kafka-python gives up with a timeout; its log carries the broker's reason.
+    assert "SaslAuthenticationFailedError" in caplog.text and "audience" in caplog.text, caplog.text[-2000:]
+
 def test_oauthbearer_is_offered_only_when_configured(broker_factory, tmp_path):
     port = free_port()
     b = broker_factory(start=False)
