@@ -663,6 +663,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn oauthbearer_login_with_the_lifetime_bounded_by_exp() {
+        let signer = oauth::tests::Signer::new();
+        let doc = serde_json::json!({"keys": [signer.jwk("k")]}).to_string();
+        let keys = oauth::KeySet::parse(doc.as_bytes()).unwrap();
+        let now_ms = 1_800_000_000_000;
+        let clock = crate::clock::ManualClock::new(now_ms);
+        let expect = oauth::Expectations {
+            sub_claim: "sub".into(),
+            ..Default::default()
+        };
+        let mut s = session();
+        let security = Arc::new(Security {
+            authorizer: acl::AuthorizerConfig::default(),
+            mechanisms: vec![SaslMech::OAuthBearer],
+            session_lifetime: Some(Duration::from_secs(60)),
+            limiter: FailureLimiter::new(),
+            oauth: Some(oauth::OAuth::fixed(keys, expect, clock)),
+        });
+        s.security = security;
+        let now = now_ms / 1000;
+        let token = |exp: i64| {
+            let t = signer.sign(
+                serde_json::json!({"alg": "ES256", "kid": "k"}),
+                serde_json::json!({"sub": "carol", "exp": exp}),
+            );
+            format!("n,,\x01auth=Bearer {t}\x01\x01").into_bytes()
+        };
+        let none = |_: &str, _: Mechanism| None;
+        s.handshake("OAUTHBEARER", 1).unwrap();
+        let e = s.authenticate(&token(now - 3600), none).await.unwrap_err();
+        assert_eq!(e.code, code::SASL_AUTHENTICATION_FAILED);
+        assert!(e.message.contains("expired"), "{}", e.message);
+        assert!(!s.authenticated());
+        // A token expiring before the configured lifetime bounds the session.
+        s.handshake("OAUTHBEARER", 1).unwrap();
+        let (_, life) = s.authenticate(&token(now + 30), none).await.unwrap();
+        assert_eq!(life, Some(30_000));
+        assert_eq!(s.principal().as_deref(), Some("User:carol"));
+        // A longer one is bounded by --sasl-session-lifetime-ms.
+        s.handshake("OAUTHBEARER", 1).unwrap();
+        let (_, life) = s.authenticate(&token(now + 600), none).await.unwrap();
+        assert_eq!(life, Some(60_000));
+    }
+
+    #[tokio::test]
     async fn plain_login_against_a_scram_credential() {
         let cred = Credential::from_password(Mechanism::Sha256, b"pw", vec![1; 16], 4096);
         let lookup =

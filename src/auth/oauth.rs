@@ -531,7 +531,7 @@ impl OAuth {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -540,12 +540,13 @@ mod tests {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
     }
 
-    struct Signer {
+    /// An ES256 key that signs test tokens.
+    pub(crate) struct Signer {
         kp: EcdsaKeyPair,
     }
 
     impl Signer {
-        fn new() -> Signer {
+        pub(crate) fn new() -> Signer {
             let rng = SystemRandom::new();
             let pkcs8 =
                 EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -555,13 +556,13 @@ mod tests {
             }
         }
 
-        fn jwk(&self, kid: &str) -> serde_json::Value {
+        pub(crate) fn jwk(&self, kid: &str) -> serde_json::Value {
             let p = self.kp.public_key().as_ref();
             serde_json::json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
                 "x": enc(&p[1..33]), "y": enc(&p[33..65])})
         }
 
-        fn sign(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
+        pub(crate) fn sign(&self, header: serde_json::Value, claims: serde_json::Value) -> String {
             let msg = format!(
                 "{}.{}",
                 enc(header.to_string().as_bytes()),
