@@ -643,6 +643,7 @@ pub fn tls_for(
         cert: cert.clone(),
         key: key.clone(),
         client_ca: c.tls_client_ca.clone(),
+        flags: tls::LISTENER_FLAGS,
     })?))
 }
 

@@ -31,7 +31,24 @@ pub enum TlsError {
     },
     #[error("TLS listeners need --tls-cert and --tls-key")]
     Missing,
+    #[error("{flags} go together")]
+    Incomplete { flags: &'static str },
 }
+
+/// The flags the files were given with (errors name them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsFlags {
+    pub cert: &'static str,
+    pub key: &'static str,
+    pub client_ca: &'static str,
+}
+
+/// The Kafka listeners' TLS flags.
+pub const LISTENER_FLAGS: TlsFlags = TlsFlags {
+    cert: "--tls-cert",
+    key: "--tls-key",
+    client_ca: "--tls-client-ca",
+};
 
 /// Where the certificate, key and client CA come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +56,7 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+    pub flags: TlsFlags,
 }
 
 impl TlsFiles {
@@ -83,36 +101,23 @@ fn certs(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>
 /// Build the rustls server config from the files (blocking file reads:
 /// call at start or from a blocking thread).
 pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = certs("--tls-cert", &files.cert)?;
-    let key_pem = read("--tls-key", &files.key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Invalid {
-        flag: "--tls-key",
-        path: files.key.clone(),
-        // The message of the PEM parser never carries key bytes.
-        message: format!("no usable private key: {e}"),
-    })?;
+    let flags = files.flags;
+    let (chain, key) = identity(files)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Invalid {
-            flag: "--tls-cert",
+            flag: flags.cert,
             path: files.cert.clone(),
             message: e.to_string(),
         })?;
     let builder = match &files.client_ca {
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for c in certs("--tls-client-ca", ca)? {
-                roots.add(c).map_err(|e| TlsError::Invalid {
-                    flag: "--tls-client-ca",
-                    path: ca.clone(),
-                    message: e.to_string(),
-                })?;
-            }
+            let roots = roots(flags.client_ca, ca)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| TlsError::Invalid {
-                    flag: "--tls-client-ca",
+                    flag: flags.client_ca,
                     path: ca.clone(),
                     message: e.to_string(),
                 })?;
@@ -122,12 +127,49 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     };
     let config = builder
         .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Invalid {
-            flag: "--tls-key",
-            path: files.key.clone(),
-            message: format!("does not match --tls-cert {}: {e}", files.cert.display()),
-        })?;
+        .map_err(|e| mismatch(files, e))?;
     Ok(Arc::new(config))
+}
+
+/// The certificate chain and private key of `files`.
+pub fn identity(
+    files: &TlsFiles,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let chain = certs(files.flags.cert, &files.cert)?;
+    let key_pem = read(files.flags.key, &files.key)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Invalid {
+        flag: files.flags.key,
+        path: files.key.clone(),
+        // The message of the PEM parser never carries key bytes.
+        message: format!("no usable private key: {e}"),
+    })?;
+    Ok((chain, key))
+}
+
+/// The key does not go with the certificate.
+pub fn mismatch(files: &TlsFiles, e: rustls::Error) -> TlsError {
+    TlsError::Invalid {
+        flag: files.flags.key,
+        path: files.key.clone(),
+        message: format!(
+            "does not match {} {}: {e}",
+            files.flags.cert,
+            files.cert.display()
+        ),
+    }
+}
+
+/// A store of the CA certificates in `path`.
+pub fn roots(flag: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in certs(flag, path)? {
+        roots.add(c).map_err(|e| TlsError::Invalid {
+            flag,
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(roots)
 }
 
 /// The current server config, swapped when the files change. Readers take
