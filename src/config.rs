@@ -231,6 +231,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CA bundle: TLS clients must present a certificate it signed.
     pub tls_client_ca: Option<PathBuf>,
+    /// Node certificate, key and CA of the controller API (node TLS).
+    pub controller_tls_cert: Option<PathBuf>,
+    pub controller_tls_key: Option<PathBuf>,
+    pub controller_tls_ca: Option<PathBuf>,
     /// SASL mechanisms offered on SASL listeners.
     pub sasl_enabled_mechanisms: String,
     /// Session lifetime of a SASL login (Kafka's
@@ -339,6 +343,9 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            controller_tls_cert: None,
+            controller_tls_key: None,
+            controller_tls_ca: None,
             sasl_enabled_mechanisms: "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into(),
             sasl_session_lifetime_ms: 0,
             authorizer: "none".into(),
@@ -408,6 +415,15 @@ impl Config {
     }
 
     /// The controller settings of this node.
+    /// The node TLS flags of this config.
+    pub fn node_tls(&self) -> crate::controller::tls::NodeTlsArgs {
+        crate::controller::tls::NodeTlsArgs {
+            controller_tls_cert: self.controller_tls_cert.clone(),
+            controller_tls_key: self.controller_tls_key.clone(),
+            controller_tls_ca: self.controller_tls_ca.clone(),
+        }
+    }
+
     pub fn controller_config(&self) -> Result<crate::controller::ControllerConfig, ConfigError> {
         Ok(crate::controller::ControllerConfig {
             node_id: self.broker_id as u64,
@@ -1058,6 +1074,8 @@ pub struct ServeArgs {
     pub group_consumer_heartbeat_interval_ms: Option<u64>,
     #[command(flatten)]
     pub security: crate::auth::config::SecurityArgs,
+    #[command(flatten)]
+    pub node_tls: crate::controller::tls::NodeTlsArgs,
 }
 
 impl ServeArgs {
@@ -1181,6 +1199,7 @@ impl ServeArgs {
             c.advertised_port = self.advertised_port;
         }
         self.security.apply(&mut c);
+        self.node_tls.apply(&mut c);
         c.validate()?;
         Ok(c)
     }

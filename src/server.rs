@@ -31,6 +31,10 @@ pub enum ServeError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Security(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Tls(#[from] crate::auth::tls::TlsError),
+    #[error("node TLS: {0}")]
+    NodeTls(String),
 }
 
 /// Run the roles of `config` until `stop` resolves.
@@ -39,6 +43,11 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let (ctl_tx, ctl_rx) = watch::channel(false);
+    // Node TLS first: every controller client made from here on uses it.
+    let node_tls = config.node_tls().files()?;
+    tokio::task::spawn_blocking(move || crate::controller::tls::install(node_tls))
+        .await
+        .map_err(|e| ServeError::NodeTls(e.to_string()))??;
     let controller = if config.is_controller() {
         let cc = config.controller_config()?;
         let single = cc.voters.len() == 1 && cc.voters.contains_key(&cc.node_id);

@@ -772,7 +772,7 @@ pub fn tls_for(
         cert: cert.clone(),
         key: key.clone(),
         client_ca: c.tls_client_ca.clone(),
-        http: false,
+        flags: tls::LISTENER_FLAGS,
     })?))
 }
 
@@ -786,7 +786,7 @@ pub fn http_tls_for(c: &crate::config::Config) -> Result<Option<Arc<tls::TlsRelo
         cert: cert.clone(),
         key: key.clone(),
         client_ca: c.http_tls_client_ca.clone(),
-        http: true,
+        flags: tls::HTTP_FLAGS,
     })?))
 }
 

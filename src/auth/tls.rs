@@ -31,7 +31,32 @@ pub enum TlsError {
     },
     #[error("TLS listeners need --tls-cert and --tls-key")]
     Missing,
+    #[error("{flags} go together")]
+    Incomplete { flags: &'static str },
 }
+
+/// The flags the files were given with (errors name them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsFlags {
+    pub cert: &'static str,
+    pub key: &'static str,
+    pub client_ca: &'static str,
+}
+
+/// The Kafka listeners' TLS flags.
+pub const LISTENER_FLAGS: TlsFlags = TlsFlags {
+    cert: "--tls-cert",
+    key: "--tls-key",
+    client_ca: "--tls-client-ca",
+};
+
+/// The HTTP listener's TLS flags (HTTPS: a client certificate is optional
+/// in the handshake and names the principal; ALPN `http/1.1`).
+pub const HTTP_FLAGS: TlsFlags = TlsFlags {
+    cert: "--http-tls-cert",
+    key: "--http-tls-key",
+    client_ca: "--http-tls-client-ca",
+};
 
 /// Where the certificate, key and client CA come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,20 +64,10 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
-    /// The files of the HTTP listener (`--http-tls-*`): errors name those flags.
-    pub http: bool,
+    pub flags: TlsFlags,
 }
 
 impl TlsFiles {
-    /// The flags of the certificate, the key and the client CA.
-    fn flags(&self) -> [&'static str; 3] {
-        if self.http {
-            ["--http-tls-cert", "--http-tls-key", "--http-tls-client-ca"]
-        } else {
-            ["--tls-cert", "--tls-key", "--tls-client-ca"]
-        }
-    }
-
     fn paths(&self) -> impl Iterator<Item = &Path> {
         [
             Some(self.cert.as_path()),
@@ -94,62 +109,86 @@ fn certs(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>
 /// Build the rustls server config from the files (blocking file reads:
 /// call at start or from a blocking thread).
 pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let [cert_flag, key_flag, ca_flag] = files.flags();
-    let chain = certs(cert_flag, &files.cert)?;
-    let key_pem = read(key_flag, &files.key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Invalid {
-        flag: key_flag,
-        path: files.key.clone(),
-        // The message of the PEM parser never carries key bytes.
-        message: format!("no usable private key: {e}"),
-    })?;
+    let flags = files.flags;
+    let (chain, key) = identity(files)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Invalid {
-            flag: cert_flag,
+            flag: flags.cert,
             path: files.cert.clone(),
             message: e.to_string(),
         })?;
     let builder = match &files.client_ca {
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for c in certs(ca_flag, ca)? {
-                roots.add(c).map_err(|e| TlsError::Invalid {
-                    flag: ca_flag,
-                    path: ca.clone(),
-                    message: e.to_string(),
-                })?;
-            }
+            let roots = roots(flags.client_ca, ca)?;
             let mut verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            if files.http {
+            if flags == HTTP_FLAGS {
                 // HTTPS: a certificate, when presented, must be valid; without
                 // one the request needs another authentication (and the
                 // health probes stay reachable).
                 verifier = verifier.allow_unauthenticated();
             }
-            let verifier = verifier.build().map_err(|e| TlsError::Invalid {
-                flag: ca_flag,
-                path: ca.clone(),
-                message: e.to_string(),
-            })?;
+            let verifier = verifier
+                .build()
+                .map_err(|e| TlsError::Invalid {
+                    flag: flags.client_ca,
+                    path: ca.clone(),
+                    message: e.to_string(),
+                })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Invalid {
-            flag: key_flag,
-            path: files.key.clone(),
-            message: format!("does not match {cert_flag} {}: {e}", files.cert.display()),
-        })?;
-    let mut config = config;
-    if files.http {
+        .map_err(|e| mismatch(files, e))?;
+    if flags == HTTP_FLAGS {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
     }
     Ok(Arc::new(config))
+}
+
+/// The certificate chain and private key of `files`.
+pub fn identity(
+    files: &TlsFiles,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let chain = certs(files.flags.cert, &files.cert)?;
+    let key_pem = read(files.flags.key, &files.key)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Invalid {
+        flag: files.flags.key,
+        path: files.key.clone(),
+        // The message of the PEM parser never carries key bytes.
+        message: format!("no usable private key: {e}"),
+    })?;
+    Ok((chain, key))
+}
+
+/// The key does not go with the certificate.
+pub fn mismatch(files: &TlsFiles, e: rustls::Error) -> TlsError {
+    TlsError::Invalid {
+        flag: files.flags.key,
+        path: files.key.clone(),
+        message: format!(
+            "does not match {} {}: {e}",
+            files.flags.cert,
+            files.cert.display()
+        ),
+    }
+}
+
+/// A store of the CA certificates in `path`.
+pub fn roots(flag: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in certs(flag, path)? {
+        roots.add(c).map_err(|e| TlsError::Invalid {
+            flag,
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(roots)
 }
 
 /// The current server config, swapped when the files change. Readers take

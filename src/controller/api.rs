@@ -56,12 +56,13 @@ struct SubmitQuery {
 
 type Ctl = State<Arc<Controller>>;
 
-/// Serves the endpoints until `shutdown` turns true.
+/// Serves the endpoints until `shutdown` turns true: over TLS with the
+/// node certificate when node TLS is installed, else plain HTTP.
 pub fn serve(
     controller: Arc<Controller>,
     listener: tokio::net::TcpListener,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
@@ -73,16 +74,32 @@ pub fn serve(
         .route("/controller/membership", post(membership))
         .layer(DefaultBodyLimit::max(super::network::MAX_BODY_BYTES))
         .with_state(controller);
-    tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "controller API stopped");
+    match super::tls::get() {
+        Some(tls) => {
+            let listener =
+                super::tls::TlsListener::new(listener, tls.server.clone(), shutdown.clone())?;
+            tokio::spawn(run(listener, app, shutdown));
         }
-    });
+        None => {
+            tokio::spawn(run(listener, app, shutdown));
+        }
+    }
+    Ok(())
+}
+
+async fn run<L>(listener: L, app: Router, mut shutdown: tokio::sync::watch::Receiver<bool>)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "controller API stopped");
+    }
 }
 
 async fn append(State(c): Ctl, Json(req): Json<AppendEntriesRequest<TypeConfig>>) -> Response {

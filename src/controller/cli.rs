@@ -54,6 +54,8 @@ pub struct Target {
     /// Any controller's API address.
     #[arg(long, env = "STRATA_CONTROLLER", default_value = "127.0.0.1:9093")]
     pub controller: String,
+    #[command(flatten)]
+    pub tls: super::tls::NodeTlsArgs,
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 30)]
     pub timeout_s: u64,
@@ -61,7 +63,14 @@ pub struct Target {
 
 /// Runs one subcommand; the error says what the controller answered.
 pub async fn run_controller(cmd: ControllerCmd) -> anyhow::Result<()> {
-    let client = JsonClient::new();
+    match &cmd {
+        ControllerCmd::Bench(_) => {}
+        ControllerCmd::Status { target, .. }
+        | ControllerCmd::AddLearner { target, .. }
+        | ControllerCmd::Promote { target, .. }
+        | ControllerCmd::Remove { target, .. } => super::tls::install(target.tls.files()?)?,
+    }
+    let client = JsonClient::controller();
     let (target, change) = match cmd {
         ControllerCmd::Bench(args) => return super::bench::run(args).await,
         ControllerCmd::Status { target, json } => {

@@ -73,7 +73,7 @@ impl Metadata {
     ) -> Metadata {
         let remote = Arc::new(Remote {
             controllers,
-            client: JsonClient::new(),
+            client: JsonClient::controller(),
             next: AtomicUsize::new(0),
             timeout,
             want: std::sync::atomic::AtomicU64::new(0),

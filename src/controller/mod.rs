@@ -26,6 +26,7 @@ pub mod state_machine;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -279,7 +280,9 @@ impl Controller {
         let log = log_store::LogStore::open(&cfg.dir)?;
         let fresh = log.is_empty();
         let (sm, shared) = state_machine::StateMachine::open(&cfg.dir)?;
-        let network = network::Network::default();
+        let network = network::Network {
+            client: network::JsonClient::controller(),
+        };
         let raft = Raft::new(cfg.node_id, Arc::new(raft_cfg), network, log.clone(), sm)
             .await
             .map_err(|e| ControllerError::Raft(e.to_string()))?;
@@ -289,7 +292,7 @@ impl Controller {
             node_id: cfg.node_id,
             raft,
             shared,
-            client: network::JsonClient::new(),
+            client: network::JsonClient::controller(),
             request_timeout: cfg.request_timeout,
             lease: cfg.broker_lease,
             liveness: placement::Liveness::default(),
@@ -305,7 +308,12 @@ impl Controller {
                     cfg.listen
                 ))
             })?;
-        api::serve(controller.clone(), listener, shutdown);
+        api::serve(controller.clone(), listener, shutdown).map_err(|e| {
+            ControllerError::Config(format!(
+                "cannot serve --controller-listen {}: {e}",
+                cfg.listen
+            ))
+        })?;
         if fresh && !cfg.join {
             if !cfg.voters.contains_key(&cfg.node_id) {
                 return Err(ControllerError::Config(format!(
@@ -659,6 +667,13 @@ impl Controller {
         for (name, help, v) in gauges {
             write_metric(out, name, "gauge", help, v);
         }
+        write_metric(
+            out,
+            "strata_controller_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes refused on the controller port (no or a foreign node certificate).",
+            tls::HANDSHAKE_FAILURES.load(std::sync::atomic::Ordering::Relaxed),
+        );
     }
 
     /// Stops raft (final snapshot is not needed: the log is durable).

@@ -45,6 +45,7 @@ pub enum CallError {
 #[derive(Clone, Debug)]
 pub struct JsonClient {
     http: reqwest::Client,
+    scheme: &'static str,
 }
 
 impl Default for JsonClient {
@@ -54,14 +55,48 @@ impl Default for JsonClient {
 }
 
 impl JsonClient {
+    /// Plain HTTP (the HTTP API of a broker).
     pub fn new() -> JsonClient {
-        let http = reqwest::Client::builder()
+        JsonClient {
+            http: Self::builder().build().unwrap_or_default(),
+            scheme: "http",
+        }
+    }
+
+    /// A client of the controller API: HTTPS with the node certificate
+    /// when node TLS is installed ([`super::tls::install`]), else plain.
+    pub fn controller() -> JsonClient {
+        let Some(tls) = super::tls::get() else {
+            return JsonClient::new();
+        };
+        match Self::builder()
+            .tls_backend_preconfigured(tls.client.clone())
+            .build()
+        {
+            Ok(http) => JsonClient {
+                http,
+                scheme: "https",
+            },
+            Err(e) => {
+                // Only a TLS backend mismatch fails here, which the build
+                // rules out; refuse every call rather than go plain.
+                tracing::error!(error = %e, "cannot build the controller TLS client");
+                JsonClient {
+                    http: reqwest::Client::builder()
+                        .https_only(true)
+                        .build()
+                        .unwrap_or_default(),
+                    scheme: "https",
+                }
+            }
+        }
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
-        JsonClient { http }
     }
 
     /// POSTs `body` as JSON (GET when `None`) and decodes the JSON answer.
@@ -72,7 +107,7 @@ impl JsonClient {
         body: Option<&Req>,
         timeout: Duration,
     ) -> Result<Resp, CallError> {
-        let url = format!("http://{addr}{path}");
+        let url = format!("{}://{addr}{path}", self.scheme);
         let req = match body {
             Some(b) => {
                 let bytes = serde_json::to_vec(b).map_err(|e| CallError::Bad {

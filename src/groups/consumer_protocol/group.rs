@@ -153,6 +153,13 @@ pub struct ConsumerGroup {
     pub rec: ConsumerGroupRecord,
     timers: HashMap<String, Timers>,
     regexes: HashMap<String, regex::Regex>,
+    /// Regexes whose matches count. As in Kafka, a regex is resolved
+    /// after the heartbeat that subscribed it: that heartbeat's target
+    /// assignment has the member's literal topics only, the next one adds
+    /// the matches (Kafka resolves regexes in the background).
+    resolved: BTreeSet<String>,
+    /// Regexes met unresolved by the current heartbeat.
+    unresolved: BTreeSet<String>,
     dirty: BTreeSet<String>,
     removed: BTreeSet<String>,
     group_dirty: bool,
@@ -214,11 +221,20 @@ impl ConsumerGroup {
                 )
             })
             .collect();
+        // Regexes of a loaded group were resolved by its previous
+        // coordinator: their matches stay assigned.
+        let resolved = rec
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_regex.clone())
+            .collect();
         ConsumerGroup {
             id: id.to_string(),
             rec,
             timers,
             regexes: HashMap::new(),
+            resolved,
+            unresolved: BTreeSet::new(),
             dirty: BTreeSet::new(),
             removed: BTreeSet::new(),
             group_dirty: false,
@@ -306,6 +322,10 @@ impl ConsumerGroup {
             .collect();
         let mut matched: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for r in regexes {
+            if !self.resolved.contains(&r) {
+                self.unresolved.insert(r);
+                continue;
+            }
             // Regexes were checked when subscribed; one that no longer
             // compiles (never expected) matches nothing.
             let Ok(re) = self.regex(&r) else { continue };
@@ -372,6 +392,20 @@ impl ConsumerGroup {
         self.rec.group_epoch = self.rec.group_epoch.saturating_add(1);
         self.group_dirty = true;
         self.events.rebalances += 1;
+    }
+
+    /// The regexes met unresolved count from the next refresh on; only
+    /// regexes some member subscribes stay.
+    fn resolve_regexes(&mut self) {
+        let unresolved = std::mem::take(&mut self.unresolved);
+        self.resolved.extend(unresolved);
+        let live: BTreeSet<&String> = self
+            .rec
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_regex.as_ref())
+            .collect();
+        self.resolved.retain(|r| live.contains(r));
     }
 
     /// Bumps the epoch if the subscribed metadata changed, then recomputes
@@ -582,6 +616,7 @@ impl ConsumerGroup {
         let assigned_before = self.rec.members[&id].assigned.clone();
         let epoch_before = self.rec.members[&id].member_epoch;
         self.reconcile_member(now, &id, hb.owned.as_ref());
+        self.resolve_regexes();
         let m = &self.rec.members[&id];
         let send = full || m.assigned != assigned_before || m.member_epoch != epoch_before;
         Ok(HeartbeatReply {
