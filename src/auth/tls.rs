@@ -130,13 +130,11 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
                 // health probes stay reachable).
                 verifier = verifier.allow_unauthenticated();
             }
-            let verifier = verifier
-                .build()
-                .map_err(|e| TlsError::Invalid {
-                    flag: flags.client_ca,
-                    path: ca.clone(),
-                    message: e.to_string(),
-                })?;
+            let verifier = verifier.build().map_err(|e| TlsError::Invalid {
+                flag: flags.client_ca,
+                path: ca.clone(),
+                message: e.to_string(),
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
