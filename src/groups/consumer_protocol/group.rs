@@ -320,6 +320,9 @@ impl ConsumerGroup {
             .values()
             .filter_map(|m| m.subscribed_regex.clone())
             .collect();
+        // A regex nobody subscribes any more is forgotten: subscribed
+        // again, it is resolved again.
+        self.resolved.retain(|r| regexes.contains(r));
         let mut matched: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for r in regexes {
             if !self.resolved.contains(&r) {

@@ -286,15 +286,20 @@ fn regex_subscription_and_partition_growth_rebalance() {
             String::new(),
         )
         .unwrap();
-    let owned = r.assignment.unwrap();
+    // As in Kafka, the regex is resolved after the heartbeat that
+    // subscribed it: nothing yet, its matches on the next heartbeat.
+    assert!(r.assignment.unwrap_or_default().is_empty());
+    let (e0, a0) = beat(&mut g, &meta, 1, "a", r.member_epoch, &Assignment::new()).unwrap();
+    assert!(e0 > r.member_epoch);
+    let owned = a0.unwrap();
     assert_eq!(
         owned.keys().copied().collect::<Vec<_>>(),
         vec![meta.id("orders-1")]
     );
     // A new matching topic: the next heartbeat bumps the epoch.
     meta.0.insert("orders-2".into(), (Uuid::from_u128(50), 1));
-    let (e, a) = beat(&mut g, &meta, 1, "a", r.member_epoch, &owned).unwrap();
-    assert!(e > r.member_epoch);
+    let (e, a) = beat(&mut g, &meta, 1, "a", e0, &owned).unwrap();
+    assert!(e > e0);
     let a = a.unwrap();
     assert_eq!(a[&Uuid::from_u128(50)], [0].into());
     // Partition growth: 2 -> 4.
