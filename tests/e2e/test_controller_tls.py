@@ -19,19 +19,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from cluster import cluster_factory, wait_until  # noqa: F401  (fixture)
 from conftest import http_get, strata_bin
+from test_security import _name, _pem_key, ca_certificate
 from kclients import Rec, consume_range, create_topic, produce, producer, unique_topic
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _pem_key(k) -> bytes:
-    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
 def make_ca(d: Path, cn: str):
@@ -39,19 +32,7 @@ def make_ca(d: Path, cn: str):
     node certificate signed by it (server and client use, for 127.0.0.1)."""
     d.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca, ca_key = ca_certificate(cn)
     (d / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
     def node(name: str) -> list[str]:

@@ -106,14 +106,14 @@ def _sign(ca, ca_key, cn: str, public_key, server: bool) -> x509.Certificate:
     return b.sign(ca_key, hashes.SHA256())
 
 
-def make_pki(d: Path) -> Pki:
-    d.mkdir(parents=True, exist_ok=True)
+def ca_certificate(cn: str):
+    """A self-signed CA valid for a day: (certificate, key)."""
     ca_key = _key()
     now = datetime.datetime.now(datetime.timezone.utc)
     ca = (
         x509.CertificateBuilder()
-        .subject_name(_name("strata-test-ca"))
-        .issuer_name(_name("strata-test-ca"))
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -122,6 +122,12 @@ def make_pki(d: Path) -> Pki:
         .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
+    return ca, ca_key
+
+
+def make_pki(d: Path) -> Pki:
+    d.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = ca_certificate("strata-test-ca")
     p = Pki(d, d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key", ca_key, ca)
     p.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     p.server_cert("strata-server-1")
