@@ -643,6 +643,10 @@ impl PartitionLog {
         // segment at the next start.
         let job = inner.active().seal_job();
         let file = inner.active().file.clone();
+        // Files only this list still holds belong to segments that are gone
+        // (retention, trimming): holding them would keep their descriptors
+        // and disk space forever.
+        inner.unsynced.retain(|f| Arc::strong_count(f) > 1);
         inner.unsynced.push(file);
         inner.segments.push(seg);
         match tokio::runtime::Handle::try_current() {
@@ -877,6 +881,9 @@ impl PartitionLog {
             while inner.segments.len() > 1 && inner.segments[0].next_offset <= inner.log_start {
                 dropped.push(inner.segments.remove(0));
             }
+            inner
+                .unsynced
+                .retain(|f| !dropped.iter().any(|d: &Segment| Arc::ptr_eq(&d.file, f)));
         }
         // Unlinking (which frees the file's blocks) happens outside the
         // partition lock and, under a runtime, off its worker threads.
@@ -944,6 +951,30 @@ mod tests {
             Err(LogError::OffsetOutOfRange { .. })
         ));
         assert!(log.read(next, 100, true).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn dropped_segments_do_not_stay_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(1_000);
+        let log = PartitionLog::open(dir.path(), 0, &small(), clock.clone()).unwrap();
+        let mut next = 0;
+        for round in 0..4 {
+            for i in 0..50 {
+                next = log
+                    .append(&mut batch(3, i * 10), 0, &small())
+                    .unwrap()
+                    .last_offset
+                    + 1;
+            }
+            log.advance_start(next - 3);
+            let held = log.inner.lock().unsynced.len();
+            assert!(
+                held <= log.segment_count() + 1,
+                "round {round}: {held} files held for {} segments",
+                log.segment_count()
+            );
+        }
     }
 
     #[test]

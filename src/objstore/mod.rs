@@ -613,6 +613,9 @@ impl Store {
         size: u64,
         part: u64,
     ) -> Result<(), StoreError> {
+        if let Some(root) = self.local_root.clone() {
+            return self.copy_local(root, key, file, size).await;
+        }
         if size <= part {
             let data = read_at(file, 0, size as usize)
                 .await
@@ -626,6 +629,45 @@ impl Store {
         self.metrics.bytes_up.fetch_add(size, Relaxed);
         self.cost.moved(PUT, key, None, size);
         Ok(())
+    }
+
+    /// [`Store::put_file`] into a `file://` store: the file is copied into
+    /// a staging file beside the object in steps of [`LOCAL_COPY_STEP`]
+    /// (each its own blocking task, so a segment's copy never holds a thread
+    /// for long), fsynced, then linked under its key create-only. One PUT.
+    async fn copy_local(
+        &self,
+        root: std::path::PathBuf,
+        key: &str,
+        file: Arc<std::fs::File>,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        let dst = root.join(self.path(key).as_ref());
+        // `#` and digits: object_store's own staging names, never listed.
+        let staging = std::path::PathBuf::from(format!(
+            "{}#{}",
+            dst.display(),
+            uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000
+        ));
+        self.cost.request(PUT, key, 1.0, None);
+        let started = Instant::now();
+        let r = copy_in_steps(file, size, staging.clone(), dst).await;
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(staging)).await;
+        self.metrics
+            .observe(PUT, r.is_ok(), started.elapsed().as_secs_f64());
+        match r {
+            Ok(_) => {
+                self.metrics.bytes_up.fetch_add(size, Relaxed);
+                self.cost.moved(PUT, key, None, size);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(StoreError::AlreadyExists {
+                    key: key.to_string(),
+                })
+            }
+            Err(e) => Err(self.io_err("put", key, e)),
+        }
     }
 
     async fn put_file_once(
@@ -904,6 +946,59 @@ async fn read_at(file: Arc<std::fs::File>, pos: u64, len: usize) -> std::io::Res
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+/// Bytes per blocking step of [`Store::copy_local`].
+const LOCAL_COPY_STEP: usize = 1 << 20;
+
+/// Copy `size` bytes of `file` into a new `staging` file a step at a time,
+/// fsync it and link it as `dst` (create-only, see [`link_synced`]).
+async fn copy_in_steps(
+    file: Arc<std::fs::File>,
+    size: u64,
+    staging: std::path::PathBuf,
+    dst: std::path::PathBuf,
+) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> impl std::future::Future<Output = std::io::Result<T>> {
+        let task = tokio::task::spawn_blocking(f);
+        async move { task.await.map_err(std::io::Error::other)? }
+    }
+    let out = {
+        let staging = staging.clone();
+        Arc::new(
+            blocking(move || {
+                if let Some(dir) = staging.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&staging)
+            })
+            .await?,
+        )
+    };
+    let mut buf = vec![0u8; LOCAL_COPY_STEP.min(size as usize)];
+    let mut pos = 0u64;
+    while pos < size {
+        let n = (size - pos).min(LOCAL_COPY_STEP as u64) as usize;
+        let (src, dst_file) = (file.clone(), out.clone());
+        buf = blocking(move || {
+            src.read_exact_at(&mut buf[..n], pos)?;
+            dst_file.write_all_at(&buf[..n], pos)?;
+            Ok(buf)
+        })
+        .await?;
+        pos += n as u64;
+    }
+    blocking(move || {
+        out.sync_data()?;
+        link_synced(&staging, &dst)
+    })
+    .await
 }
 
 /// Hard-link `src` as `dst` (create-only; `Ok(false)` when `dst` already
@@ -1214,6 +1309,16 @@ mod tests {
                 &s.get("segments/small.log").await.unwrap()[..],
                 &data[..1000]
             );
+            // Create-only, and no staging file is ever listed.
+            assert!(matches!(
+                s.put_file("segments/small.log", f.clone(), 10).await,
+                Err(StoreError::AlreadyExists { .. })
+            ));
+            assert_eq!(
+                &s.get("segments/small.log").await.unwrap()[..1000],
+                &data[..1000]
+            );
+            assert_eq!(list_all(&s, "segments").await.unwrap().len(), 2, "{url}");
         }
     }
 
