@@ -155,6 +155,19 @@ async fn run_broker(
         kafka.push((l.clone(), bind("kafka", l.bind).await?));
     }
     let http = bind("http", http_addr).await?;
+    // The HTTP port answers from now on (503 "starting" until the broker
+    // serves, see `http::starting_router`).
+    let (sd_tx, sd_rx) = watch::channel(false);
+    let http_app = Arc::new(std::sync::OnceLock::new());
+    let http_task = {
+        let app = crate::http::starting_router(http_app.clone());
+        let sd = sd_rx.clone();
+        let idle = std::time::Duration::from_millis(config.http_idle_timeout_ms);
+        let max_conns = config.max_connections;
+        tokio::spawn(async move {
+            crate::http::serve::serve_tls(http, app, sd, idle, max_conns, http_tls).await;
+        })
+    };
     let store = Arc::new(crate::objstore::Store::open(&config.store_config()).await?);
     let broker = Broker::open(config.clone(), Arc::new(SystemClock), store, metadata).await?;
     // Users created with `strata user set` on the stopped node exist
@@ -181,21 +194,11 @@ async fn run_broker(
     );
     let jobs_task = crate::tier::start_jobs(broker.clone(), bg_rx.clone());
     let ready = Arc::new(AtomicBool::new(false));
-    let (sd_tx, sd_rx) = watch::channel(false);
-
-    let http_state = crate::http::HttpState {
+    let _ = http_app.set(crate::http::router(crate::http::HttpState {
         broker: broker.clone(),
         ready: ready.clone(),
         security: security.clone(),
-    };
-    let http_sd = sd_rx.clone();
-    let http_idle = std::time::Duration::from_millis(config.http_idle_timeout_ms);
-    let http_max_conns = config.max_connections;
-    let http_task = tokio::spawn(async move {
-        let app = crate::http::router(http_state);
-        crate::http::serve::serve_tls(http, app, http_sd, http_idle, http_max_conns, http_tls)
-            .await;
-    });
+    }));
     broker.groups.start(broker.clone(), sd_rx.clone());
     let kafka_task = tokio::spawn(crate::auth::serve_all(
         broker.clone(),

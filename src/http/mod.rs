@@ -139,6 +139,38 @@ pub fn router(state: HttpState) -> Router {
         .layer(axum::middleware::from_fn_with_state(gate, access::gate))
 }
 
+/// What the HTTP port serves from the moment it is bound: until `app` is
+/// set (the broker has opened, registered with the controllers and
+/// recovered its partitions, which waits on them and on the object store)
+/// `/healthz` answers 200, as the process runs, and every other path 503
+/// with `{"status": "starting", ...}`, so probes and users see why instead
+/// of a connection nobody answers; then every request goes to `app`.
+pub fn starting_router(app: Arc<std::sync::OnceLock<Router>>) -> Router {
+    use tower::ServiceExt;
+    Router::new().fallback(move |req: axum::extract::Request| {
+        let app = app.clone();
+        async move {
+            match app.get() {
+                Some(r) => r
+                    .clone()
+                    .oneshot(req)
+                    .await
+                    .unwrap_or_else(|e| match e {}),
+                None if req.uri().path() == "/healthz" => healthz().await.into_response(),
+                None => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({
+                        "status": "starting",
+                        "error_code": 503,
+                        "message": "the broker is starting: it serves once it has registered with the controllers and recovered its partitions",
+                    })),
+                )
+                    .into_response(),
+            }
+        }
+    })
+}
+
 async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }

@@ -247,6 +247,14 @@ where
             if wr.write_all(&buf).await.is_err() {
                 break;
             }
+            // A TLS stream may keep the last records of a response in its
+            // buffer when the socket was full; only a flush (or the next
+            // write, which may be a long-poll away) sends them, and the
+            // client would wait for them until its request timeout. A no-op
+            // on plain TCP.
+            if wr.flush().await.is_err() {
+                break;
+            }
         }
         let _ = wr.shutdown().await;
         drop(writer_metrics);
@@ -435,4 +443,53 @@ fn encode_api_versions_v0(correlation_id: i32, resp: ApiVersionsResponse) -> Byt
         &ResponseKind::ApiVersions(resp),
     )
     .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Config;
+
+    /// A response must reach the client even through a writer that keeps
+    /// what it is given until flushed, as a TLS stream keeps the records it
+    /// could not send while the socket was full.
+    #[tokio::test]
+    async fn responses_are_flushed_through_a_buffering_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = crate::controller::testing::SingleNode::start(&dir.path().join("meta")).await;
+        let broker = Broker::open(
+            Config {
+                data_dir: dir.path().to_path_buf(),
+                ..Config::default()
+            },
+            ManualClock::new(1_000),
+            Arc::new(crate::objstore::Store::memory()),
+            node.metadata.clone(),
+        )
+        .await
+        .unwrap();
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let (rd, wr) = tokio::io::split(server);
+        let wr = tokio::io::BufWriter::with_capacity(1 << 16, wr);
+        let (_stop, stop_rx) = watch::channel(false);
+        let session = crate::auth::Session::internal("User:ANONYMOUS");
+        tokio::spawn(connection(broker, rd, wr, session, stop_rx));
+        // ApiVersions v0: api key 18, version 0, correlation id 7, no client id.
+        let mut request = Vec::new();
+        request.extend_from_slice(&10i32.to_be_bytes());
+        request.extend_from_slice(&18i16.to_be_bytes());
+        request.extend_from_slice(&0i16.to_be_bytes());
+        request.extend_from_slice(&7i32.to_be_bytes());
+        request.extend_from_slice(&(-1i16).to_be_bytes());
+        client.write_all(&request).await.unwrap();
+        let mut head = [0u8; 8];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut head))
+            .await
+            .expect("the response stayed in the writer's buffer")
+            .unwrap();
+        assert_eq!(i32::from_be_bytes(head[4..8].try_into().unwrap()), 7);
+        let len = i32::from_be_bytes(head[..4].try_into().unwrap());
+        assert!(len > 4, "response of {len} bytes");
+    }
 }

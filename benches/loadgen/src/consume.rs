@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -66,9 +66,8 @@ impl ConsumerContext for LogCtx {}
 /// A consumer for direct assignment: librdkafka needs a group.id for
 /// assign(), but nothing joins a group or commits offsets.
 pub fn consumer(common: &Common, client_id: &str, sets: &[String]) -> Result<BaseConsumer<LogCtx>> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &common.bootstrap)
-        .set("client.id", client_id)
+    let mut c = common.client_config()?;
+    c.set("client.id", client_id)
         .set("group.id", format!("{client_id}-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

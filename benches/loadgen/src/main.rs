@@ -43,6 +43,21 @@ pub struct Common {
     /// /proc/PID/clear_refs).
     #[arg(long, global = true)]
     pub reset_broker_hwm: bool,
+    /// librdkafka property for every client (admin, producers, consumers),
+    /// repeatable: --client-set key=value, e.g. security.protocol=SSL.
+    #[arg(long = "client-set", global = true, value_name = "KEY=VALUE")]
+    pub client_set: Vec<String>,
+}
+
+impl Common {
+    /// A client configuration with the bootstrap servers and every
+    /// `--client-set`.
+    pub fn client_config(&self) -> Result<ClientConfig> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        apply_sets(&mut c, &self.client_set)?;
+        Ok(c)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,9 +131,8 @@ impl ProducerOpts {
     }
 
     pub fn client_config(&self, common: &Common, id: usize) -> Result<ClientConfig> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &common.bootstrap)
-            .set("client.id", format!("strata-loadgen-{id}"))
+        let mut c = common.client_config()?;
+        c.set("client.id", format!("strata-loadgen-{id}"))
             .set("acks", self.acks_value()?)
             .set("compression.type", &self.compression)
             .set("linger.ms", self.linger_ms.to_string())
@@ -164,7 +178,7 @@ impl ProducerOpts {
     /// `--no-create`.
     pub fn topic_partitions(&self, common: &Common) -> Result<i32> {
         ensure_topic(
-            &common.bootstrap,
+            common,
             &self.topic,
             self.partitions,
             !self.no_create,
@@ -174,12 +188,12 @@ impl ProducerOpts {
 
 /// Create `topic` with `partitions` partitions unless it exists; return the
 /// partition count it has.
-pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32, create: bool) -> Result<i32> {
+pub fn ensure_topic(common: &Common, topic: &str, partitions: i32, create: bool) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let admin: AdminClient<DefaultClientContext> = common
+        .client_config()?
         .create()
         .context("creating admin client")?;
     if !create {
