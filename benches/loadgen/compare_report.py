@@ -262,7 +262,12 @@ def main():
         w("|---|---|---|")
         L.extend(g)
         w("")
-    w(f"Raw results: `{meta.get('results_dir')}` ({int(meta.get('total_s', 0)) // 60} min in all).")
+    # No path of the machine in the committed report: relative to the repo.
+    results = meta.get("results_dir") or ""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.path.isabs(results):
+        results = os.path.relpath(results, root) if results.startswith(root + os.sep) else os.path.basename(results)
+    w(f"Raw results: `{results}` (under the target directory; {int(meta.get('total_s', 0)) // 60} min in all).")
     text = "\n".join(L)
 
     old = open(out).read() if os.path.exists(out) else ""

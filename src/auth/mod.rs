@@ -325,6 +325,15 @@ impl Session {
         }
     }
 
+    /// The principal of the client certificate on an SSL listener with
+    /// mutual TLS (see [`tls::certificate_principal`]), instead of
+    /// `User:ANONYMOUS`. SASL listeners keep the SASL identity.
+    pub fn set_certificate_principal(&self, principal: String) {
+        if !self.listener.protocol.sasl() {
+            self.state.lock().principal = Some(principal);
+        }
+    }
+
     /// In-process callers (the HTTP API): already authenticated.
     pub fn internal(principal: &str) -> Arc<Session> {
         Arc::new(Session {

@@ -295,6 +295,18 @@ fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
 }
 
+/// The principal of a verified client certificate chain: `User:<subject
+/// CN>` of the leaf, when it has a CN that is a valid user name. Kafka
+/// listeners and the HTTPS port map certificates the same way (Kafka's SSL
+/// principal with the common `RULE:^CN=(.*?),.*$/$1/` mapping).
+pub fn certificate_principal(chain: Option<&[CertificateDer<'_>]>) -> Option<String> {
+    chain
+        .and_then(|c| c.first())
+        .and_then(|c| subject_cn(c))
+        .filter(|cn| crate::auth::state::valid_user(cn))
+        .map(|cn| format!("User:{cn}"))
+}
+
 /// The subject common name of a DER certificate (the principal of a
 /// client certificate, `User:<CN>`), if it has one.
 pub fn subject_cn(der: &[u8]) -> Option<String> {

@@ -86,14 +86,9 @@ pub async fn serve_tls(
                             }
                             Err(_) => return,
                         };
-                    let cert = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(|c| crate::auth::tls::subject_cn(c))
-                        .filter(|cn| crate::auth::state::valid_user(cn))
-                        .map(|cn| format!("User:{cn}"));
+                    let cert = crate::auth::tls::certificate_principal(
+                        tls.get_ref().1.peer_certificates(),
+                    );
                     connection(tls, app, peer, cert, idle_timeout, sd).await
                 }
             }

@@ -108,6 +108,11 @@ pub async fn serve(
                         let idle = Duration::from_millis(b.config.connections_max_idle_ms);
                         match tokio::time::timeout(idle, acceptor.accept(stream)).await {
                             Ok(Ok(tls)) => {
+                                if let Some(p) = crate::auth::tls::certificate_principal(
+                                    tls.get_ref().1.peer_certificates(),
+                                ) {
+                                    session.set_certificate_principal(p);
+                                }
                                 let (rd, wr) = tokio::io::split(tls);
                                 connection(b.clone(), rd, wr, session, sd).await
                             }

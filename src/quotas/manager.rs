@@ -144,13 +144,14 @@ impl QuotaManager {
     pub fn cap_fetch_bytes(
         &self,
         quotas: &QuotasState,
+        user: &str,
         client_id: Option<&str>,
         max: usize,
     ) -> usize {
         if quotas.is_empty() {
             return max;
         }
-        match quotas.resolve(ANONYMOUS, client_id.unwrap_or(""), CONSUMER_BYTE_RATE) {
+        match quotas.resolve(user, client_id.unwrap_or(""), CONSUMER_BYTE_RATE) {
             Some((bound, _)) => {
                 let cap = (bound * self.cfg.burst_ms() as f64 / 1000.0) as usize;
                 max.min(cap.max(1))
@@ -165,6 +166,7 @@ impl QuotaManager {
     pub fn record(
         &self,
         quotas: &QuotasState,
+        user: &str,
         client_id: Option<&str>,
         usage: Usage,
         resp: Option<&mut ResponseKind>,
@@ -191,12 +193,12 @@ impl QuotaManager {
         let mut throttles = [0i64; 3];
         if !quotas.is_empty() {
             for (kind, value) in usages {
-                let Some((bound, entity)) = quotas.resolve(ANONYMOUS, client, kind.key()) else {
+                let Some((bound, entity)) = quotas.resolve(user, client, kind.key()) else {
                     continue;
                 };
                 let key = (
                     kind,
-                    if entity.user.is_some() { ANONYMOUS } else { "" }.to_string(),
+                    if entity.user.is_some() { user } else { "" }.to_string(),
                     if entity.client_id.is_some() {
                         client
                     } else {
@@ -429,16 +431,33 @@ mod tests {
         let mut resp = ResponseKind::Produce(Default::default());
         // 1 s of quota is free (the minimum window), then throttled.
         assert_eq!(
-            m.record(&q, Some("slow"), produce(1000), Some(&mut resp), 0),
+            m.record(
+                &q,
+                ANONYMOUS,
+                Some("slow"),
+                produce(1000),
+                Some(&mut resp),
+                0
+            ),
             0
         );
-        let t = m.record(&q, Some("slow"), produce(2000), Some(&mut resp), 0);
+        let t = m.record(
+            &q,
+            ANONYMOUS,
+            Some("slow"),
+            produce(2000),
+            Some(&mut resp),
+            0,
+        );
         assert!(t > 0);
         let ResponseKind::Produce(p) = &resp else {
             unreachable!()
         };
         assert_eq!(p.throttle_time_ms as i64, t);
-        assert_eq!(m.record(&q, Some("fast"), produce(1_000_000), None, 0), 0);
+        assert_eq!(
+            m.record(&q, ANONYMOUS, Some("fast"), produce(1_000_000), None, 0),
+            0
+        );
         let mut o = String::new();
         m.render_metrics(&q, &mut o);
         assert!(
@@ -449,20 +468,54 @@ mod tests {
     }
 
     #[test]
+    fn a_user_quota_applies_to_that_authenticated_user_only() {
+        let m = QuotaManager::new(CFG);
+        let mut q = QuotasState::default();
+        let cmd = QuotaCommand::Alter {
+            alterations: vec![QuotaAlteration {
+                entity: QuotaEntity {
+                    user: Some(EntityName::Named("alice".into())),
+                    client_id: None,
+                },
+                set: [(PRODUCER_BYTE_RATE.to_string(), 1000.0)]
+                    .into_iter()
+                    .collect(),
+                remove: vec![],
+            }],
+        };
+        q.check(&cmd).unwrap();
+        q.apply_checked(cmd);
+        assert_eq!(m.record(&q, "alice", Some("p"), produce(1000), None, 0), 0);
+        assert!(m.record(&q, "alice", Some("p"), produce(5000), None, 0) > 0);
+        // The same client id as another user, or unauthenticated: no quota.
+        assert_eq!(
+            m.record(&q, "bob", Some("p"), produce(1_000_000), None, 0),
+            0
+        );
+        assert_eq!(
+            m.record(&q, ANONYMOUS, Some("p"), produce(1_000_000), None, 0),
+            0
+        );
+    }
+
+    #[test]
     fn default_client_quota_is_per_client() {
         let m = QuotaManager::new(CFG);
         let q = quotas(None, PRODUCER_BYTE_RATE, 1000.0);
-        assert!(m.record(&q, Some("a"), produce(5000), None, 0) > 0);
+        assert!(m.record(&q, ANONYMOUS, Some("a"), produce(5000), None, 0) > 0);
         // Another client id has its own sensor under the default quota.
-        assert_eq!(m.record(&q, Some("b"), produce(500), None, 0), 0);
+        assert_eq!(m.record(&q, ANONYMOUS, Some("b"), produce(500), None, 0), 0);
     }
 
     #[test]
     fn fetch_size_is_capped_by_the_consumer_quota() {
         let m = QuotaManager::new(CFG);
         let q = quotas(Some("c"), CONSUMER_BYTE_RATE, 1000.0);
-        assert_eq!(m.cap_fetch_bytes(&q, Some("c"), 1 << 20), 1000);
-        assert_eq!(m.cap_fetch_bytes(&q, Some("d"), 1 << 20), 1 << 20);
+        assert_eq!(m.cap_fetch_bytes(&q, ANONYMOUS, Some("c"), 1 << 20), 1000);
+        assert_eq!(
+            m.cap_fetch_bytes(&q, ANONYMOUS, Some("d"), 1 << 20),
+            1 << 20
+        );
     }
 
     #[test]
@@ -470,7 +523,7 @@ mod tests {
         let m = QuotaManager::new(CFG);
         let q = QuotasState::default();
         for i in 0..(MAX_CLIENT_SERIES + 50) {
-            m.record(&q, Some(&format!("c{i}")), produce(1), None, 0);
+            m.record(&q, ANONYMOUS, Some(&format!("c{i}")), produce(1), None, 0);
         }
         let mut o = String::new();
         m.render_metrics(&q, &mut o);

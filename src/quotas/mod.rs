@@ -28,10 +28,28 @@ pub fn after_request(
     resp: Option<&mut kafka_protocol::messages::ResponseKind>,
 ) {
     let now = b.clock.now_ms();
-    let t = b
-        .quotas
-        .record(&b.meta().quotas, ctx.client_id.as_deref(), usage, resp, now);
+    let meta = b.meta();
+    // The principal is looked up only when some quota is set.
+    let user = (!meta.quotas.is_empty()).then(|| user_of(&ctx.session));
+    let t = b.quotas.record(
+        &meta.quotas,
+        user.as_deref().unwrap_or(manager::ANONYMOUS),
+        ctx.client_id.as_deref(),
+        usage,
+        resp,
+        now,
+    );
     if t > 0 {
         mute.extend(now + t);
     }
+}
+
+/// The user a connection's quotas are looked up for: the authenticated
+/// principal's name (`User:alice` is `alice`), or `ANONYMOUS` on a
+/// listener without authentication, as in Kafka.
+pub fn user_of(session: &crate::auth::Session) -> String {
+    session
+        .principal()
+        .and_then(|p| p.strip_prefix("User:").map(str::to_string))
+        .unwrap_or_else(|| manager::ANONYMOUS.to_string())
 }

@@ -660,3 +660,44 @@ def test_second_cluster_on_the_same_prefix_refuses_to_start(broker_factory, tmp_
     assert set(before) <= set(after), f"objects of the first cluster were deleted: {set(before) - set(after)}"
     checker.consume_all(a.bootstrap)
     checker.assert_clean(min_acked=10)
+
+
+def test_a_broker_that_cannot_reach_the_controllers_answers_probes_and_stops(tmp_path):
+    """Until it has registered, a broker answers /healthz 200 (it runs) and
+    every other path 503 "starting" with a JSON body: probes and users see
+    why, instead of a connection that is accepted and never answered. It
+    stops at once on SIGTERM while it waits."""
+    http, kafka, nobody = free_port(), free_port(), free_port()
+    args = [
+        str(strata_bin()), "serve", "--roles", "broker", "--node-id", "101",
+        "--data-dir", str(tmp_path / "data"), "--object-store", f"file://{tmp_path / 'objects'}",
+        "--controller-quorum", f"1@127.0.0.1:{nobody}",
+        "--http-listen", f"127.0.0.1:{http}", "--kafka-listen", f"127.0.0.1:{kafka}", "--advertised-host", "127.0.0.1",
+    ]
+    log = tmp_path / "broker.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=child_env())
+    try:
+
+        def healthz():
+            try:
+                return http_get(f"http://127.0.0.1:{http}/healthz", timeout=2)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(healthz, timeout=30, what="/healthz while waiting for the controllers")
+        for path in ("/readyz", "/v3/clusters", "/metrics"):
+            status, body, headers = http_get(f"http://127.0.0.1:{http}{path}", timeout=2)
+            assert status == 503, (path, status, body)
+            assert json.loads(body)["status"] == "starting", (path, body)
+            assert headers["content-type"].startswith("application/json"), (path, headers)
+        assert proc.poll() is None, log.read_text()[-2000:]
+        proc.terminate()
+        rc = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # Nothing is served or acknowledged yet: the signal's default action
+    # ends the process (the shutdown handler is installed once it serves).
+    assert rc in (0, -15), (rc, log.read_text()[-2000:])

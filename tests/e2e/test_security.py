@@ -501,6 +501,54 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(broker_factory, tmp_p
     assert got[-1].value == b"over mutual TLS"
 
 
+def test_a_client_certificate_is_the_principal_the_acls_see(broker_factory, tmp_path):
+    """On an SSL listener with mutual TLS the client is `User:<CN>` of its
+    certificate (make_pki's client certificate: CN=alice), and the ACLs
+    apply to it: alice may write the topic she is granted and no other."""
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, NewTopic, ResourcePatternType, ResourceType
+
+    s = start_secure(broker_factory, tmp_path, client_ca=True, extra=["--authorizer", "acl", "--super-users", "User:admin"])
+    admin_conf = sasl_conf(s, "SASL_PLAINTEXT", "SCRAM-SHA-512")
+    admin = AdminClient(admin_conf)
+    for f in admin.create_topics([NewTopic(t, 1, 1) for t in ("granted", "not-granted")]).values():
+        f.result(timeout=30)
+    grant = AclBinding(ResourceType.TOPIC, "granted", ResourcePatternType.LITERAL, "User:alice", "*", AclOperation.WRITE, AclPermissionType.ALLOW)
+    for f in admin.create_acls([grant]).values():
+        f.result(timeout=30)
+    mtls = {
+        "bootstrap.servers": s.addr(s.ssl_port),
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(s.pki.ca_cert),
+        "ssl.certificate.location": str(s.pki.client_cert),
+        "ssl.key.location": str(s.pki.client_key),
+    }
+    assert _deliver(mtls, "granted", b"by alice's certificate") is None
+    err = _deliver(mtls, "not-granted", b"nope")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    got = consume_range(s.addr(s.sasl_port), "granted", {0: 1}, **{k: v for k, v in admin_conf.items() if k != "bootstrap.servers"})[0]
+    assert [g.value for g in got] == [b"by alice's certificate"]
+
+
+def test_user_quotas_apply_to_the_authenticated_user(broker_factory, tmp_path):
+    """A producer_byte_rate quota on user alice throttles what alice sends
+    over SASL, whatever its client id, and nobody else."""
+    from test_quotas import alter, metrics_text
+
+    s = start_secure(broker_factory, tmp_path, extra=["--quota-window-size-ms", "200"], users=(("alice", ALICE_PASSWORD),))
+    assert alter(s.b, [({"user": "alice"}, {"producer_byte_rate": 20000.0})])[0]["error_code"] == 0
+    topic = unique_topic("user-quota")
+    create_topic(s.b.bootstrap, topic)
+    # 100 KB each: alice's burst allowance is 2 s of 20 KB/s.
+    for user, password, cid in (("alice", ALICE_PASSWORD, "by-alice"), ("admin", ADMIN_PASSWORD, "by-admin")):
+        p = Producer({**sasl_conf(s, "SASL_PLAINTEXT", "SCRAM-SHA-512", user, password), "client.id": cid, "acks": "1", "linger.ms": 5})
+        for _ in range(100):
+            p.produce(topic, b"x" * 1000)
+        assert p.flush(60) == 0
+    text = metrics_text(s.b)
+    assert 'strata_client_throttled_total{client_id="by-alice",quota="produce"}' in text, text
+    assert 'client_id="by-admin",quota="produce"' not in text
+
+
 def _metric(s: Secure, name: str) -> float:
     code, body, _ = http_get(s.b.http_url + "/metrics")
     for ln in body.splitlines():

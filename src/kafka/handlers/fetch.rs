@@ -104,8 +104,11 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
         ));
     }
     let wants = session.wants(ctx, &b);
+    let meta = b.meta();
+    let user = (!meta.quotas.is_empty()).then(|| crate::quotas::user_of(&ctx.session));
     let max_bytes = b.quotas.cap_fetch_bytes(
-        &b.meta().quotas,
+        &meta.quotas,
+        user.as_deref().unwrap_or(crate::quotas::manager::ANONYMOUS),
         ctx.client_id.as_deref(),
         (req.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes),
     );
