@@ -29,11 +29,10 @@ pub fn after_request(
 ) {
     let now = b.clock.now_ms();
     let meta = b.meta();
-    // The principal is looked up only when some quota is set.
-    let user = (!meta.quotas.is_empty()).then(|| user_of(&ctx.session));
+    let user = user_for(&meta.quotas, &ctx.session);
     let t = b.quotas.record(
         &meta.quotas,
-        user.as_deref().unwrap_or(manager::ANONYMOUS),
+        &user,
         ctx.client_id.as_deref(),
         usage,
         resp,
@@ -46,10 +45,17 @@ pub fn after_request(
 
 /// The user a connection's quotas are looked up for: the authenticated
 /// principal's name (`User:alice` is `alice`), or `ANONYMOUS` on a
-/// listener without authentication, as in Kafka.
-pub fn user_of(session: &crate::auth::Session) -> String {
+/// listener without authentication, as in Kafka. The principal is looked
+/// up only when some quota is set.
+pub fn user_for(
+    quotas: &QuotasState,
+    session: &crate::auth::Session,
+) -> std::borrow::Cow<'static, str> {
+    if quotas.is_empty() {
+        return manager::ANONYMOUS.into();
+    }
     session
         .principal()
         .and_then(|p| p.strip_prefix("User:").map(str::to_string))
-        .unwrap_or_else(|| manager::ANONYMOUS.to_string())
+        .map_or(manager::ANONYMOUS.into(), Into::into)
 }

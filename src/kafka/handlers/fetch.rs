@@ -105,10 +105,10 @@ pub fn handle(ctx: &Ctx, req: FetchRequest) -> Reply {
     }
     let wants = session.wants(ctx, &b);
     let meta = b.meta();
-    let user = (!meta.quotas.is_empty()).then(|| crate::quotas::user_of(&ctx.session));
+    let user = crate::quotas::user_for(&meta.quotas, &ctx.session);
     let max_bytes = b.quotas.cap_fetch_bytes(
         &meta.quotas,
-        user.as_deref().unwrap_or(crate::quotas::manager::ANONYMOUS),
+        &user,
         ctx.client_id.as_deref(),
         (req.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes),
     );
