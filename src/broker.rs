@@ -201,6 +201,10 @@ fn unexpected(out: CommandOutput) -> BrokerError {
     BrokerError::Io(std::io::Error::other(format!("unexpected output {out:?}")))
 }
 
+/// Bytes read from object storage at a time when a partition's local tail
+/// is rebuilt ([`Broker::rebuild_extent`]).
+const REBUILD_WINDOW: u64 = 8 << 20;
+
 impl Broker {
     /// Open the data directory: wait for the cluster's metadata, register
     /// (a new incarnation epoch), open and recover every partition log,
@@ -600,24 +604,8 @@ impl Broker {
                 };
                 tracing::info!(topic = %t.name, partition = i, local_end = leo, committed_end = ce, rebuild_from = from, "rebuilding local log tail from object storage");
                 for e in pm.extents.iter().filter(|e| e.end_offset > from) {
-                    let bytes = self
-                        .reader
-                        .extent_bytes(e)
-                        .await
-                        .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))?;
-                    // Skip batches already present locally.
-                    let mut pos = 0usize;
-                    while pos + crate::log::batch::HEADER_LEN <= bytes.len() {
-                        let Ok(bh) = crate::log::batch::BatchHeader::parse(&bytes[pos..]) else {
-                            break;
-                        };
-                        if bh.last_offset() >= from {
-                            break;
-                        }
-                        pos += bh.total_len();
-                    }
-                    log.append_committed(&bytes[pos..], &h.log_config)
-                        .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))?;
+                    self.rebuild_extent(log, e, from, &h.log_config, REBUILD_WINDOW)
+                        .await?;
                 }
             }
             takeover.push(LeadPartition {
@@ -628,6 +616,78 @@ impl Broker {
             });
         }
         Ok(takeover)
+    }
+
+    /// Append the batches of one extent at or past offset `from` to a
+    /// partition's local log, reading the object in windows of
+    /// `window` bytes ([`REBUILD_WINDOW`]; a whole batch when one is
+    /// larger): memory stays bounded however long the extent is (a
+    /// local-mode extent can span a whole segment).
+    pub(crate) async fn rebuild_extent(
+        &self,
+        log: &crate::log::partition::PartitionLog,
+        e: &crate::meta::tier::Extent,
+        from: i64,
+        cfg: &crate::log::LogConfig,
+        window: u64,
+    ) -> Result<(), BrokerError> {
+        use crate::log::batch::{BatchHeader, HEADER_LEN};
+        let store = self.reader.store();
+        let get = |range: std::ops::Range<u64>| async move {
+            store
+                .get_range(&e.key, range)
+                .await
+                .map_err(|err| BrokerError::Io(std::io::Error::other(err.to_string())))
+        };
+        let corrupt = |at: u64, why: &str| {
+            BrokerError::Io(std::io::Error::other(format!(
+                "object {} at byte {at}: {why}",
+                e.key
+            )))
+        };
+        let end = e.byte_offset + e.byte_len;
+        let mut pos = e.byte_offset;
+        while pos < end {
+            let mut buf = get(pos..end.min(pos + window)).await?;
+            // Whole batches in the window; batches before `from` are
+            // already local and skipped.
+            let (mut skip, mut used) = (0usize, 0usize);
+            let mut first_len = None;
+            while used + HEADER_LEN <= buf.len() {
+                let bh = BatchHeader::parse(&buf[used..]).map_err(|_| corrupt(pos, "bad batch"))?;
+                if bh.batch_length < (HEADER_LEN - crate::log::batch::LOG_OVERHEAD) as i32 {
+                    return Err(corrupt(pos + used as u64, "bad batch length"));
+                }
+                let len = bh.total_len();
+                first_len.get_or_insert(len);
+                if used + len > buf.len() {
+                    break;
+                }
+                if bh.last_offset() < from {
+                    skip = used + len;
+                }
+                used += len;
+            }
+            if used == 0 {
+                // One batch larger than the window: read exactly it.
+                let len = first_len.ok_or_else(|| corrupt(pos, "truncated batch header"))? as u64;
+                if pos + len > end {
+                    return Err(corrupt(pos, "batch past the end of its extent"));
+                }
+                buf = get(pos..pos + len).await?;
+                used = buf.len();
+                let bh = BatchHeader::parse(&buf).map_err(|_| corrupt(pos, "bad batch"))?;
+                if bh.last_offset() < from {
+                    skip = used;
+                }
+            }
+            if skip < used {
+                log.append_committed(&buf[skip..used], cfg)
+                    .map_err(|err| BrokerError::Io(std::io::Error::other(err.to_string())))?;
+            }
+            pos += used as u64;
+        }
+        Ok(())
     }
 
     pub async fn recover_tier(self: &Arc<Self>) -> Result<(), BrokerError> {

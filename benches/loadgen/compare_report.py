@@ -92,6 +92,7 @@ def run_metrics(path):
         "errors": n_err,
         "timed_out": j.get("timed_out", False),
         "wal_flush_ms": wal_flush_mean_ms(base + ".metrics.txt"),
+        "io_some_pct": (j.get("machine") or {}).get("io_some_pct"),
     }
 
 
@@ -157,6 +158,9 @@ def main():
       f"on librdkafka 2.16 (confluent-kafka wheel), the same for every target.")
     w("- Object store requests per GB: requests during the run ÷ GB produced (Strata local: its own "
       "`strata_object_store_requests_total`; S3 targets: moto's request log).")
+    w("- I/O stall %: share of the run in which some task (the broker's own fsyncs included) waited for the disk (`/proc/pressure/io`, "
+      "`some`, whole machine): a disk slowed by its neighbours shows as a higher share, so a latency "
+      "outlier can be told from a regression.")
     w("- Ratio: the Strata target's number ÷ the peer's (Strata local for Tansu memory/sqlite, Strata S3 "
       "for Tansu S3) for throughput; the peer's p99 ÷ Strata's for latency. Above 1× favours Strata.")
     w("")
@@ -174,8 +178,8 @@ def main():
             rates = ", ".join(f"{t} {int(meta.get('fixed_rate_' + t, 0)):,}/s" for t, _ in rows)
             w(f"Rates (records/s): {rates}.")
             w("")
-        w("| target | MB/s | MB per broker CPU-s | produce p50 / p99 / p99.9 ms | e2e p50 / p99 ms | peak RSS MiB | store req/GB | errors | ratio |")
-        w("|---|---|---|---|---|---|---|---|---|")
+        w("| target | MB/s | MB per broker CPU-s | produce p50 / p99 / p99.9 ms | e2e p50 / p99 ms | peak RSS MiB | store req/GB | I/O stall % | errors | ratio |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
         for t, rs in rows:
             peer = PEER_OF.get(t)
             peer_rs = runs(results, peer, key) if peer else []
@@ -189,7 +193,7 @@ def main():
             e2e = " / ".join(with_spread(rs, k) for k in ("e2e_p50_ms", "e2e_p99_ms")) if rs[0]["e2e_p99_ms"] is not None else "–"
             timed = " (timed out)" if any(r["timed_out"] for r in rs) else ""
             w(f"| {TARGETS.get(t, t)} | {with_spread(rs, 'mb_per_s')}{timed} | {with_spread(rs, 'mb_per_cpu_s')} | {lat} | {e2e} | "
-              f"{with_spread(rs, 'peak_rss_mib', 0)} | {with_spread(rs, 'req_per_gb', 0)} | {sum(r['errors'] for r in rs)} | {rt} |")
+              f"{with_spread(rs, 'peak_rss_mib', 0)} | {with_spread(rs, 'req_per_gb', 0)} | {with_spread(rs, 'io_some_pct')} | {sum(r['errors'] for r in rs)} | {rt} |")
         w("")
 
     # Goals of the benchmark issue, checked against this run.

@@ -244,6 +244,13 @@ enum Upload {
 }
 
 impl Upload {
+    fn is_finished(&self) -> bool {
+        match self {
+            Upload::Object(h) => h.is_finished(),
+            Upload::Local(h) => h.is_finished(),
+        }
+    }
+
     /// Wait for it: `None` when nothing may be committed, else the extents
     /// to commit.
     async fn finish(self, extents: Vec<WalExtent>) -> Option<Vec<WalExtent>> {
@@ -261,6 +268,32 @@ impl Upload {
         }
     }
 }
+
+impl Flushed {
+    /// Wait for its upload (or local sync).
+    async fn finish(self) -> Done {
+        Done {
+            extents: self.upload.finish(self.extents).await,
+            key: self.key,
+            size: self.size,
+            entries: self.entries,
+            started: self.started,
+        }
+    }
+}
+
+/// A flush whose upload is over: `extents` is `None` when it failed and
+/// nothing of it may be committed.
+struct Done {
+    key: String,
+    size: u64,
+    extents: Option<Vec<WalExtent>>,
+    entries: Vec<Entry>,
+    started: Instant,
+}
+
+/// At most this many local-mode flushes share one metadata commit.
+const MAX_COMMIT_GROUP: usize = 64;
 
 /// When the flusher cuts the next object.
 enum Due {
@@ -654,6 +687,93 @@ impl Wal {
         }
     }
 
+    /// Commit a group of finished flushes in order: one metadata commit
+    /// for the extents of all that landed (object mode: one object; local
+    /// mode: every flush whose fsyncs were done), retried while the quorum
+    /// is unavailable (a commit is idempotent: a repeat of a committed one
+    /// is success). Only the last flush of a group can have failed.
+    async fn commit_group(
+        &self,
+        broker: &Broker,
+        mut group: Vec<Done>,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        let key = group.first().map(|d| d.key.clone()).unwrap_or_default();
+        let mut extents = Vec::new();
+        let mut size = 0;
+        for d in &mut group {
+            if let Some(e) = &mut d.extents {
+                extents.append(e);
+                size += d.size;
+            }
+        }
+        // Local mode: when every file of the group was gone there is
+        // nothing to commit.
+        if !extents.is_empty() {
+            let mut attempt = 0u32;
+            let commit_started = Instant::now();
+            let r = loop {
+                let r = broker.commit_wal(key.clone(), size, extents.clone()).await;
+                match r {
+                    Err(crate::broker::BrokerError::Meta(
+                        crate::meta::MetaError::Unavailable { reason },
+                    )) if !*shutdown.borrow() || attempt == 0 => {
+                        attempt += 1;
+                        self.commit_stalled.store(true, Ordering::Relaxed);
+                        self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(key, attempt, reason, "WAL commit not confirmed; retrying");
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    other => break other,
+                }
+            };
+            // Fenced partitions' waiters see the move in the view.
+            broker.notify_appended();
+            self.committed.send_modify(|v| *v += 1);
+            match r {
+                Ok(()) => {
+                    self.commit_stalled.store(false, Ordering::Relaxed);
+                    self.metrics
+                        .commit_latency
+                        .observe(commit_started.elapsed().as_secs_f64());
+                    for d in group.iter().filter(|d| d.extents.is_some()) {
+                        self.metrics.flushes.fetch_add(1, Ordering::Relaxed);
+                        self.metrics
+                            .flush_bytes
+                            .fetch_add(d.size, Ordering::Relaxed);
+                        self.metrics
+                            .flush_latency
+                            .observe(d.started.elapsed().as_secs_f64());
+                    }
+                    self.committed.send_modify(|v| *v += 1);
+                    broker.notify_appended();
+                }
+                Err(e) => {
+                    self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(key, error = %e, "WAL commit refused; its batches stay uncommitted");
+                }
+            }
+        }
+        for d in group {
+            if d.extents.is_none() {
+                self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    key = d.key,
+                    "WAL object not uploaded; its batches stay uncommitted until restart"
+                );
+            }
+            let freed: usize = d.entries.iter().map(|e| e.data.len()).sum();
+            self.metrics
+                .buffered_bytes
+                .fetch_sub(freed as u64, Ordering::Relaxed);
+            self.metrics
+                .inflight_uploads
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        // Wakes `wait_empty`, which reads `buffered_bytes`.
+        self.committed.send_modify(|v| *v += 1);
+    }
+
     /// When the queued entries are due (module docs: size, age, idleness
     /// limited by the interval; local mode at once).
     fn due(&self, last_flush: Instant, now: Instant) -> Due {
@@ -693,80 +813,35 @@ impl Wal {
         let committer_wal = self.clone();
         let commit_shutdown = shutdown.clone();
         let committer = tokio::spawn(async move {
-            while let Some(mut f) = rx.recv().await {
-                let extents = f.upload.finish(std::mem::take(&mut f.extents)).await;
-                let ok = extents.is_some();
-                f.extents = extents.unwrap_or_default();
-                let w = &committer_wal;
-                if ok && f.extents.is_empty() {
-                    // Local mode: every file of it was gone; nothing to commit.
-                } else if ok {
-                    // Retry while the quorum is unavailable: the commit is
-                    // idempotent (a repeat of a committed object is success).
-                    let mut attempt = 0u32;
-                    let commit_started = Instant::now();
-                    let r = loop {
-                        let r = broker
-                            .commit_wal(f.key.clone(), f.size, f.extents.clone())
-                            .await;
-                        match r {
-                            Err(crate::broker::BrokerError::Meta(
-                                crate::meta::MetaError::Unavailable { reason },
-                            )) if !*commit_shutdown.borrow() || attempt == 0 => {
-                                attempt += 1;
-                                if attempt >= 1 {
-                                    w.commit_stalled.store(true, Ordering::Relaxed);
-                                }
-                                w.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(
-                                    key = f.key,
-                                    attempt,
-                                    reason,
-                                    "WAL commit not confirmed; retrying"
-                                );
-                                tokio::time::sleep(backoff(attempt)).await;
-                            }
-                            other => break Ok::<_, ()>(other),
+            let w = &committer_wal;
+            let mut carry: Option<Flushed> = None;
+            loop {
+                let f = match carry.take() {
+                    Some(f) => f,
+                    None => match rx.recv().await {
+                        Some(f) => f,
+                        None => break,
+                    },
+                };
+                let mut group = vec![f.finish().await];
+                // Local mode: later flushes whose fsyncs are done by now
+                // join this commit (one metadata commit, and its fsync,
+                // for all of them); a flush still syncing waits for the
+                // next one. Object mode commits each object alone.
+                while w.cfg.local
+                    && group.len() < MAX_COMMIT_GROUP
+                    && group.last().is_some_and(|d| d.extents.is_some())
+                {
+                    match rx.try_recv() {
+                        Ok(next) if next.upload.is_finished() => group.push(next.finish().await),
+                        Ok(next) => {
+                            carry = Some(next);
+                            break;
                         }
-                    };
-                    // Fenced partitions' waiters see the move in the view.
-                    broker.notify_appended();
-                    w.committed.send_modify(|v| *v += 1);
-                    match r {
-                        Ok(Ok(())) => {
-                            w.commit_stalled.store(false, Ordering::Relaxed);
-                            w.metrics
-                                .commit_latency
-                                .observe(commit_started.elapsed().as_secs_f64());
-                            w.metrics.flushes.fetch_add(1, Ordering::Relaxed);
-                            w.metrics.flush_bytes.fetch_add(f.size, Ordering::Relaxed);
-                            w.metrics
-                                .flush_latency
-                                .observe(f.started.elapsed().as_secs_f64());
-                            w.committed.send_modify(|v| *v += 1);
-                            broker.notify_appended();
-                        }
-                        Ok(Err(e)) => {
-                            w.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(key = f.key, error = %e, "WAL commit refused; its batches stay uncommitted");
-                        }
-                        Err(()) => {}
+                        Err(_) => break,
                     }
-                } else {
-                    w.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        key = f.key,
-                        "WAL object not uploaded; its batches stay uncommitted until restart"
-                    );
                 }
-                let freed: usize = f.entries.iter().map(|e| e.data.len()).sum();
-                w.metrics
-                    .buffered_bytes
-                    .fetch_sub(freed as u64, Ordering::Relaxed);
-                w.metrics.inflight_uploads.fetch_sub(1, Ordering::Relaxed);
-                drop(f.entries);
-                // Wakes `wait_empty`, which reads `buffered_bytes`.
-                w.committed.send_modify(|v| *v += 1);
+                w.commit_group(&broker, group, &commit_shutdown).await;
             }
         });
         tokio::spawn(async move {

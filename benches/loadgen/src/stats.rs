@@ -115,6 +115,23 @@ pub fn machine_cpu_seconds() -> Option<(f64, f64)> {
     Some((busy / clk_tck(), get(7) / clk_tck()))
 }
 
+/// Pressure stall information of the block layer (/proc/pressure/io):
+/// microseconds in which (some, all) non-idle tasks waited for I/O. A
+/// noisy disk shows here, so a latency outlier can be told from a
+/// regression.
+pub fn io_pressure_us() -> Option<(f64, f64)> {
+    let psi = std::fs::read_to_string("/proc/pressure/io").ok()?;
+    let total = |kind: &str| -> Option<f64> {
+        psi.lines()
+            .find(|l| l.starts_with(kind))?
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("total="))?
+            .parse()
+            .ok()
+    };
+    Some((total("some")?, total("full")?))
+}
+
 /// CPUs of the machine (not of this process's affinity mask).
 fn online_cpus() -> usize {
     std::fs::read_to_string("/proc/stat")
@@ -135,6 +152,7 @@ pub struct Window {
     broker_cpu0: Option<f64>,
     self_cpu0: Option<f64>,
     machine0: Option<(f64, f64)>,
+    io0: Option<(f64, f64)>,
     started: std::time::Instant,
 }
 
@@ -145,6 +163,7 @@ impl Window {
             broker_cpu0: broker_pid.and_then(cpu_seconds),
             self_cpu0: cpu_seconds(std::process::id()),
             machine0: machine_cpu_seconds(),
+            io0: io_pressure_us(),
             started: std::time::Instant::now(),
         }
     }
@@ -163,6 +182,9 @@ impl Window {
             (Some(pid), Some(c0)) => cpu_seconds(pid).map(|c1| c1 - c0),
             _ => None,
         };
+        let io_pct = self.io0.zip(io_pressure_us()).map(|((s0, f0), (s1, f1))| {
+            (pct((s1 - s0) / 1e6), pct((f1 - f0) / 1e6))
+        });
         let machine = match (self.machine0, machine1) {
             (Some((b0, s0)), Some((b1, s1))) => {
                 let busy = b1 - b0;
@@ -172,6 +194,8 @@ impl Window {
                     "busy_pct": pct(busy),
                     "other_pct": pct(other),
                     "steal_pct": pct(s1 - s0),
+                    "io_some_pct": io_pct.map(|(s, _)| s),
+                    "io_full_pct": io_pct.map(|(_, f)| f),
                 })
             }
             _ => Value::Null,
