@@ -72,7 +72,13 @@ fn run() -> anyhow::Result<()> {
         .build()
         .context("cannot start the tokio runtime")?;
     if let Some(config) = config {
-        rt.block_on(strata::server::run(config, shutdown_signal()))?;
+        // Handlers installed before anything starts: SIGTERM during the
+        // start is a stop request, not the default action.
+        let stop = {
+            let _rt = rt.enter();
+            shutdown_signal().context("cannot install the SIGTERM and SIGINT handlers")?
+        };
+        rt.block_on(strata::server::run(config, stop))?;
     }
     match admin {
         Some(Command::Topic(cmd)) => rt.block_on(strata::cli::run_topic(cmd))?,
@@ -91,16 +97,18 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves at the first SIGTERM or SIGINT; the handlers are installed
+/// when this is called (inside the runtime), not when it is first polled.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
 }
 
 /// Record batches are large, short-lived buffers (often ~1 MiB). glibc's

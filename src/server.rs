@@ -40,8 +40,33 @@ pub enum ServeError {
 /// Run the roles of `config` until `stop` resolves.
 pub async fn run(
     config: Config,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // The stop request is watched from the start: one arriving while the
+    // node is still starting (a controller out of reach, a long recovery)
+    // ends the start at once, as a crash would, with nothing served yet;
+    // once started, the roles shut down cleanly.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(true);
+    });
+    let stop = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let (started_tx, started_rx) = watch::channel(false);
+    let stopped_while_starting = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+            if *started_rx.borrow() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
     let (ctl_tx, ctl_rx) = watch::channel(false);
     // Node TLS first: every controller client made from here on uses it.
     let node_tls = config.node_tls().files()?;
@@ -53,10 +78,14 @@ pub async fn run(
         let single = cc.voters.len() == 1 && cc.voters.contains_key(&cc.node_id);
         crate::controller::upgrade::check_quorum_start(&cc.meta_dir, single)?;
         let meta_dir = cc.meta_dir.clone();
-        Some((
-            crate::controller::Controller::start(cc, ctl_rx.clone()).await?,
-            meta_dir,
-        ))
+        let mut rx = stop_rx.clone();
+        tokio::select! {
+            c = crate::controller::Controller::start(cc, ctl_rx.clone()) => Some((c?, meta_dir)),
+            _ = rx.wait_for(|s| *s) => {
+                tracing::info!("stop requested while starting; exiting");
+                return Ok(());
+            }
+        }
     } else {
         None
     };
@@ -84,7 +113,7 @@ pub async fn run(
         r = async {
             match &controller {
                 Some((c, _)) if !config.is_broker() => {
-                    run_controller_only(&config, c.clone(), stop).await
+                    run_controller_only(&config, c.clone(), started_tx, stop).await
                 }
                 _ => {
                     let metadata = match &controller {
@@ -95,11 +124,15 @@ pub async fn run(
                             ctl_rx.clone(),
                         ),
                     };
-                    run_broker(config.clone(), metadata, stop).await
+                    run_broker(config.clone(), metadata, started_tx, stop).await
                 }
             }
         } => r,
         e = boot_failed => Err(e.into()),
+        _ = stopped_while_starting => {
+            tracing::info!("stop requested while starting; exiting");
+            Ok(())
+        }
     };
     let _ = ctl_tx.send(true);
     if let Some((c, _)) = controller {
@@ -113,6 +146,7 @@ pub async fn run(
 async fn run_controller_only(
     config: &Config,
     controller: Arc<crate::controller::Controller>,
+    started: watch::Sender<bool>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let http_addr = config.http_listen;
@@ -131,6 +165,7 @@ async fn run_controller_only(
         http_addr,
         config.meta_dir().display()
     );
+    let _ = started.send(true);
     stop.await;
     tracing::info!("shutting down");
     let _ = sd_tx.send(true);
@@ -142,6 +177,7 @@ async fn run_controller_only(
 async fn run_broker(
     config: Config,
     metadata: crate::controller::Metadata,
+    started: watch::Sender<bool>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let http_addr = config.http_listen;
@@ -227,7 +263,7 @@ async fn run_broker(
         );
     }
     tracing::info!(kafka = %k, http = %http_addr, data = %config.data_dir.display(), "strata started");
-
+    let _ = started.send(true);
     stop.await;
     tracing::info!("shutting down");
     ready.store(false, Ordering::Release);

@@ -29,7 +29,8 @@
 //! `paths::wal_local`), and commits extents pointing into those growing
 //! objects. Flushes start as soon as anything is queued (at most
 //! `wal-max-inflight-uploads` at once), so acks=all and the high watermark
-//! follow the fsync within milliseconds.
+//! follow the fsync within milliseconds. Flushes whose fsyncs are done when
+//! the committer reaches them share one metadata commit.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
