@@ -367,11 +367,39 @@ impl Gc {
                 }
             }
         }
+        // A `file://` store: staging files of copies a crash interrupted
+        // (never listed, so never orphans above), once surely abandoned.
+        if let Some(root) = store.local_root().map(std::path::Path::to_path_buf) {
+            let min_age = grace.max(STAGING_MIN_AGE_MS);
+            let older_than = std::time::UNIX_EPOCH
+                + std::time::Duration::from_millis(now.saturating_sub(min_age).max(0) as u64);
+            let swept = tokio::task::spawn_blocking(move || {
+                crate::objstore::sweep_local_staging(&root, older_than, GC_MAX_STAGING_VISIT)
+            })
+            .await;
+            match swept {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(
+                    removed = n,
+                    "GC removed staging files of interrupted copies"
+                ),
+                Ok(Err(e)) => {
+                    ok = false;
+                    tracing::warn!(error = %e, "GC could not sweep the store's staging files");
+                }
+                Err(_) => ok = false,
+            }
+        }
         if ok {
             b.tier_metrics().gc_last_success_ms.store(now, Relaxed);
         }
     }
 }
+
+/// A staging file younger than this may belong to a copy still running.
+const STAGING_MIN_AGE_MS: i64 = 600_000;
+/// Directory entries one GC pass visits looking for staging files.
+const GC_MAX_STAGING_VISIT: usize = 100_000;
 
 impl Gc {
     /// Orphans are first condemned through the metadata (a commit of a

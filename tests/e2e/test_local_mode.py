@@ -12,6 +12,8 @@ segments in place instead of copying every byte into WAL objects.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from checker import Checker, ProduceLoop
@@ -147,3 +149,28 @@ def test_durability_waits_do_not_hold_back_a_pipelining_producer(broker_factory)
     assert flushes <= 3, f"{flushes} WAL commits for 1200 pipelined requests"
     _, body, _ = http_get(b.http_url + "/metrics")
     assert "strata_request_queued_bytes" in body
+
+
+def test_gc_sweeps_staging_files_a_crash_left_in_the_store(broker_factory):
+    """A copy into a `file://` store that a crash interrupted leaves its
+    staging file (`<object>#<digits>`), which no listing shows: GC removes
+    it once it is surely abandoned, and leaves a recent one (a copy that may
+    still be running) and every object alone."""
+    b = broker_factory(extra_args=["--tier-tick-ms", "50", "--gc-grace-ms", "0"])
+    topic = unique_topic("staging")
+    create_topic(b.bootstrap, topic, 1)
+    produce(producer(b.bootstrap, acks="all"), topic, [Rec(b"k", b"v")])
+    root = Path(b.data_dir) / "objects"
+    wait_until(lambda: len(store_files(root)) > 0, 30, "an object in the store")
+    objects = store_files(root)
+    d = root / "segments"
+    d.mkdir(parents=True, exist_ok=True)
+    stale = d / "t-0-00000000000000000000.log#123456789"
+    stale.write_bytes(b"half a segment")
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    recent = d / "t-0-00000000000000000064.log#42"
+    recent.write_bytes(b"a copy still running")
+    wait_until(lambda: not stale.exists(), 30, "the abandoned staging file removed")
+    assert recent.exists()
+    assert all(p.exists() for p in objects)
