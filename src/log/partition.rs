@@ -143,9 +143,8 @@ pub struct ReadInfo {
 struct Inner {
     segments: Vec<Segment>,
     log_start: i64,
-    /// Offsets below this are on stable storage.
-    flushed: i64,
-    /// Sealed segments whose data has not been fsynced yet.
+    /// Rolled segments whose seal (and its fsync) may still be running:
+    /// `sync_all` at shutdown fsyncs them.
     unsynced: Vec<Arc<File>>,
     producers: ProducerStates,
     /// Transactions open in this log (for the WAL's transaction marks).
@@ -178,7 +177,6 @@ impl Inner {
 pub struct PartitionLog {
     dir: PathBuf,
     inner: Mutex<Inner>,
-    sync_lock: tokio::sync::Mutex<()>,
     clock: SharedClock,
     /// Record batch bytes appended by this process (the placement's
     /// bytes-in rate is measured from it).
@@ -258,12 +256,10 @@ impl PartitionLog {
             inner: Mutex::new(Inner {
                 segments,
                 log_start: log_start.max(first).min(leo),
-                flushed: leo,
                 unsynced: Vec::new(),
                 producers,
                 txns: OpenTxns::default(),
             }),
-            sync_lock: tokio::sync::Mutex::new(()),
             bytes_in: std::sync::atomic::AtomicU64::new(0),
             clock,
         })
@@ -505,7 +501,6 @@ impl PartitionLog {
         inner.unsynced.clear();
         inner.segments.push(Segment::create(&self.dir, start, now)?);
         inner.log_start = start;
-        inner.flushed = start;
         // Producer state of dropped data must not answer for it.
         inner.producers = ProducerStates::default();
         inner.txns = OpenTxns::default();
@@ -638,9 +633,9 @@ impl PartitionLog {
         // Sealing (a data fsync of up to segment.bytes, the index files and
         // the footer) runs on a blocking thread, outside the partition lock:
         // appends go on into the new segment meanwhile. Nothing waits for
-        // it: acks=all durability comes from the WAL or from sync_to, which
-        // walks `unsynced`; a crash before it is done costs a scan of the
-        // segment at the next start.
+        // it: acks=all durability comes from the WAL commit (in local mode
+        // its fdatasync of the files); a crash before it is done costs a
+        // scan of the segment at the next start.
         let job = inner.active().seal_job();
         let file = inner.active().file.clone();
         // Files only this list still holds belong to segments that are gone
@@ -663,41 +658,6 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Make every offset below `offset` durable (fsync), sharing the sync
-    /// with concurrent callers.
-    pub async fn sync_to(&self, offset: i64) -> Result<(), LogError> {
-        if self.inner.lock().flushed >= offset {
-            return Ok(());
-        }
-        let _g = self.sync_lock.lock().await;
-        let (target, files) = {
-            let mut inner = self.inner.lock();
-            if inner.flushed >= offset {
-                return Ok(());
-            }
-            let mut files = std::mem::take(&mut inner.unsynced);
-            files.push(inner.active().file.clone());
-            (inner.leo(), files)
-        };
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), LogError> {
-            for f in files {
-                f.sync_data().map_err(|e| LogError::io(&dir, e))?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| {
-            LogError::Corrupt(
-                self.dir.display().to_string(),
-                format!("sync task failed: {e}"),
-            )
-        })??;
-        let mut inner = self.inner.lock();
-        inner.flushed = inner.flushed.max(target);
-        Ok(())
-    }
-
     /// Blocking flush of everything, for shutdown.
     pub fn sync_all(&self) -> Result<(), LogError> {
         let mut inner = self.inner.lock();
@@ -709,7 +669,6 @@ impl PartitionLog {
             .file
             .sync_data()
             .map_err(|e| LogError::io(&self.dir, e))?;
-        inner.flushed = inner.leo();
         Ok(())
     }
 
