@@ -196,14 +196,18 @@ fn prepare(rest: &Rest, topic: &TopicHandle, raw: &[u8], now: i64) -> Result<Pre
 /// What one record's answer becomes once its batch is durable.
 type Slot = Result<ProduceResult, ApiError>;
 
+/// An acks=all wait: partition, leader epoch of the append, offsets below
+/// which must be durable, and the records' indices.
+type DurableWait = (i32, i32, i64, Vec<usize>);
+
 /// Append a group of records (one batch per partition, split by
 /// `max.message.bytes`). Returns the answers in input order and the
-/// durable waits `(partition, upto)` acks=all needs.
+/// durable waits acks=all needs.
 async fn append_group(
     rest: &Rest,
     topic: &Arc<TopicHandle>,
     recs: Vec<Result<Prepared, ApiError>>,
-) -> (Vec<Slot>, Vec<(i32, i64, Vec<usize>)>) {
+) -> (Vec<Slot>, Vec<DurableWait>) {
     let b = &rest.broker;
     let mut slots: Vec<Slot> = Vec::with_capacity(recs.len());
     let mut by_part: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
@@ -304,7 +308,7 @@ async fn append_group(
                             value: r.value_info,
                         });
                     }
-                    waits.push((p, info.last_offset + 1, chunk));
+                    waits.push((p, ph.leader_epoch, info.last_offset + 1, chunk));
                 }
                 Err(e) => {
                     let code = e.kafka_code();
@@ -343,13 +347,13 @@ async fn finish_group(
     topic_id: uuid::Uuid,
     acks: Acks,
     mut slots: Vec<Slot>,
-    waits: Vec<(i32, i64, Vec<usize>)>,
+    waits: Vec<DurableWait>,
 ) -> Vec<Slot> {
     if acks == Acks::All {
-        for (p, upto, idxs) in waits {
+        for (p, epoch, upto, idxs) in waits {
             if let Err(e) = rest
                 .broker
-                .wait_durable(topic_id, p, None, upto, DURABLE_TIMEOUT)
+                .wait_durable(topic_id, p, Some(epoch), upto, DURABLE_TIMEOUT)
                 .await
             {
                 let err = ApiError::unavailable(format!(

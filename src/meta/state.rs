@@ -219,6 +219,17 @@ impl PartitionMeta {
             .min(self.committed_end)
     }
 
+    /// Were the offsets below `upto` committed while `epoch` led (so the
+    /// writer at `epoch` may acknowledge them)? The epoch must still be in
+    /// the history and must have ended, if it has, at or after `upto`;
+    /// otherwise a later epoch wrote those offsets.
+    pub fn committed_in_epoch(&self, epoch: i32, upto: i64) -> bool {
+        self.committed_end >= upto
+            && self
+                .end_offset_for_epoch(epoch, self.committed_end)
+                .is_some_and(|(e, end)| e == epoch && end >= upto)
+    }
+
     /// Aborted transactions overlapping `[from, to)`.
     pub fn aborted_in(&self, from: i64, to: i64) -> impl Iterator<Item = &super::tier::AbortedTxn> {
         self.aborted_txns
@@ -1810,6 +1821,32 @@ mod tests {
             ..p
         };
         assert_eq!(empty.end_offset_for_epoch(5, 99), None);
+    }
+
+    #[test]
+    fn only_offsets_committed_while_an_epoch_led_count_as_its_writes() {
+        // Epoch 1 wrote [10, 30), epoch 3 [30, 50), epoch 5 from 50 on.
+        let p = PartitionMeta {
+            leader: 1,
+            leader_epoch: 5,
+            log_start_offset: 0,
+            epoch_start_offsets: vec![(1, 10), (3, 30), (5, 50)],
+            committed_end: 60,
+            extents: Vec::new(),
+            ongoing_txns: BTreeMap::new(),
+            aborted_txns: Vec::new(),
+        };
+        assert!(p.committed_in_epoch(1, 30));
+        assert!(p.committed_in_epoch(3, 31));
+        assert!(p.committed_in_epoch(3, 50));
+        assert!(p.committed_in_epoch(5, 60));
+        // Offsets a later epoch wrote, an epoch the history lacks, and
+        // offsets not committed yet.
+        assert!(!p.committed_in_epoch(1, 31));
+        assert!(!p.committed_in_epoch(3, 51));
+        assert!(!p.committed_in_epoch(2, 20));
+        assert!(!p.committed_in_epoch(0, 5));
+        assert!(!p.committed_in_epoch(5, 61));
     }
 
     #[test]

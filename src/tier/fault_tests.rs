@@ -493,3 +493,84 @@ async fn tails_are_rebuilt_in_bounded_windows() {
         );
     }
 }
+
+/// An acks=all waiter whose batch was fenced at commit (the partition
+/// moved to a new epoch first) fails, even once the new epoch's writes
+/// have committed past its offsets; a waiter whose batch committed before
+/// a move succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_never_counts_the_next_epochs_writes_as_its_own() {
+    use crate::meta::command::LeaderMove;
+    use crate::meta::Command;
+    let n = node().await;
+    let epoch_now = || {
+        n.broker
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .leader_epoch
+    };
+    let move_to_next_epoch = || async {
+        let from = epoch_now();
+        n.broker
+            .submit(Command::MoveLeaders {
+                moves: vec![LeaderMove {
+                    topic_id: n.topic_id,
+                    partition: 0,
+                    expected_epoch: from,
+                    leader: n.broker.broker_id,
+                }],
+            })
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let t = n.broker.topic("t").unwrap();
+                let p = t.partition(0).unwrap();
+                if p.leader_epoch > from && n.broker.writable(t.id, p).is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("taken over at the next epoch in time");
+    };
+    // The first batch's object cannot be written until the partition moved.
+    n.faults.inject(Rule::new(Op::Put, "wal/", Fault::Error));
+    let e0 = epoch_now();
+    assert_eq!(n.produce("old").await, 0);
+    move_to_next_epoch().await;
+    n.faults.heal();
+    let e1 = epoch_now();
+    assert_eq!(e1, e0 + 1);
+    // The new epoch writes offset 0 again and commits it; the first
+    // batch's commit is fenced.
+    assert_eq!(n.produce("new").await, 0);
+    n.broker
+        .wait_durable(n.topic_id, 0, Some(e1), 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let r = n
+        .broker
+        .wait_durable(n.topic_id, 0, Some(e0), 1, Duration::from_secs(1))
+        .await;
+    assert!(
+        matches!(r, Err(crate::wal::WalError::NotLeader)),
+        "a fenced batch must not be acknowledged: {r:?}"
+    );
+    // What epoch 1 committed stays acknowledged after the next move.
+    move_to_next_epoch().await;
+    n.broker
+        .wait_durable(n.topic_id, 0, Some(e1), 1, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let committed: Vec<String> = n
+        .committed_records()
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(committed, ["new"]);
+}

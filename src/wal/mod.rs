@@ -451,12 +451,19 @@ impl Wal {
             else {
                 return Ok(());
             };
-            if p.committed_end >= upto {
+            let moved = p.leader != broker.broker_id || p.leader_epoch != leader_epoch;
+            if !moved && p.committed_end >= upto {
                 return Ok(());
             }
-            // Moved away (fenced at commit): the data will never commit here.
-            if p.leader != broker.broker_id || p.leader_epoch != leader_epoch {
-                return Err(WalError::NotLeader);
+            if moved {
+                // Committed before the move, or fenced at commit: only the
+                // epoch history tells. `committed_end` alone would count
+                // the next leader's writes at these offsets as ours.
+                return if p.committed_in_epoch(leader_epoch, upto) {
+                    Ok(())
+                } else {
+                    Err(WalError::NotLeader)
+                };
             }
             if self.closed.load(Ordering::Relaxed) {
                 return Err(WalError::Closed);
