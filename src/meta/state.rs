@@ -1797,18 +1797,24 @@ mod tests {
         assert!(matches!(e, MetaError::InvalidRequest { .. }), "{e}");
     }
 
-    #[test]
-    fn end_offset_for_epoch_answers_like_kafka() {
-        let p = PartitionMeta {
+    /// Epoch 1 wrote from offset 10, epoch 3 from 30, epoch 5 (current)
+    /// from 50.
+    fn three_epochs(committed_end: i64) -> PartitionMeta {
+        PartitionMeta {
             leader: 1,
             leader_epoch: 5,
             log_start_offset: 0,
             epoch_start_offsets: vec![(1, 10), (3, 30), (5, 50)],
-            committed_end: 0,
+            committed_end,
             extents: Vec::new(),
             ongoing_txns: BTreeMap::new(),
             aborted_txns: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn end_offset_for_epoch_answers_like_kafka() {
+        let p = three_epochs(0);
         assert_eq!(p.end_offset_for_epoch(0, 99), None);
         assert_eq!(p.end_offset_for_epoch(1, 99), Some((1, 30)));
         assert_eq!(p.end_offset_for_epoch(2, 99), Some((1, 30)));
@@ -1825,17 +1831,7 @@ mod tests {
 
     #[test]
     fn only_offsets_committed_while_an_epoch_led_count_as_its_writes() {
-        // Epoch 1 wrote [10, 30), epoch 3 [30, 50), epoch 5 from 50 on.
-        let p = PartitionMeta {
-            leader: 1,
-            leader_epoch: 5,
-            log_start_offset: 0,
-            epoch_start_offsets: vec![(1, 10), (3, 30), (5, 50)],
-            committed_end: 60,
-            extents: Vec::new(),
-            ongoing_txns: BTreeMap::new(),
-            aborted_txns: Vec::new(),
-        };
+        let p = three_epochs(60);
         assert!(p.committed_in_epoch(1, 30));
         assert!(p.committed_in_epoch(3, 31));
         assert!(p.committed_in_epoch(3, 50));

@@ -451,19 +451,19 @@ impl Wal {
             else {
                 return Ok(());
             };
-            let moved = p.leader != broker.broker_id || p.leader_epoch != leader_epoch;
-            if !moved && p.committed_end >= upto {
-                return Ok(());
-            }
-            if moved {
-                // Committed before the move, or fenced at commit: only the
-                // epoch history tells. `committed_end` alone would count
-                // the next leader's writes at these offsets as ours.
+            if p.leader != broker.broker_id || p.leader_epoch != leader_epoch {
+                // Moved: committed before the move, or fenced at commit
+                // (never to commit here). Only the epoch history tells;
+                // `committed_end` alone would count the next leader's
+                // writes at these offsets as ours.
                 return if p.committed_in_epoch(leader_epoch, upto) {
                     Ok(())
                 } else {
                     Err(WalError::NotLeader)
                 };
+            }
+            if p.committed_end >= upto {
+                return Ok(());
             }
             if self.closed.load(Ordering::Relaxed) {
                 return Err(WalError::Closed);
