@@ -619,10 +619,7 @@ impl Broker {
     }
 
     /// Append the batches of one extent at or past offset `from` to a
-    /// partition's local log, reading the object in windows of
-    /// `window` bytes ([`REBUILD_WINDOW`]; a whole batch when one is
-    /// larger): memory stays bounded however long the extent is (a
-    /// local-mode extent can span a whole segment).
+    /// partition's local log, in windows ([`Broker::extent_windows`]).
     pub(crate) async fn rebuild_extent(
         &self,
         log: &crate::log::partition::PartitionLog,
@@ -630,6 +627,25 @@ impl Broker {
         from: i64,
         cfg: &crate::log::LogConfig,
         window: u64,
+    ) -> Result<(), BrokerError> {
+        self.extent_windows(e, from, window, |batches| {
+            log.append_committed(batches, cfg)
+                .map_err(|err| BrokerError::Io(std::io::Error::other(err.to_string())))
+        })
+        .await
+    }
+
+    /// Hand `each` the whole batches of one extent at or past offset
+    /// `from`, in order, reading the object in windows of `window` bytes
+    /// ([`REBUILD_WINDOW`]; a whole batch when one is larger): memory stays
+    /// bounded however long the extent is (a segment extent, or a
+    /// local-mode extent, can span a whole segment).
+    async fn extent_windows(
+        &self,
+        e: &crate::meta::tier::Extent,
+        from: i64,
+        window: u64,
+        mut each: impl FnMut(&[u8]) -> Result<(), BrokerError>,
     ) -> Result<(), BrokerError> {
         use crate::log::batch::{BatchHeader, HEADER_LEN};
         let store = self.reader.store();
@@ -682,8 +698,7 @@ impl Broker {
                 }
             }
             if skip < used {
-                log.append_committed(&buf[skip..used], cfg)
-                    .map_err(|err| BrokerError::Io(std::io::Error::other(err.to_string())))?;
+                each(&buf[skip..used])?;
             }
             pos += used as u64;
         }
@@ -1269,14 +1284,15 @@ impl Broker {
             .await
             .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))??;
         if let Some(i) = last_segment {
-            let bytes = self.reader.extent_bytes(&pm.extents[i]).await?;
-            ph.log.observe_producers(&bytes);
+            self.extent_windows(&pm.extents[i], 0, REBUILD_WINDOW, |batches| {
+                ph.log.observe_producers(batches);
+                Ok(())
+            })
+            .await?;
         }
         for e in pm.extents.iter().filter(|e| e.end_offset > tail_start) {
-            let bytes = self.reader.extent_bytes(e).await?;
-            ph.log
-                .append_committed(&bytes, &h.log_config)
-                .map_err(|e| BrokerError::Io(std::io::Error::other(e.to_string())))?;
+            self.rebuild_extent(&ph.log, e, tail_start, &h.log_config, REBUILD_WINDOW)
+                .await?;
         }
         ph.log.set_open_txns(&pm.ongoing_txns);
         Ok(())
